@@ -1,0 +1,111 @@
+//! One upstream answer for one place and time. Entries are immutable and shared (`Arc`) between
+//! the shared store and every user that copied them, so a copy costs a pointer.
+
+use crate::geo::{js_round, CellId, LatLon};
+
+/// Milliseconds since the Unix epoch, on the service clock.
+pub type Millis = i64;
+
+/// What the provider reported, in canonical units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Short condition such as `"Clouds"`; `"Unknown"` when the provider gave none.
+    pub condition: String,
+    /// Unrounded Celsius, as received.
+    pub celsius: f64,
+}
+
+/// What callers display: rounded once, from the unrounded value, so that °F is not derived from
+/// an already rounded °C (20.6 °C is 21 °C and 69 °F, not 70 °F).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub condition: String,
+    pub temp_c: f64,
+    pub temp_f: f64,
+}
+
+impl Summary {
+    pub fn from_observation(obs: Observation) -> Summary {
+        Summary {
+            temp_c: js_round(obs.celsius),
+            temp_f: js_round(obs.celsius * 9.0 / 5.0 + 32.0),
+            condition: obs.condition,
+        }
+    }
+}
+
+/// Where an entry stands in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Freshness {
+    /// Past the stale window: as good as absent.
+    Expired,
+    /// Past `expires_at`, still servable while a refresh runs.
+    Stale,
+    Fresh,
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub cell: CellId,
+    /// The cell's text key, formatted once (events and `meta` show it).
+    pub key: Box<str>,
+    /// The (rounded) location the upstream was asked about; proximity is measured from here.
+    pub location: LatLon,
+    pub celsius: f64,
+    pub summary: Summary,
+    pub fetched_at: Millis,
+    pub expires_at: Millis,
+    pub stale_until: Millis,
+}
+
+impl Entry {
+    pub fn freshness(&self, now: Millis) -> Freshness {
+        if self.expires_at > now {
+            Freshness::Fresh
+        } else if self.stale_until > now {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
+    pub fn age(&self, now: Millis) -> Millis {
+        (now - self.fetched_at).max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(celsius: f64) -> Summary {
+        Summary::from_observation(Observation { condition: "Clear".into(), celsius })
+    }
+
+    #[test]
+    fn fahrenheit_comes_from_unrounded_celsius() {
+        let s = summary(20.6);
+        assert_eq!((s.temp_c, s.temp_f), (21.0, 69.0));
+        assert_eq!((summary(-40.0).temp_c, summary(-40.0).temp_f), (-40.0, -40.0));
+        assert_eq!(summary(-0.4).temp_c.to_bits(), 0f64.to_bits(), "no -0 °C");
+        assert_eq!(summary(-17.5).temp_c, -17.0, "ties round up like Math.round");
+    }
+
+    #[test]
+    fn freshness_follows_the_clock() {
+        let e = Entry {
+            cell: CellId { row: 0, col: 0 },
+            key: "0.00000:0.00000".into(),
+            location: LatLon::new(0.0, 0.0),
+            celsius: 1.0,
+            summary: summary(1.0),
+            fetched_at: 1_000,
+            expires_at: 2_000,
+            stale_until: 3_000,
+        };
+        assert_eq!(e.freshness(1_999), Freshness::Fresh);
+        assert_eq!(e.freshness(2_000), Freshness::Stale);
+        assert_eq!(e.freshness(3_000), Freshness::Expired);
+        assert_eq!(e.age(1_500), 500);
+    }
+}

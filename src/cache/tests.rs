@@ -1,0 +1,158 @@
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use super::*;
+use crate::geo::{distance_km, normalize_lon, Grid, LatLon};
+use crate::test_support::Rng;
+
+fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {
+    let location = LatLon::new(lat, lon);
+    let cell = grid.cell_of(location);
+    Arc::new(Entry {
+        cell,
+        key: grid.key(cell).into(),
+        location,
+        celsius: 10.0,
+        summary: Summary::from_observation(Observation { condition: "Clear".into(), celsius: 10.0 }),
+        fetched_at,
+        expires_at: fetched_at + 600_000,
+        stale_until: fetched_at + 7_200_000,
+    })
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+fn ignore(_: f64, _: bool) {}
+
+#[test]
+fn shared_prefers_fresh_then_nearest() {
+    let grid = Grid::new(0.045);
+    let mut shared = SharedCache::new(nz(10));
+    let stale_near = entry(&grid, 10.0, 10.0, 0);
+    let fresh_far = entry(&grid, 10.03, 10.03, 700_000);
+    let fresh_near = entry(&grid, 10.0, 10.09, 700_000);
+    for e in [&stale_near, &fresh_far, &fresh_near] {
+        shared.insert(e.clone());
+    }
+    let now = 800_000;
+    let found = shared.find(&grid, LatLon::new(10.0, 10.06), 5.0, now, &mut ignore).unwrap();
+    assert!(Arc::ptr_eq(&found.entry, &fresh_near));
+    assert_eq!(found.freshness, Freshness::Fresh);
+    let found = shared.find(&grid, LatLon::new(10.0, 10.0), 5.0, now, &mut ignore).unwrap();
+    assert!(Arc::ptr_eq(&found.entry, &fresh_far), "fresh at 4.7 km beats stale at 0 km");
+    assert!(shared.find(&grid, LatLon::new(10.0, 10.0), 5.0, 8_000_000, &mut ignore).is_none(), "expired");
+}
+
+#[test]
+fn shared_evicts_least_recently_used() {
+    let grid = Grid::new(0.045);
+    let mut shared = SharedCache::new(nz(2));
+    let (a, b, c) = (entry(&grid, 0.0, 0.0, 0), entry(&grid, 1.0, 1.0, 0), entry(&grid, 2.0, 2.0, 0));
+    shared.insert(a.clone());
+    shared.insert(b.clone());
+    assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some()); // a is now the most recent
+    shared.insert(c.clone());
+    assert_eq!(shared.len(), 2);
+    assert!(shared.find(&grid, b.location, 1.0, 0, &mut ignore).is_none(), "b was evicted");
+    assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some());
+    assert!(shared.find(&grid, c.location, 1.0, 0, &mut ignore).is_some());
+}
+
+#[test]
+fn shared_keeps_one_entry_per_cell() {
+    let grid = Grid::new(0.045);
+    let mut shared = SharedCache::new(nz(10));
+    shared.insert(entry(&grid, 10.0, 10.0, 0));
+    let newer = entry(&grid, 10.001, 10.001, 1_000);
+    shared.insert(newer.clone());
+    assert_eq!(shared.len(), 1);
+    let found = shared.find(&grid, LatLon::new(10.0, 10.0), 5.0, 2_000, &mut ignore).unwrap();
+    assert!(Arc::ptr_eq(&found.entry, &newer));
+}
+
+/// Whatever the grid and radius, the store finds exactly what a scan of every entry finds.
+#[test]
+fn shared_lookup_matches_brute_force() {
+    let mut rng = Rng::new(42);
+    for &(deg, radius_km) in &[(0.045, 5.0), (0.1, 10.0), (0.045, 1.0), (0.5, 150.0), (0.001, 20.0)] {
+        let grid = Grid::new(deg);
+        let mut shared = SharedCache::new(nz(100_000));
+        let mut all = Vec::new();
+        for _ in 0..2_000 {
+            let lat = match rng.below(3) {
+                0 => rng.range(85.0, 90.0) * rng.sign(),
+                _ => rng.range(-90.0, 90.0),
+            };
+            let lon = match rng.below(3) {
+                0 => rng.range(179.0, 180.0) * rng.sign(),
+                _ => rng.range(-180.0, 180.0),
+            };
+            let e = entry(&grid, lat, lon, 0);
+            shared.insert(e.clone());
+            all.retain(|old: &Arc<Entry>| old.cell != e.cell);
+            all.push(e);
+        }
+        for _ in 0..1_000 {
+            // Query next to a stored entry, so most queries have candidates.
+            let near = &all[rng.below(all.len() as u64) as usize];
+            let reach = radius_km / 111.0;
+            let p = LatLon::new(
+                (near.location.lat + rng.range(-reach, reach)).clamp(-90.0, 90.0),
+                normalize_lon(near.location.lon + rng.range(-reach, reach)),
+            );
+            let expected = all.iter().filter(|e| distance_km(p, e.location) <= radius_km).count();
+            let mut seen_within = 0;
+            let found = shared.find(&grid, p, radius_km, 0, &mut |_, within| seen_within += within as usize);
+            assert_eq!(seen_within, expected, "g={deg} r={radius_km} p={p:?}");
+            assert_eq!(found.is_some(), expected > 0);
+            if let Some(found) = found {
+                let nearest = all.iter().map(|e| distance_km(p, e.location)).fold(f64::INFINITY, f64::min);
+                assert_eq!(found.distance, nearest);
+            }
+        }
+    }
+}
+
+#[test]
+fn users_keep_their_newest_entries() {
+    let grid = Grid::new(0.045);
+    let mut users = UserCache::new(nz(10), nz(2));
+    let (a, b, c) = (entry(&grid, 0.0, 0.0, 0), entry(&grid, 1.0, 1.0, 0), entry(&grid, 2.0, 2.0, 0));
+    users.remember("u", a.clone());
+    users.remember("u", b.clone());
+    users.remember("u", c.clone());
+    assert!(users.find("u", a.location, 1.0, 0, &mut ignore).is_none(), "capacity 2 dropped the oldest");
+    assert!(users.find("u", b.location, 1.0, 0, &mut ignore).is_some());
+    assert!(users.find("u", c.location, 1.0, 0, &mut ignore).is_some());
+    assert!(users.find("other", c.location, 1.0, 0, &mut ignore).is_none());
+    assert!(users.forget("u"));
+    assert!(users.find("u", c.location, 1.0, 0, &mut ignore).is_none());
+}
+
+#[test]
+fn one_entry_per_user_by_default() {
+    let grid = Grid::new(0.045);
+    let mut users = UserCache::new(nz(10), nz(1));
+    let (a, b) = (entry(&grid, 0.0, 0.0, 0), entry(&grid, 1.0, 1.0, 0));
+    users.remember("u", a.clone());
+    users.remember("u", b.clone());
+    assert!(users.find("u", a.location, 1.0, 0, &mut ignore).is_none());
+    assert!(users.find("u", b.location, 1.0, 0, &mut ignore).is_some());
+}
+
+#[test]
+fn users_are_bounded() {
+    let grid = Grid::new(0.045);
+    let mut users = UserCache::new(nz(3), nz(1));
+    let e = entry(&grid, 0.0, 0.0, 0);
+    for id in ["a", "b", "c"] {
+        users.remember(id, e.clone());
+    }
+    assert!(users.find("a", e.location, 1.0, 0, &mut ignore).is_some()); // a is now recent
+    users.remember("d", e.clone());
+    assert_eq!(users.len(), 3);
+    assert!(users.find("b", e.location, 1.0, 0, &mut ignore).is_none(), "b was the least recent");
+    assert!(users.find("a", e.location, 1.0, 0, &mut ignore).is_some());
+}
