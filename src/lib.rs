@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod geo;
+pub mod provider;
 
 #[cfg(test)]
 mod test_support;
