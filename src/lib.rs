@@ -1,7 +1,12 @@
 //! weather-cache: a proximity-aware weather cache in front of OpenWeather One Call 3.0, exposed
 //! to Node.js through napi-rs.
+//!
+//! The pipeline, one module per stage: `geo` (grid keys, haversine, neighbour search) →
+//! `cache` (per-user and shared stores) → `engine` (lookup order, coalescing, SWR, backoff,
+//! clock) → `provider` (upstream clients). `binding` is the thin napi layer on top.
 
 pub mod cache;
+pub mod engine;
 pub mod geo;
 pub mod provider;
 

@@ -35,8 +35,6 @@ impl Nearby {
     }
 
     fn iter(&self) -> impl Iterator<Item = CellId> + '_ {
-        self.spans
-            .iter()
-            .flat_map(|(row, cols)| cols.clone().map(move |col| CellId { row: *row, col }))
+        self.spans.iter().flat_map(|(row, cols)| cols.clone().map(move |col| CellId { row: *row, col }))
     }
 }

@@ -91,9 +91,7 @@ impl Grid {
             };
             match wrapped {
                 None => visit(row, self.col_of(row, west)..=self.col_of(row, east)),
-                Some((east_start, west_end)) if west_end + 1 >= east_start => {
-                    visit(row, first_col..=last_col)
-                }
+                Some((east_start, west_end)) if west_end + 1 >= east_start => visit(row, first_col..=last_col),
                 Some((east_start, west_end)) => {
                     visit(row, east_start..=last_col);
                     visit(row, first_col..=west_end);

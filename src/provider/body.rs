@@ -11,9 +11,7 @@ pub async fn read_bounded(
     max_bytes: u64,
     redactor: &Redactor,
 ) -> Result<Vec<u8>, ProviderError> {
-    let too_large = || ProviderError::InvalidResponse {
-        message: format!("response body exceeds {max_bytes} bytes"),
-    };
+    let too_large = || ProviderError::InvalidResponse { message: format!("response body exceeds {max_bytes} bytes") };
     if response.content_length().is_some_and(|len| len > max_bytes) {
         return Err(too_large());
     }

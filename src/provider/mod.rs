@@ -35,9 +35,17 @@ pub enum ProviderError {
     NoApiKey,
     /// HTTP 429 (or a body saying `cod: 429`). `retry_after` is the server's Retry-After as a
     /// delay from now, when it sent a usable one.
-    RateLimited { retry_after: Option<Duration> },
-    Status { status: u16 },
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    Status {
+        status: u16,
+    },
     Timeout,
-    Network { message: String },
-    InvalidResponse { message: String },
+    Network {
+        message: String,
+    },
+    InvalidResponse {
+        message: String,
+    },
 }

@@ -189,22 +189,45 @@ mod tests {
 
     #[test]
     fn rejects_bodies_without_a_reading() {
-        for body in [&b"not json"[..], b"[]", b"{}", br#"{"current":{}}"#, br#"{"current":{"temp":"20"}}"#, br#"{"current":{"temp":null}}"#] {
-            assert!(matches!(parse_current(body), Err(ProviderError::InvalidResponse { .. })), "{}", String::from_utf8_lossy(body));
+        for body in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"current":{}}"#,
+            br#"{"current":{"temp":"20"}}"#,
+            br#"{"current":{"temp":null}}"#,
+        ] {
+            assert!(
+                matches!(parse_current(body), Err(ProviderError::InvalidResponse { .. })),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn error_objects_in_the_body() {
-        assert_eq!(parse_current(br#"{"cod":429,"message":"slow down"}"#), Err(ProviderError::RateLimited { retry_after: None }));
-        assert_eq!(parse_current(br#"{"cod":"429","message":"slow down"}"#), Err(ProviderError::RateLimited { retry_after: None }));
-        assert_eq!(parse_current(br#"{"cod":"401","message":"Invalid API key"}"#), Err(ProviderError::Status { status: 401 }));
+        assert_eq!(
+            parse_current(br#"{"cod":429,"message":"slow down"}"#),
+            Err(ProviderError::RateLimited { retry_after: None })
+        );
+        assert_eq!(
+            parse_current(br#"{"cod":"429","message":"slow down"}"#),
+            Err(ProviderError::RateLimited { retry_after: None })
+        );
+        assert_eq!(
+            parse_current(br#"{"cod":"401","message":"Invalid API key"}"#),
+            Err(ProviderError::Status { status: 401 })
+        );
     }
 
     #[test]
     fn endpoint_keeps_a_path_prefix() {
         assert_eq!(endpoint("http://127.0.0.1:9/").unwrap().as_str(), "http://127.0.0.1:9/data/3.0/onecall");
-        assert_eq!(endpoint("https://example.com/proxy/").unwrap().as_str(), "https://example.com/proxy/data/3.0/onecall");
+        assert_eq!(
+            endpoint("https://example.com/proxy/").unwrap().as_str(),
+            "https://example.com/proxy/data/3.0/onecall"
+        );
         for bad in ["", "127.0.0.1:80", "ftp://x", "http://u:p@x", "http://x/?a=1", "mailto:a@b"] {
             assert!(endpoint(bad).is_err(), "{bad}");
         }

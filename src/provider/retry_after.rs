@@ -12,9 +12,7 @@ pub fn parse_retry_after(value: &str, server_date: Option<&str>) -> Option<Durat
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX / 1_000_000)));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    let reference = server_date
-        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
-        .unwrap_or_else(SystemTime::now);
+    let reference = server_date.and_then(|d| httpdate::parse_http_date(d.trim()).ok()).unwrap_or_else(SystemTime::now);
     Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
 }
 

@@ -1,6 +1,6 @@
 //! Helpers for `cargo test`: a seeded random generator and a loopback OpenWeather server.
 
-
+pub mod upstream;
 
 /// SplitMix64: tiny, seeded and reproducible, so a failing property test can be replayed.
 pub struct Rng(u64);
@@ -32,6 +32,10 @@ impl Rng {
     }
 
     pub fn sign(&mut self) -> f64 {
-        if self.next_u64() & 1 == 0 { 1.0 } else { -1.0 }
+        if self.next_u64() & 1 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
     }
 }

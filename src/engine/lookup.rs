@@ -1,0 +1,299 @@
+//! The order of decisions for one request.
+//!
+//! 1. The user's own entries, then the shared store (the cell and every neighbour the radius
+//!    reaches): a fresh entry within `proximity_km` is a hit.
+//! 2. A stale entry (past `expires_at`, inside the stale window) is served at once, and one
+//!    background refresh of its area starts unless a fetch that covers it is already running.
+//! 3. Otherwise the request needs the network: it joins a running fetch whose location is
+//!    within the radius, or, unless the provider or the area is cooling down, starts one.
+//! `forceRefresh` and warmups skip 1-2 for entries older than `min_refresh_interval_ms`.
+
+use std::sync::Arc;
+
+use super::error::RequestError;
+use super::events::{Event, EventSink, Level, Scope};
+use super::singleflight::Ticket;
+use super::{Begin, Inner, State};
+use crate::cache::{Entry, Found, Freshness};
+use crate::geo::{round_location, LatLon};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Fetch unless the covering entry is younger than the minimum refresh interval.
+    ForceRefresh,
+    /// Make sure a fresh entry exists: a fresh or recent entry is enough, otherwise fetch.
+    Warmup,
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct Request<'a> {
+    pub user: &'a str,
+    pub at: LatLon,
+    pub mode: Mode,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    StaleCache,
+    Network,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::StaleCache => "stale-cache",
+            Source::Network => "network",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub entry: Arc<Entry>,
+    pub source: Source,
+}
+
+/// An entry that can answer the request, and which store it came from.
+struct Covering {
+    found: Found,
+    scope: Scope,
+}
+
+/// A request waiting for a flight.
+pub struct Pending {
+    ticket: Ticket,
+    inner: Arc<Inner>,
+    user: Box<str>,
+    at: LatLon,
+    /// The request that started the flight receives the flight's own events.
+    initiator: bool,
+}
+
+/// How a pending request ended, with the events its caller should log.
+pub struct Reply {
+    pub result: Result<Served, RequestError>,
+    pub events: Vec<Event>,
+}
+
+impl Pending {
+    pub async fn wait(self) -> Reply {
+        let landing = self.ticket.landed().await;
+        let events = if self.initiator { landing.events.clone() } else { Vec::new() };
+        let result = match &landing.result {
+            Ok(entry) => Ok(Served { entry: entry.clone(), source: Source::Network }),
+            Err(error) => self.inner.stale_if_error(&self.user, self.at, error.clone()),
+        };
+        Reply { result, events }
+    }
+}
+
+/// Sink for lookups whose events nobody wants.
+struct Quiet;
+
+impl EventSink for Quiet {
+    fn enabled(&self, _: Level) -> bool {
+        false
+    }
+    fn emit(&mut self, _: Event) {}
+}
+
+impl Inner {
+    pub(super) fn begin(self: &Arc<Self>, request: Request<'_>, sink: &mut impl EventSink) -> Begin {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Begin::Ready(Err(RequestError::Closed));
+        }
+        self.counters.requests.inc();
+        let now = self.clock.now();
+        if sink.enabled(Level::Debug) {
+            let key = self.grid.key(self.grid.cell_of(request.at));
+            sink.emit(Event::Attempted { user: request.user.into(), key, at: request.at });
+        }
+        let mut state = self.lock();
+        let covering = self.covering(&mut state, request.user, request.at, now, sink);
+        if let Some(covering) = covering {
+            let entry = &covering.found.entry;
+            let fresh = covering.found.freshness == Freshness::Fresh;
+            let recent = entry.age(now) < self.config.min_refresh_interval_ms as i64;
+            let serve = match request.mode {
+                Mode::Normal => true,
+                Mode::Warmup => fresh || recent,
+                Mode::ForceRefresh => recent,
+            };
+            if serve {
+                if request.mode != Mode::Normal && !fresh || request.mode == Mode::ForceRefresh {
+                    skipped_min_interval(sink, entry, now);
+                }
+                if !fresh {
+                    self.revalidate(&mut state, entry.clone(), request, now, sink);
+                }
+                return Begin::Ready(Ok(self.serve(&mut state, covering, request.user, now, sink)));
+            }
+            return self.network(state, request, Some(covering), now, sink);
+        }
+        self.network(state, request, None, now, sink)
+    }
+
+    /// The best entry for the request: the user's own if fresh, else the better of the user's
+    /// and the shared store's (fresh beats stale, then nearest; the user's wins ties).
+    fn covering(
+        &self,
+        state: &mut State,
+        user: &str,
+        p: LatLon,
+        now: i64,
+        sink: &mut impl EventSink,
+    ) -> Option<Covering> {
+        let radius = self.config.proximity_km;
+        let debug = sink.enabled(Level::Debug);
+        let mut seen = |distance_km: f64, _within: bool| {
+            if debug {
+                sink.emit(Event::Distance { distance_km, within_km: radius });
+            }
+        };
+        let own = state.users.find(user, p, radius, now, &mut seen);
+        if let Some(found) = own.as_ref().filter(|f| f.freshness == Freshness::Fresh) {
+            return Some(Covering { found: found.clone(), scope: Scope::User });
+        }
+        let shared = state.shared.find(&self.grid, p, radius, now, &mut seen);
+        match (own, shared) {
+            (Some(own), Some(shared)) if shared.better_than(&own) => {
+                Some(Covering { found: shared, scope: Scope::Shared })
+            }
+            (Some(own), _) => Some(Covering { found: own, scope: Scope::User }),
+            (None, Some(shared)) => Some(Covering { found: shared, scope: Scope::Shared }),
+            (None, None) => None,
+        }
+    }
+
+    /// Answers from the cache; an entry found in the shared store is copied to the user's.
+    fn serve(&self, state: &mut State, covering: Covering, user: &str, now: i64, sink: &mut impl EventSink) -> Served {
+        let Covering { found, scope } = covering;
+        let stale = found.freshness != Freshness::Fresh;
+        match (stale, scope) {
+            (true, _) => self.counters.stale_hits.inc(),
+            (false, Scope::User) => self.counters.user_hits.inc(),
+            (false, Scope::Shared) => self.counters.shared_hits.inc(),
+        }
+        if scope == Scope::Shared {
+            state.users.remember(user, found.entry.clone());
+        }
+        if sink.enabled(Level::Debug) {
+            let (key, age_ms) = (found.entry.key.to_string(), found.entry.age(now));
+            sink.emit(Event::Hit { stale, user: user.into(), key, age_ms, scope });
+        }
+        Served { source: if stale { Source::StaleCache } else { Source::Cache }, entry: found.entry }
+    }
+
+    /// Stale-while-revalidate: one background refresh per stale area, never for an entry
+    /// younger than the minimum interval, never against a cooldown, and never while a fetch
+    /// that covers the request is running (the user joins that one's result instead).
+    fn revalidate(
+        self: &Arc<Self>,
+        state: &mut State,
+        entry: Arc<Entry>,
+        request: Request<'_>,
+        now: i64,
+        sink: &mut impl EventSink,
+    ) {
+        if entry.age(now) < self.config.min_refresh_interval_ms as i64 {
+            if request.mode == Mode::Normal {
+                skipped_min_interval(sink, &entry, now);
+            }
+            return;
+        }
+        if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
+            flight.joiners.push(request.user.into());
+            return;
+        }
+        if self.refusal(state, entry.location, now).is_some() {
+            return;
+        }
+        self.counters.background_refreshes.inc();
+        self.launch(state, entry.location, Some(request.user), true);
+    }
+
+    /// The request needs the network: join a covering flight, or start one unless refused.
+    /// During a cooldown an entry that covers the request (a forced refresh's) is served.
+    fn network(
+        self: &Arc<Self>,
+        mut state: std::sync::MutexGuard<'_, State>,
+        request: Request<'_>,
+        covering: Option<Covering>,
+        now: i64,
+        sink: &mut impl EventSink,
+    ) -> Begin {
+        let debug = sink.enabled(Level::Debug);
+        if self.config.coalesce {
+            if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
+                flight.joiners.push(request.user.into());
+                flight.waiters += 1;
+                self.counters.coalesced.inc();
+                if debug {
+                    let (key, waiters) = (flight.key.clone(), flight.waiters);
+                    sink.emit(Event::Coalesced { user: request.user.into(), key, waiters });
+                }
+                return Begin::Pending(self.pending(flight.ticket(), request, false));
+            }
+        }
+        if let Some(refusal) = self.refusal(&mut state, request.at, now) {
+            if let Some(covering) = covering {
+                return Begin::Ready(Ok(self.serve(&mut state, covering, request.user, now, sink)));
+            }
+            self.counters.rejected.inc();
+            return Begin::Ready(Err(refusal));
+        }
+        self.counters.misses.inc();
+        let location = round_location(request.at, self.config.coordinate_decimals);
+        if debug {
+            let key = self.grid.key(self.grid.cell_of(request.at));
+            sink.emit(Event::Miss { user: request.user.into(), key });
+        }
+        let (ticket, key) = self.launch(&mut state, location, Some(request.user), false);
+        if debug {
+            sink.emit(Event::Sent { provider: self.provider.name(), key, at: location });
+        }
+        Begin::Pending(self.pending(ticket, request, true))
+    }
+
+    /// Why no upstream request may be made for `p` now, if one may not.
+    fn refusal(&self, state: &mut State, p: LatLon, now: i64) -> Option<RequestError> {
+        if let Err(error) = self.provider.ready() {
+            return Some(RequestError::from_provider(error));
+        }
+        if let Some(left) = state.rate_limit.remaining(now) {
+            return Some(RequestError::RateLimited { retry_after_ms: left });
+        }
+        state.cooldowns.active(&self.grid, p, self.config.proximity_km, now).map(|(error, _)| error)
+    }
+
+    fn pending(self: &Arc<Self>, ticket: Ticket, request: Request<'_>, initiator: bool) -> Pending {
+        Pending { ticket, inner: self.clone(), user: request.user.into(), at: request.at, initiator }
+    }
+
+    /// Stale-if-error: a failed fetch is answered from any entry that still covers the request.
+    fn stale_if_error(&self, user: &str, p: LatLon, error: RequestError) -> Result<Served, RequestError> {
+        if error == RequestError::Closed || self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(RequestError::Closed);
+        }
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let Some(covering) = self.covering(&mut state, user, p, now, &mut Quiet) else {
+            return Err(error);
+        };
+        self.counters.stale_if_error.inc();
+        if covering.scope == Scope::Shared {
+            state.users.remember(user, covering.found.entry.clone());
+        }
+        let fresh = covering.found.freshness == Freshness::Fresh;
+        Ok(Served { source: if fresh { Source::Cache } else { Source::StaleCache }, entry: covering.found.entry })
+    }
+}
+
+fn skipped_min_interval(sink: &mut impl EventSink, entry: &Entry, now: i64) {
+    if sink.enabled(Level::Debug) {
+        sink.emit(Event::SkippedMinInterval { key: entry.key.to_string(), since_last_ms: entry.age(now) });
+    }
+}

@@ -1,0 +1,152 @@
+//! Coalescing, after Go's `x/sync/singleflight`: at most one upstream fetch per area at a time,
+//! and its result broadcast to everyone who asked meanwhile.
+//!
+//! Unlike a key-based singleflight, "the same call" is spatial: a request joins a flight when
+//! the flight's location is within the proximity radius, i.e. when the result is certain to be
+//! a cache hit for it. The fetch runs as its own task, so a waiter that gives up (an aborted
+//! signal) never cancels it for the others; the result still fills the cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::error::RequestError;
+use super::events::Event;
+use crate::cache::{Entry, Nearby};
+use crate::geo::{distance_km, CellId, Grid, LatLon};
+
+/// What a flight delivers to its waiters.
+#[derive(Debug)]
+pub struct Landing {
+    pub result: Result<Arc<Entry>, RequestError>,
+    /// Events of the fetch itself (rate limit, error, backoff), for the initiator to log.
+    pub events: Vec<Event>,
+}
+
+/// A flight in progress, as the table sees it.
+#[derive(Debug)]
+pub struct Flight {
+    pub id: u64,
+    pub key: String,
+    /// Rounded location sent upstream; the entry will live here.
+    pub location: LatLon,
+    /// Users whose per-user cache receives the result (initiator and every joiner).
+    pub joiners: Vec<Box<str>>,
+    /// Requests waiting on it (the initiator counts; a background refresh has none).
+    pub waiters: usize,
+    landing: watch::Receiver<Option<Arc<Landing>>>,
+}
+
+impl Flight {
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.landing.clone())
+    }
+}
+
+/// The right to learn how a flight landed.
+#[derive(Debug)]
+pub struct Ticket(watch::Receiver<Option<Arc<Landing>>>);
+
+impl Ticket {
+    pub async fn landed(mut self) -> Arc<Landing> {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(landing) => landing.clone().expect("waited for Some"),
+            // The flight task's guard publishes before the sender can drop (even on panic or
+            // runtime shutdown); this arm exists so that no path leaves a waiter pending forever.
+            Err(_) => Arc::new(Landing { result: Err(RequestError::Closed), events: Vec::new() }),
+        }
+    }
+}
+
+/// Held by the task that performs a flight: the only way to publish its landing.
+#[derive(Debug)]
+pub struct Takeoff {
+    pub id: u64,
+    pub cell: CellId,
+    pub key: String,
+    pub location: LatLon,
+    sender: watch::Sender<Option<Arc<Landing>>>,
+}
+
+impl Takeoff {
+    pub fn publish(self, landing: Landing) {
+        // No receiver left (every waiter gave up) is fine: the cache was filled already.
+        let _ = self.sender.send(Some(Arc::new(landing)));
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FlightTable {
+    by_cell: HashMap<CellId, Vec<Flight>>,
+    count: usize,
+    next_id: u64,
+    nearby: Nearby,
+}
+
+impl FlightTable {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The nearest flight whose location is within `radius_km` of `p`.
+    pub fn find(&mut self, grid: &Grid, p: LatLon, radius_km: f64) -> Option<&mut Flight> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut best: Option<(CellId, usize, f64)> = None;
+        let mut consider = |cell: CellId, flights: &Vec<Flight>| {
+            for (index, flight) in flights.iter().enumerate() {
+                let distance = distance_km(p, flight.location);
+                if distance <= radius_km && best.is_none_or(|(_, _, d)| distance < d) {
+                    best = Some((cell, index, distance));
+                }
+            }
+        };
+        let by_cell = &self.by_cell;
+        match self.nearby.cells(grid, p, radius_km, by_cell.len()) {
+            Some(cells) => cells.for_each(|cell| {
+                if let Some(flights) = by_cell.get(&cell) {
+                    consider(cell, flights)
+                }
+            }),
+            None => by_cell.iter().for_each(|(cell, flights)| consider(*cell, flights)),
+        }
+        let (cell, index, _) = best?;
+        self.by_cell.get_mut(&cell).map(|flights| &mut flights[index])
+    }
+
+    /// Registers a new flight; the caller must hand the `Takeoff` to the task that fetches.
+    pub fn start(&mut self, grid: &Grid, location: LatLon, joiner: Option<&str>) -> (Takeoff, Ticket) {
+        let cell = grid.cell_of(location);
+        let key = grid.key(cell);
+        self.next_id += 1;
+        let (sender, landing) = watch::channel(None);
+        let ticket = Ticket(landing.clone());
+        let flight = Flight {
+            id: self.next_id,
+            key: key.clone(),
+            location,
+            joiners: joiner.map(Box::from).into_iter().collect(),
+            waiters: usize::from(joiner.is_some()),
+            landing,
+        };
+        self.by_cell.entry(cell).or_default().push(flight);
+        self.count += 1;
+        (Takeoff { id: self.next_id, cell, key, location, sender }, ticket)
+    }
+
+    /// Removes a flight as it lands. The caller stores the result in the caches under the same
+    /// lock, so that a request arriving meanwhile sees either the flight or the entry, never
+    /// neither (which would start a duplicate fetch).
+    pub fn land(&mut self, takeoff: &Takeoff) -> Option<Flight> {
+        let flights = self.by_cell.get_mut(&takeoff.cell)?;
+        let index = flights.iter().position(|f| f.id == takeoff.id)?;
+        let flight = flights.swap_remove(index);
+        if flights.is_empty() {
+            self.by_cell.remove(&takeoff.cell);
+        }
+        self.count -= 1;
+        Some(flight)
+    }
+}

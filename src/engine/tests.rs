@@ -1,0 +1,629 @@
+//! Engine behaviour over real HTTP (the loopback server in `test_support`), on a manual clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::geo::LatLon;
+use crate::provider::{OpenWeather, OpenWeatherConfig};
+use crate::test_support::upstream::{json, weather, Answer, Upstream};
+use crate::test_support::Rng;
+
+const KEY: &str = "test-key-5f3a9c";
+
+struct Harness {
+    engine: Engine,
+    upstream: Upstream,
+}
+
+fn config(adjust: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::preset(Preset::Resilient);
+    config.clock = ClockKind::Manual;
+    config.jitter_ratio = 0.0;
+    config.log_level = Level::Trace;
+    adjust(&mut config);
+    config.validate().unwrap();
+    config
+}
+
+async fn harness_with(config: Config, upstream: Upstream, background: Option<BackgroundEvents>) -> Harness {
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: Some(KEY.into()),
+        base_url: upstream.url(),
+        coordinate_decimals: config.coordinate_decimals,
+        request_timeout: Duration::from_millis(500),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let engine = Engine::new(config, Arc::new(provider), tokio::runtime::Handle::current(), background);
+    Harness { engine, upstream }
+}
+
+/// An upstream answering every request with 20.6 °C "Clouds".
+async fn harness(adjust: impl FnOnce(&mut Config)) -> Harness {
+    harness_with(config(adjust), Upstream::start(|_| async { weather(20.6, "Clouds") }).await, None).await
+}
+
+impl Harness {
+    async fn get(&self, user: &str, lat: f64, lon: f64) -> Result<Served, RequestError> {
+        self.request(user, lat, lon, Mode::Normal).await.result
+    }
+
+    async fn request(&self, user: &str, lat: f64, lon: f64, mode: Mode) -> Reply {
+        let mut recorder = Recorder::new(Level::Trace);
+        let request = Request { user, at: LatLon::new(lat, lon), mode };
+        match self.engine.begin(request, &mut recorder) {
+            Begin::Ready(result) => Reply { result, events: recorder.events },
+            Begin::Pending(pending) => {
+                let mut reply = pending.wait().await;
+                recorder.events.append(&mut reply.events);
+                Reply { result: reply.result, events: recorder.events }
+            }
+        }
+    }
+
+    /// Begins requests without awaiting them (as concurrent callers would), then awaits all.
+    async fn burst(&self, requests: &[(&str, f64, f64)]) -> Vec<Result<Served, RequestError>> {
+        let mut waiting = Vec::new();
+        for &(user, lat, lon) in requests {
+            let request = Request { user, at: LatLon::new(lat, lon), mode: Mode::Normal };
+            waiting.push(self.engine.begin(request, &mut Recorder::new(Level::Silent)));
+        }
+        let mut results = Vec::new();
+        for begun in waiting {
+            results.push(match begun {
+                Begin::Ready(result) => result,
+                Begin::Pending(pending) => pending.wait().await.result,
+            });
+        }
+        results
+    }
+
+    fn advance(&self, ms: u64) {
+        assert!(self.engine.advance_time(ms));
+    }
+
+    /// Lets spawned work (background refreshes) finish.
+    async fn settle(&self) {
+        for _ in 0..200 {
+            if self.engine.stats().inflight == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("flights still in the air");
+    }
+}
+
+fn source(result: &Result<Served, RequestError>) -> Source {
+    result.as_ref().expect("served").source
+}
+
+fn names(events: &[Event]) -> Vec<&'static str> {
+    events.iter().filter(|e| !matches!(e, Event::Distance { .. })).map(Event::name).collect()
+}
+
+fn assert_identity(stats: &Stats) {
+    let classified =
+        stats.user_hits + stats.shared_hits + stats.stale_hits + stats.misses + stats.coalesced + stats.rejected;
+    assert_eq!(stats.requests, classified, "{stats:?}");
+    assert_eq!(stats.upstream_requests, stats.misses + stats.background_refreshes, "{stats:?}");
+}
+
+#[tokio::test]
+async fn seed_grid_scenario_makes_one_call() {
+    let h = harness(|c| {
+        c.grid_deg = 0.1;
+        c.proximity_km = 10.0;
+    })
+    .await;
+    let first = h.get("drone-1", 10.01, 10.01).await.unwrap();
+    let second = h.get("drone-2", 10.04, 10.04).await.unwrap();
+    assert_eq!(h.upstream.hits(), 1);
+    assert_eq!((first.source, second.source), (Source::Network, Source::Cache));
+    assert_eq!(second.entry.summary, first.entry.summary);
+}
+
+#[tokio::test]
+async fn hundred_concurrent_requests_make_one_call() {
+    let h = harness(|_| {}).await;
+    let requests: Vec<(String, f64, f64)> =
+        (0..100).map(|i| (format!("drone-{i}"), 36.1 + i as f64 * 1e-4, -86.7)).collect();
+    let requests: Vec<(&str, f64, f64)> = requests.iter().map(|(u, a, b)| (u.as_str(), *a, *b)).collect();
+    let results = h.burst(&requests).await;
+    assert_eq!(h.upstream.hits(), 1);
+    let first = results[0].as_ref().unwrap();
+    for result in &results {
+        let served = result.as_ref().unwrap();
+        assert!(Arc::ptr_eq(&served.entry, &first.entry));
+        assert_eq!(served.source, Source::Network);
+    }
+    let stats = h.engine.stats();
+    assert_eq!((stats.misses, stats.coalesced), (1, 99));
+    assert_identity(&stats);
+}
+
+#[tokio::test]
+async fn distant_areas_fetch_separately() {
+    let h = harness(|_| {}).await;
+    let results = h.burst(&[("a", 10.0, 10.0), ("b", 40.0, -70.0), ("c", 10.001, 10.001)]).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn one_failure_reaches_every_waiter() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        json(500, r#"{"cod":500,"message":"boom"}"#)
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    let requests: Vec<(&str, f64, f64)> = (0..50).map(|_| ("drone", 5.0, 5.0)).collect();
+    let results = h.burst(&requests).await;
+    assert_eq!(h.upstream.hits(), 1);
+    assert!(results.iter().all(|r| r.as_ref().err() == Some(&RequestError::Status { status: 500 })));
+    // The failure is not cached, and the area cools down: no call until the window ends.
+    assert_eq!(h.get("late", 5.0, 5.0).await.unwrap_err(), RequestError::Status { status: 500 });
+    assert_eq!(h.upstream.hits(), 1);
+    h.advance(5_000);
+    assert_eq!(h.get("later", 5.0, 5.0).await.unwrap_err(), RequestError::Status { status: 500 });
+    assert_eq!(h.upstream.hits(), 2);
+    let stats = h.engine.stats();
+    assert_eq!((stats.upstream_errors, stats.rejected), (2, 1));
+    assert_identity(&stats);
+}
+
+#[tokio::test]
+async fn lookup_order_user_then_shared_then_network() {
+    let h = harness(|_| {}).await;
+    let fetched = h.request("alice", 48.8566, 2.3522, Mode::Normal).await;
+    assert_eq!(source(&fetched.result), Source::Network);
+    assert_eq!(names(&fetched.events), ["weather.request.attempted", "weather.cache.miss", "weather.request.sent"]);
+
+    let own = h.request("alice", 48.87, 2.36, Mode::Normal).await; // ~1.7 km away
+    assert_eq!(source(&own.result), Source::Cache);
+    assert!(matches!(
+        own.events[..],
+        [Event::Attempted { .. }, Event::Distance { .. }, Event::Hit { stale: false, scope: Scope::User, .. }]
+    ));
+
+    let other = h.request("bob", 48.86, 2.34, Mode::Normal).await;
+    assert!(other.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::Shared, .. })));
+    assert_eq!(h.upstream.hits(), 1);
+    // Bob now has his own copy.
+    let again = h.request("bob", 48.86, 2.34, Mode::Normal).await;
+    assert!(again.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::User, .. })));
+
+    // Beyond 5 km: a miss, even for the same user.
+    assert_eq!(source(&h.get("alice", 48.8566, 2.43).await), Source::Network); // ~5.7 km east
+    assert_eq!(h.upstream.hits(), 2);
+
+    // Past the fresh TTL (stale window disabled here by asking after it ends): refetch.
+    h.advance(7_200_000);
+    assert_eq!(source(&h.get("alice", 48.8566, 2.3522).await), Source::Network);
+    assert_eq!(h.upstream.hits(), 3);
+    let stats = h.engine.stats();
+    assert_eq!((stats.user_hits, stats.shared_hits, stats.misses), (2, 1, 3));
+    assert_identity(&stats);
+}
+
+#[tokio::test]
+async fn coordinates_go_upstream_rounded_with_the_key() {
+    let h = harness(|_| {}).await;
+    h.get("u", 36.123456, -86.678912).await.unwrap();
+    let query = &h.upstream.queries()[0];
+    assert_eq!((query.lat, query.lon), (36.12, -86.68));
+    assert_eq!(query.appid, KEY);
+    assert!(
+        query.target.starts_with(
+            "/data/3.0/onecall?lat=36.12&lon=-86.68&exclude=minutely%2Chourly%2Cdaily%2Calerts&units=metric&appid="
+        ),
+        "{}",
+        query.target
+    );
+}
+
+#[tokio::test]
+async fn fresh_ttl_without_swr_refetches_after_ten_minutes() {
+    let h = harness(|c| c.stale_ttl_ms = 0).await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    h.advance(599_999);
+    assert_eq!(source(&h.get("u", 1.0, 1.0).await), Source::Cache);
+    h.advance(1);
+    assert_eq!(source(&h.get("u", 1.0, 1.0).await), Source::Network);
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_then_refreshes_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let upstream = Upstream::start(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move { weather(10.0 + n as f64, "Rain") }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    h.advance(600_000);
+    // Three stale hits: all served at once, one background refresh between them.
+    for user in ["u", "v", "w"] {
+        let reply = h.request(user, 1.0, 1.0, Mode::Normal).await;
+        assert_eq!(source(&reply.result), Source::StaleCache);
+        assert_eq!(reply.result.unwrap().entry.summary.temp_c, 10.0);
+    }
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 2);
+    let fresh = h.get("u", 1.0, 1.0).await.unwrap();
+    assert_eq!((fresh.source, fresh.entry.summary.temp_c), (Source::Cache, 11.0));
+    let stats = h.engine.stats();
+    assert_eq!((stats.stale_hits, stats.background_refreshes), (3, 1));
+    assert_identity(&stats);
+
+    // Past the stale window the entry is a miss.
+    h.advance(7_200_000);
+    assert_eq!(source(&h.get("u", 1.0, 1.0).await), Source::Network);
+}
+
+#[tokio::test]
+async fn no_background_refresh_inside_the_min_interval() {
+    let h = harness(|c| {
+        c.fresh_ttl_ms = 60_000;
+        c.min_refresh_interval_ms = 300_000;
+    })
+    .await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    h.advance(120_000);
+    let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
+    assert_eq!(source(&reply.result), Source::StaleCache);
+    assert!(names(&reply.events).contains(&"weather.request.skipped.minInterval"));
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 1);
+    h.advance(180_000);
+    h.get("u", 1.0, 1.0).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn force_refresh_respects_the_min_interval() {
+    let h = harness(|_| {}).await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    h.advance(299_999);
+    let reply = h.request("u", 1.0, 1.0, Mode::ForceRefresh).await;
+    assert_eq!(source(&reply.result), Source::Cache);
+    assert!(names(&reply.events).contains(&"weather.request.skipped.minInterval"));
+    assert_eq!(h.upstream.hits(), 1);
+    h.advance(1);
+    let reply = h.request("u", 1.0, 1.0, Mode::ForceRefresh).await;
+    assert_eq!(source(&reply.result), Source::Network);
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_answers_from_the_stale_entry() {
+    let fail = Arc::new(AtomicUsize::new(0));
+    let failing = fail.clone();
+    let upstream = Upstream::start(move |_| {
+        let fail = failing.load(Ordering::SeqCst) == 1;
+        async move {
+            if fail {
+                json(503, "{}")
+            } else {
+                weather(3.0, "Snow")
+            }
+        }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    fail.store(1, Ordering::SeqCst);
+    h.advance(600_000);
+    let forced = h.request("u", 1.0, 1.0, Mode::ForceRefresh).await;
+    assert_eq!(source(&forced.result), Source::StaleCache, "the failed forced fetch falls back");
+    assert_eq!(h.upstream.hits(), 2);
+    assert_eq!(h.engine.stats().stale_if_error, 1);
+    // During the area's cooldown, a forced refresh gets the stale entry without a call.
+    let again = h.request("u", 1.0, 1.0, Mode::ForceRefresh).await;
+    assert_eq!(source(&again.result), Source::StaleCache);
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn rate_limit_with_retry_after_stops_every_area() {
+    let limited = Arc::new(AtomicUsize::new(1));
+    let flag = limited.clone();
+    let upstream = Upstream::start(move |_| {
+        let limited = flag.load(Ordering::SeqCst) == 1;
+        async move {
+            if limited {
+                Answer::Respond {
+                    status: 429,
+                    headers: vec![("Retry-After".into(), "120".into())],
+                    body: br#"{"cod":429}"#.to_vec(),
+                }
+            } else {
+                weather(1.0, "Clear")
+            }
+        }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
+    assert_eq!(reply.result.unwrap_err(), RequestError::RateLimited { retry_after_ms: 120_000 });
+    assert!(reply.events.contains(&Event::RateLimited { retry_after_ms: 120_000 }));
+    assert!(reply.events.contains(&Event::BackoffState { scope: BackoffScope::Provider, backoff_ms: 120_000 }));
+    limited.store(0, Ordering::SeqCst);
+    h.advance(60_000);
+    // Another area, same key: still cooling down, no call.
+    assert_eq!(h.get("v", -30.0, 150.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
+    assert_eq!(h.upstream.hits(), 1);
+    assert_eq!(h.engine.stats().backoff_until, h.engine.now() + 60_000);
+    h.advance(60_000);
+    assert_eq!(source(&h.get("v", -30.0, 150.0).await), Source::Network);
+    assert_eq!(h.engine.stats().backoff_until, 0);
+}
+
+#[tokio::test]
+async fn rate_limit_backoff_doubles_without_retry_after() {
+    let h = harness_with(config(|_| {}), Upstream::start(|_| async { json(429, "{}") }).await, None).await;
+    let mut windows = Vec::new();
+    for _ in 0..7 {
+        match h.get("u", 1.0, 1.0).await {
+            Err(RequestError::RateLimited { retry_after_ms }) => windows.push(retry_after_ms),
+            other => panic!("{other:?}"),
+        }
+        h.advance(*windows.last().unwrap() as u64);
+    }
+    assert_eq!(windows, [60_000, 120_000, 240_000, 480_000, 960_000, 1_800_000, 1_800_000]);
+    assert_eq!(h.upstream.hits(), 7);
+}
+
+#[tokio::test]
+async fn errors_cool_an_area_down_not_the_provider() {
+    let h = harness_with(
+        config(|_| {}),
+        Upstream::start(|q| async move {
+            if q.lat > 0.0 {
+                json(502, "{}")
+            } else {
+                weather(1.0, "Clear")
+            }
+        })
+        .await,
+        None,
+    )
+    .await;
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Status { status: 502 });
+    // 1,000 requests for the failing area during its window: no upstream call.
+    for i in 0..1_000 {
+        assert!(h.get(&format!("d{i}"), 1.0 + (i % 10) as f64 * 1e-3, 1.0).await.is_err());
+    }
+    assert_eq!(h.upstream.hits(), 1);
+    // Another area is unaffected.
+    assert!(h.get("u", -1.0, 1.0).await.is_ok());
+    // Consecutive failures double the window: 5 s, then 10 s.
+    h.advance(5_000);
+    assert!(h.get("u", 1.0, 1.0).await.is_err());
+    h.advance(9_999);
+    assert!(h.get("u", 1.0, 1.0).await.is_err());
+    assert_eq!(h.upstream.hits(), 3);
+    h.advance(1);
+    assert!(h.get("u", 1.0, 1.0).await.is_err());
+    assert_eq!(h.upstream.hits(), 4);
+}
+
+#[tokio::test]
+async fn transport_failures_are_classified_and_never_show_the_key() {
+    let cases: Vec<(Answer, &str)> = vec![
+        (json(200, "{not json"), "ERR_UPSTREAM_INVALID_RESPONSE"),
+        (json(200, r#"{"current":{"weather":[]}}"#), "ERR_UPSTREAM_INVALID_RESPONSE"),
+        (Answer::ResetMidBody, "ERR_UPSTREAM_NETWORK"),
+        (json(200, &"x".repeat(2 << 20)), "ERR_UPSTREAM_INVALID_RESPONSE"),
+    ];
+    for (answer, code) in cases {
+        let answer = Arc::new(std::sync::Mutex::new(Some(answer)));
+        let h = harness_with(
+            config(|_| {}),
+            Upstream::start(move |_| {
+                let answer = answer.lock().unwrap().take().unwrap();
+                async move { answer }
+            })
+            .await,
+            None,
+        )
+        .await;
+        let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
+        let error = reply.result.unwrap_err();
+        assert_eq!(error.code(), code);
+        assert!(!format!("{error:?} {:?}", reply.events).contains(KEY));
+    }
+}
+
+#[tokio::test]
+async fn slow_upstream_times_out_and_closed_port_is_a_network_error() {
+    let slow = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        weather(1.0, "Clear")
+    })
+    .await;
+    let h = harness_with(config(|_| {}), slow, None).await;
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Timeout);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: Some(KEY.into()),
+        base_url: closed_url,
+        coordinate_decimals: 2,
+        request_timeout: Duration::from_secs(2),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let engine = Engine::new(config(|_| {}), Arc::new(provider), tokio::runtime::Handle::current(), None);
+    let Begin::Pending(pending) = engine
+        .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Trace))
+    else {
+        panic!("expected a fetch");
+    };
+    let reply = pending.wait().await;
+    let error = reply.result.unwrap_err();
+    assert_eq!(error.code(), "ERR_UPSTREAM_NETWORK");
+    let text = format!("{} {:?}", error.message("openweather"), reply.events);
+    assert!(!text.contains(KEY) && !text.contains("appid") && !text.contains("http://"), "{text}");
+}
+
+#[tokio::test]
+async fn no_api_key_rejects_without_a_call() {
+    let upstream = Upstream::start(|_| async { weather(1.0, "Clear") }).await;
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: None,
+        base_url: upstream.url(),
+        coordinate_decimals: 2,
+        request_timeout: Duration::from_secs(1),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let engine = Engine::new(config(|_| {}), Arc::new(provider), tokio::runtime::Handle::current(), None);
+    let begun = engine
+        .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
+    assert!(matches!(begun, Begin::Ready(Err(RequestError::NoApiKey))));
+    assert_eq!(upstream.hits(), 0);
+    assert_eq!(engine.stats().rejected, 1);
+}
+
+#[tokio::test]
+async fn close_settles_everything_pending() {
+    let h = harness_with(config(|_| {}), Upstream::start(|_| std::future::pending()).await, None).await;
+    let pending: Vec<Begin> = (0..3)
+        .map(|i| {
+            h.engine.begin(
+                Request { user: "u", at: LatLon::new(i as f64, 0.0), mode: Mode::Normal },
+                &mut Recorder::new(Level::Silent),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    h.engine.close();
+    for begun in pending {
+        let Begin::Pending(p) = begun else { panic!("expected pending") };
+        assert_eq!(p.wait().await.result.unwrap_err(), RequestError::Closed);
+    }
+    assert!(matches!(
+        h.engine.begin(
+            Request { user: "u", at: LatLon::new(0.0, 0.0), mode: Mode::Normal },
+            &mut Recorder::new(Level::Silent)
+        ),
+        Begin::Ready(Err(RequestError::Closed))
+    ));
+    assert_eq!(h.engine.stats().inflight, 0);
+}
+
+#[tokio::test]
+async fn coalescing_is_by_distance_across_the_antimeridian() {
+    let h = harness(|_| {}).await;
+    let results = h.burst(&[("east", 0.0, 179.99), ("west", 0.0, -179.99)]).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(h.upstream.hits(), 1);
+    // And the cached entry serves the other side too.
+    assert_eq!(source(&h.get("third", 0.0, -179.995).await), Source::Cache);
+}
+
+#[tokio::test]
+async fn no_coalescing_when_disabled() {
+    let h = harness(|c| c.coalesce = false).await;
+    h.burst(&[("a", 1.0, 1.0), ("b", 1.0, 1.0), ("c", 1.0, 1.0)]).await;
+    assert_eq!(h.upstream.hits(), 3);
+}
+
+#[tokio::test]
+async fn background_refresh_events_go_to_the_background_sink() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let background: BackgroundEvents = Arc::new(move |events| sink.lock().unwrap().extend(events));
+    let fail = Arc::new(AtomicUsize::new(0));
+    let failing = fail.clone();
+    let upstream = Upstream::start(move |_| {
+        let fail = failing.load(Ordering::SeqCst) == 1;
+        async move {
+            if fail {
+                json(500, "{}")
+            } else {
+                weather(1.0, "Clear")
+            }
+        }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, Some(background)).await;
+    h.get("u", 1.0, 1.0).await.unwrap();
+    fail.store(1, Ordering::SeqCst);
+    h.advance(600_000);
+    let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
+    assert_eq!(source(&reply.result), Source::StaleCache);
+    h.settle().await;
+    assert_eq!(
+        names(&reply.events),
+        ["weather.request.attempted", "weather.cache.hit.stale"],
+        "the caller is not told"
+    );
+    assert_eq!(
+        names(&seen.lock().unwrap()),
+        ["weather.request.sent", "weather.error.network", "weather.backoff.state"]
+    );
+    let stats = h.engine.stats();
+    assert_eq!((stats.background_refreshes, stats.upstream_errors), (1, 1));
+    // The failed refresh left the stale entry in place.
+    assert_eq!(source(&h.get("u", 1.0, 1.0).await), Source::StaleCache);
+}
+
+#[tokio::test]
+async fn warmup_fetches_once_and_then_is_satisfied() {
+    let h = harness(|_| {}).await;
+    assert_eq!(source(&h.request("u", 1.0, 1.0, Mode::Warmup).await.result), Source::Network);
+    assert_eq!(source(&h.request("u", 1.0, 1.0, Mode::Warmup).await.result), Source::Cache);
+    h.advance(600_000);
+    // Ten minutes old: stale and past the 5 min minimum interval, so a warmup refreshes.
+    assert_eq!(source(&h.request("u", 1.0, 1.0, Mode::Warmup).await.result), Source::Network);
+    assert_eq!(h.upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn stats_identities_hold_after_a_random_run() {
+    // A band that always fails (so some requests find nothing to fall back on), and scattered
+    // rate limits elsewhere.
+    let upstream = Upstream::start(|q| async move {
+        if q.lat >= 40.4 {
+            json(503, "{}")
+        } else if (q.lat * 100.0).round() as i64 % 13 == 0 {
+            json(429, "{}")
+        } else {
+            weather(q.lat / 10.0, "Clouds")
+        }
+    })
+    .await;
+    let h = harness_with(config(|c| c.initial_backoff_ms = 1_000), upstream, None).await;
+    let mut rng = Rng::new(99);
+    for round in 0..100 {
+        let batch: Vec<(String, f64, f64)> = (0..20)
+            .map(|_| (format!("user-{}", rng.below(50)), 40.0 + rng.range(0.0, 0.5), -3.0 + rng.range(0.0, 0.5)))
+            .collect();
+        let batch: Vec<(&str, f64, f64)> = batch.iter().map(|(u, a, b)| (u.as_str(), *a, *b)).collect();
+        h.burst(&batch).await;
+        h.advance(rng.below(120_000));
+        if round % 10 == 0 {
+            h.settle().await;
+        }
+    }
+    h.settle().await;
+    let stats = h.engine.stats();
+    assert_eq!(stats.requests, 2_000);
+    assert_identity(&stats);
+    assert!(
+        stats.user_hits > 0 && stats.shared_hits > 0 && stats.misses > 0 && stats.coalesced > 0 && stats.rejected > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.upstream_requests as usize, h.upstream.hits());
+}
