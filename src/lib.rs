@@ -12,3 +12,5 @@ pub mod provider;
 
 #[cfg(test)]
 mod test_support;
+
+mod binding;

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use openweather::{OpenWeather, OpenWeatherConfig};
+pub use openweather::{OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use redact::Redactor;
 pub use retry_after::parse_retry_after;
 

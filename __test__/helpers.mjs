@@ -1,0 +1,36 @@
+// Shared test helpers: a service wired to a loopback upstream, on the manual clock.
+import { WeatherService } from '../index.js'
+import { API_KEY, startUpstream } from './upstream.mjs'
+
+/** A fresh upstream and a service pointed at it (manual clock, no jitter). */
+export async function setup(options = {}, behaviour) {
+  const upstream = await startUpstream(behaviour)
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, ...options })
+  return {
+    upstream,
+    service,
+    async teardown() {
+      service.close()
+      await upstream.close()
+    },
+  }
+}
+
+/** Runs `fn` with a fresh setup and always tears it down. */
+export async function withService(options, fn, behaviour) {
+  const env = await setup(options, behaviour)
+  try {
+    return await fn(env)
+  } finally {
+    await env.teardown()
+  }
+}
+
+/** Resolves after pending I/O callbacks ran (lets background work land). */
+export async function until(condition, what = 'condition', timeoutMs = 5000) {
+  const start = Date.now()
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}

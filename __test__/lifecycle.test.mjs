@@ -1,0 +1,128 @@
+// close(), process exit, the default instance, module formats, and the key in errors.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
+
+import { WeatherService } from '../index.js'
+import { setup, withService } from './helpers.mjs'
+import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Runs a Node script in a child process; resolves with its output and exit code. */
+function runNode(args, { env = {}, timeoutMs = 20_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`child did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
+    }, timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+test('close(): pending calls settle, later calls reject ERR_SERVICE_CLOSED', async () => {
+  const env = await setup({}, answer.hang)
+  try {
+    const { service } = env
+    const weather = service.getWeather(null, 'u', 1, 1)
+    const forecast = service.getForecast(null, 'v', 1, 1)
+    const warm = service.warmup('w', 1, 1)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    service.close()
+    assert.equal(await weather, null)
+    await assert.rejects(forecast, { code: 'ERR_SERVICE_CLOSED' })
+    assert.equal(await warm, undefined)
+    await assert.rejects(service.getWeather(null, 'u', 1, 1), { code: 'ERR_SERVICE_CLOSED' })
+    await assert.rejects(service.getForecast(null, 'u', 1, 1), { code: 'ERR_SERVICE_CLOSED' })
+    service.close() // idempotent
+  } finally {
+    await env.teardown()
+  }
+})
+
+test('the API key appears in no error when the upstream port is closed', async () => {
+  const port = await closedPort()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: `http://127.0.0.1:${port}`, errorCooldownMs: 0 })
+  try {
+    assert.equal(await service.getWeather(null, 'u', 1, 1), null)
+    const err = await service.getForecast(null, 'u', 1, 1).then(() => assert.fail('resolved'), (e) => e)
+    assert.equal(err.code, 'ERR_UPSTREAM_NETWORK')
+    const everything = `${err.message}\n${err.stack}\n${JSON.stringify(err)}\n${JSON.stringify(Object.getOwnPropertyDescriptors(err))}`
+    assert.ok(!everything.includes(API_KEY), everything)
+    assert.ok(!everything.includes('appid'), everything)
+    assert.match(err.message, /Connection refused|connect/i)
+  } finally {
+    service.close()
+  }
+})
+
+test('a script that makes one request exits promptly (nothing keeps Node alive)', async () => {
+  const upstream = await startUpstream()
+  try {
+    const script = `
+      const { WeatherService } = require('./index.js')
+      const service = new WeatherService({ apiKey: ${JSON.stringify(API_KEY)}, baseUrl: ${JSON.stringify(upstream.url)},
+                                           logger: { warn() {}, debug() {} }, staleTtlMs: 1 })
+      service.getWeather(null, 'u', 1, 1).then((w) => console.log(JSON.stringify(w)))`
+    const started = Date.now()
+    const { code, stdout } = await runNode(['-e', script])
+    assert.equal(code, 0)
+    assert.equal(typeof JSON.parse(stdout).tempC, 'number')
+    assert.equal(upstream.count, 1)
+    // A kept-alive connection or a strong handle would hold the process for a long time.
+    assert.ok(Date.now() - started < 15_000)
+  } finally {
+    await upstream.close()
+  }
+})
+
+test('require() and import both work, with the same exports', async () => {
+  const cjs = await runNode(['-e', "const m = require('./index.js'); console.log(Object.keys(m).sort().join(','))"])
+  const esm = await runNode([
+    '--input-type=module',
+    '-e',
+    "import { WeatherService, weatherService, distanceKm, bucketKey } from './index.js'; import * as m from './index.js';" +
+      "if (!(weatherService instanceof WeatherService)) throw new Error('default instance'); console.log(Object.keys(m).filter(k => k !== 'default').sort().join(','))",
+  ])
+  assert.equal(cjs.code, 0, cjs.stderr)
+  assert.equal(esm.code, 0, esm.stderr)
+  for (const name of ['WeatherService', 'weatherService', 'distanceKm', 'bucketKey']) {
+    assert.ok(cjs.stdout.split(',').map((s) => s.trim()).includes(name), cjs.stdout)
+    assert.ok(esm.stdout.split(',').map((s) => s.trim()).includes(name), esm.stdout)
+  }
+})
+
+test('the default instance reads its configuration on first use, not at import', async () => {
+  const upstream = await startUpstream()
+  try {
+    const script = `
+      import { weatherService } from './index.js'
+      // Set after the import, as dotenv-style loaders often do.
+      process.env.OPEN_WEATHER_API_KEY = ${JSON.stringify(API_KEY)}
+      process.env.OPEN_WEATHER_BASE_URL = ${JSON.stringify(upstream.url)}
+      const w = await weatherService.getWeather({ userId: 'dash' }, 40.7, -74)
+      console.log(JSON.stringify(w))`
+    const env = { OPEN_WEATHER_API_KEY: '', OPEN_WEATHER_BASE_URL: '' }
+    const { code, stdout, stderr } = await runNode(['--input-type=module', '-e', script], { env })
+    assert.equal(code, 0, stderr)
+    assert.equal(typeof JSON.parse(stdout).tempC, 'number')
+    assert.equal(upstream.count, 1)
+  } finally {
+    await upstream.close()
+  }
+})
+
+test('an upstream reset mid-body: getWeather resolves null, getForecast rejects ERR_UPSTREAM_NETWORK', () =>
+  withService({}, async ({ service }) => {
+    assert.equal(await service.getWeather(null, 'u', 1, 1), null)
+    await assert.rejects(service.getForecast(null, 'u', 1, 1), { code: 'ERR_UPSTREAM_NETWORK' })
+  }, answer.resetMidBody))

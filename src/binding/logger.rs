@@ -1,0 +1,147 @@
+//! Delivering engine events to pino-style loggers: `logger[level](fields, name)` with the
+//! logger as `this`. A logger that throws is ignored; it never breaks a request.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Env;
+
+use super::errors::clear_pending_exception;
+use crate::engine::{Event, Level};
+
+/// Calls `logger[method](fields, name)` for each event, on the JS thread.
+pub fn emit(env: &Env, logger: &Object, events: Vec<Event>) {
+    for event in events {
+        let method = event.level().method();
+        let Ok(Some(function)) = logger.get::<Function<FnArgs<(Object, &str)>, Unknown>>(method) else {
+            clear_pending_exception(env);
+            continue;
+        };
+        let Ok(fields) = fields(env, &event) else { continue };
+        if function.apply(logger, FnArgs::from((fields, event.name()))).is_err() {
+            clear_pending_exception(env);
+        }
+    }
+}
+
+/// The event's fields as a plain object (the first argument pino receives).
+pub fn fields<'e>(env: &'e Env, event: &Event) -> Result<Object<'e>> {
+    let mut o = Object::new(env)?;
+    match event {
+        Event::Attempted { user, key, at } => {
+            o.set("userId", user.as_str())?;
+            o.set("bucketKey", key.as_str())?;
+            o.set("lat", at.lat)?;
+            o.set("lon", at.lon)?;
+        }
+        Event::Hit { user, key, age_ms, scope, .. } => {
+            o.set("userId", user.as_str())?;
+            o.set("bucketKey", key.as_str())?;
+            o.set("ageMs", *age_ms as f64)?;
+            o.set("scope", scope.as_str())?;
+        }
+        Event::Miss { user, key } => {
+            o.set("userId", user.as_str())?;
+            o.set("bucketKey", key.as_str())?;
+        }
+        Event::Coalesced { user, key, waiters } => {
+            o.set("userId", user.as_str())?;
+            o.set("bucketKey", key.as_str())?;
+            o.set("waiters", *waiters as f64)?;
+        }
+        Event::Sent { provider, key, at } => {
+            o.set("provider", *provider)?;
+            o.set("bucketKey", key.as_str())?;
+            o.set("lat", at.lat)?;
+            o.set("lon", at.lon)?;
+        }
+        Event::SkippedMinInterval { key, since_last_ms } => {
+            o.set("bucketKey", key.as_str())?;
+            o.set("sinceLastMs", *since_last_ms as f64)?;
+        }
+        Event::RateLimited { retry_after_ms } => o.set("retryAfterMs", *retry_after_ms as f64)?,
+        Event::UpstreamError { key, code, message } => {
+            o.set("bucketKey", key.as_str())?;
+            o.set("code", *code)?;
+            o.set("message", message.as_str())?;
+        }
+        Event::BackoffState { scope, backoff_ms } => {
+            o.set("scope", scope.as_str())?;
+            o.set("backoffMs", *backoff_ms as f64)?;
+        }
+        Event::Distance { distance_km, within_km } => {
+            o.set("distanceKm", *distance_km)?;
+            o.set("withinKm", *within_km)?;
+        }
+    }
+    Ok(o)
+}
+
+/// An event crossing to the JS thread; becomes `(fields, name)` there.
+struct Delivery(Event);
+
+type Dispatch = ThreadsafeFunction<Delivery, (), FnArgs<(Object<'static>, &'static str)>, Status, false, true>;
+
+/// The service's `logger` option. Events raised off the JS thread (background refreshes) are
+/// queued through a *weak* threadsafe function, so a configured logger never keeps Node alive.
+#[derive(Clone)]
+pub struct ServiceLogger {
+    /// One per level: `logger[level]` bound to the logger, wrapped so that a throw is swallowed
+    /// (a throw inside a threadsafe call would be fatal to the process).
+    by_level: Arc<[Option<Dispatch>; 6]>,
+}
+
+impl ServiceLogger {
+    pub fn new(env: &Env, logger: &Object) -> Result<ServiceLogger> {
+        let levels = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Fatal];
+        let mut by_level: [Option<Dispatch>; 6] = Default::default();
+        for (slot, level) in by_level.iter_mut().zip(levels) {
+            *slot = guarded_method(env, logger, level.method())?;
+        }
+        Ok(ServiceLogger { by_level: Arc::new(by_level) })
+    }
+
+    /// Queues events for delivery on the JS thread (any thread may call this).
+    pub fn send(&self, events: Vec<Event>) {
+        for event in events {
+            if let Some(dispatch) = &self.by_level[event.level() as usize] {
+                dispatch.call(Delivery(event), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }
+    }
+}
+
+/// `logger[method]`, bound and wrapped, as a weak threadsafe function; `None` if the logger has
+/// no such method.
+fn guarded_method(env: &Env, logger: &Object, method: &str) -> Result<Option<Dispatch>> {
+    let Some(function) = logger.get::<Function<FnArgs<(Object, &str)>, Unknown>>(method).ok().flatten() else {
+        clear_pending_exception(env);
+        return Ok(None);
+    };
+    let bind: Function<FnArgs<(Object,)>, Function<FnArgs<(Object, &str)>, Unknown>> =
+        function.get_named_property("bind")?;
+    let bound = bind.apply(function, FnArgs::from((*logger,)))?;
+    let bound_ref = bound.create_ref()?;
+    let guarded = env.create_function_from_closure::<FnArgs<(Object, &str)>, (), _>("weatherCacheLog", move |ctx| {
+        let (fields, name) = (ctx.get::<Object>(0)?, ctx.get::<String>(1)?);
+        if let Ok(bound) = bound_ref.borrow_back(ctx.env) {
+            if bound.call(FnArgs::from((fields, name.as_str()))).is_err() {
+                clear_pending_exception(ctx.env);
+            }
+        }
+        Ok(())
+    })?;
+    let tsfn =
+        guarded.build_threadsafe_function::<Delivery>().callee_handled::<false>().weak::<true>().build_callback(
+            |ctx| {
+                // Runs on the JS thread, where the event's fields object can be built.
+                let fields = fields(&ctx.env, &ctx.value.0)?;
+                // SAFETY: the object lives in the handle scope of this callback, which is where
+                // the threadsafe function uses the arguments.
+                let fields: Object<'static> = unsafe { std::mem::transmute(fields) };
+                Ok(FnArgs::from((fields, ctx.value.0.name())))
+            },
+        )?;
+    Ok(Some(tsfn))
+}

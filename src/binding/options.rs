@@ -1,0 +1,195 @@
+//! `new WeatherService(options)`: types checked here, ranges by the engine's `Config`.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, ValueType};
+
+use super::args::{finite, property, type_of};
+use super::errors::{describe, js_number, ArgError, Checked};
+use crate::engine::{ClockKind, Config, ConfigError, Level, Preset, MAX_DURATION_MS};
+use crate::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
+
+/// Environment variables read (at construction) when `apiKey` / `baseUrl` are not given.
+pub const API_KEY_ENV: &str = "OPEN_WEATHER_API_KEY";
+pub const BASE_URL_ENV: &str = "OPEN_WEATHER_BASE_URL";
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1_048_576;
+
+pub struct Options<'e> {
+    pub config: Config,
+    pub provider: OpenWeatherConfig,
+    /// The service's own logger (pino-like), for events no caller is waiting for.
+    pub logger: Option<Object<'e>>,
+}
+
+pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
+    let object = match type_of(value) {
+        ValueType::Undefined => None,
+        ValueType::Object => Some(Object::from_raw(env.raw(), value.raw())),
+        _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(value) }),
+    };
+    let reader = Reader { env, object };
+    let preset = match reader.choice("preset", &["resilient", "minimal"])? {
+        Some("minimal") => Preset::Minimal,
+        _ => Preset::Resilient,
+    };
+    let mut config = Config::preset(preset);
+    let c = &mut config;
+    reader.duration("freshTtlMs", &mut c.fresh_ttl_ms)?;
+    reader.duration("staleTtlMs", &mut c.stale_ttl_ms)?;
+    reader.duration("minRefreshIntervalMs", &mut c.min_refresh_interval_ms)?;
+    reader.duration("initialBackoffMs", &mut c.initial_backoff_ms)?;
+    reader.duration("maxBackoffMs", &mut c.max_backoff_ms)?;
+    reader.duration("errorCooldownMs", &mut c.error_cooldown_ms)?;
+    reader.number("proximityKm", &mut c.proximity_km)?;
+    reader.number("gridDeg", &mut c.grid_deg)?;
+    reader.number("jitterRatio", &mut c.jitter_ratio)?;
+    let integer = |key: &str, target: &mut usize| -> Checked<()> {
+        if let Some(n) = reader.integer(key, u32::MAX as u64)? {
+            *target = n as usize;
+        }
+        Ok(())
+    };
+    integer("sharedCapacity", &mut c.shared_capacity)?;
+    integer("perUserCapacity", &mut c.per_user_capacity)?;
+    integer("maxUsers", &mut c.max_users)?;
+    if let Some(decimals) = reader.integer("coordinateDecimals", u32::MAX as u64)? {
+        c.coordinate_decimals = decimals as u32;
+    }
+    if let Some(coalesce) = reader.boolean("coalesce")? {
+        c.coalesce = coalesce;
+    }
+    if let Some(clock) = reader.choice("clock", &["system", "manual"])? {
+        c.clock = if clock == "manual" { ClockKind::Manual } else { ClockKind::System };
+    }
+    let levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+    if let Some(level) = reader.choice("logLevel", &levels)? {
+        c.log_level = Level::parse(level).unwrap_or(Level::Info);
+    }
+    config.validate().map_err(range_error)?;
+
+    let request_timeout_ms = reader.integer("requestTimeoutMs", MAX_DURATION_MS)?.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
+    if request_timeout_ms == 0 {
+        return Err(ArgError::Range {
+            name: "options.requestTimeoutMs".into(),
+            expected: ">= 1".into(),
+            received: "0".into(),
+        });
+    }
+    let max_response_bytes = reader.integer("maxResponseBytes", 1 << 30)?.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES).max(1);
+    let api_key = match reader.string("apiKey")? {
+        Some(key) => Some(key),
+        None => env_var(env, API_KEY_ENV),
+    };
+    let base_url = match reader.string("baseUrl")? {
+        Some(url) => url,
+        None => env_var(env, BASE_URL_ENV).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+    };
+    let provider = OpenWeatherConfig {
+        api_key,
+        base_url,
+        coordinate_decimals: config.coordinate_decimals,
+        request_timeout: Duration::from_millis(request_timeout_ms),
+        max_response_bytes,
+    };
+    let logger = reader.logger()?;
+    Ok(Options { config, provider, logger })
+}
+
+fn range_error(error: ConfigError) -> ArgError {
+    ArgError::Range { name: format!("options.{}", error.option), expected: error.expected, received: error.received }
+}
+
+/// `process.env[name]`, read through JS so that values set by the application at runtime
+/// (dotenv and friends) are seen.
+pub fn env_var(env: &Env, name: &str) -> Option<String> {
+    let process: Object = env.get_global().ok()?.get_named_property("process").ok()?;
+    let vars: Object = process.get_named_property("env").ok()?;
+    vars.get::<String>(name).ok()?.filter(|v| !v.is_empty())
+}
+
+struct Reader<'e> {
+    env: &'e Env,
+    object: Option<Object<'e>>,
+}
+
+impl<'e> Reader<'e> {
+    fn get(&self, key: &str) -> Option<Unknown<'e>> {
+        self.object.as_ref().and_then(|o| property(self.env, o, key))
+    }
+
+    fn type_error(key: &str, expected: &'static str, value: &Unknown) -> ArgError {
+        ArgError::Type { name: format!("options.{key}"), expected, received: describe(value) }
+    }
+
+    fn string(&self, key: &str) -> Checked<Option<String>> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        if type_of(&value) != ValueType::String {
+            return Err(Self::type_error(key, "string", &value));
+        }
+        Ok(unsafe { value.cast::<String>() }.ok())
+    }
+
+    fn boolean(&self, key: &str) -> Checked<Option<bool>> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        if type_of(&value) != ValueType::Boolean {
+            return Err(Self::type_error(key, "boolean", &value));
+        }
+        Ok(unsafe { value.cast::<bool>() }.ok())
+    }
+
+    /// One of `choices`, as the matching `'static` string.
+    fn choice(&self, key: &str, choices: &[&'static str]) -> Checked<Option<&'static str>> {
+        let Some(text) = self.string(key)? else { return Ok(None) };
+        match choices.iter().find(|c| **c == text) {
+            Some(choice) => Ok(Some(choice)),
+            None => Err(ArgError::Value {
+                name: format!("options.{key}"),
+                reason: format!(
+                    "must be one of {}",
+                    choices.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")
+                ),
+                received: format!("'{text}'"),
+            }),
+        }
+    }
+
+    fn number(&self, key: &str, target: &mut f64) -> Checked<()> {
+        if let Some(value) = self.get(key) {
+            *target = finite(&value, &format!("options.{key}"))?;
+        }
+        Ok(())
+    }
+
+    /// A non-negative integer no larger than `max`.
+    fn integer(&self, key: &str, max: u64) -> Checked<Option<u64>> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        let n = finite(&value, &format!("options.{key}"))?;
+        if n.fract() != 0.0 || n < 0.0 || n > max as f64 {
+            return Err(ArgError::Range {
+                name: format!("options.{key}"),
+                expected: format!("an integer >= 0 and <= {max}"),
+                received: js_number(n),
+            });
+        }
+        Ok(Some(n as u64))
+    }
+
+    fn duration(&self, key: &str, target: &mut u64) -> Checked<()> {
+        if let Some(ms) = self.integer(key, MAX_DURATION_MS)? {
+            *target = ms;
+        }
+        Ok(())
+    }
+
+    /// A pino-like logger: an object (methods are looked up per event).
+    fn logger(&self) -> Checked<Option<Object<'e>>> {
+        let Some(value) = self.get("logger") else { return Ok(None) };
+        match type_of(&value) {
+            ValueType::Object | ValueType::Function => Ok(Some(Object::from_raw(self.env.raw(), value.raw()))),
+            ValueType::Null => Ok(None),
+            _ => Err(Self::type_error("logger", "object", &value)),
+        }
+    }
+}

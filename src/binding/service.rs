@@ -1,0 +1,326 @@
+//! `WeatherService`: argument checks, then the engine, then JS values. Cache hits settle
+//! synchronously (an already resolved Promise, no trip through tokio); misses settle from the
+//! fetch's completion on the JS thread.
+
+use std::sync::{Arc, OnceLock};
+
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, ValueType};
+use napi_derive::napi;
+
+use super::abort::{self, AbortWatch};
+use super::args::{self, property, type_of, Call};
+use super::errors::{describe, js_number, request_error, ArgError, Checked};
+use super::logger::{self, ServiceLogger};
+use super::options;
+use super::values::{ForecastResult, WeatherSummary};
+use crate::engine::{
+    BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
+};
+use crate::provider::OpenWeather;
+
+/// The weather cache: one instance per process is the usual set-up (`weatherService`).
+#[napi]
+pub struct WeatherService {
+    /// Built by the constructor, or on first use for the default instance (so that it reads
+    /// `OPEN_WEATHER_API_KEY` when the application is ready, not when the module loads).
+    service: OnceLock<Service>,
+}
+
+struct Service {
+    engine: Engine,
+    level: Level,
+    logger: Option<ServiceLogger>,
+}
+
+/// What a request method resolves with.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Shape {
+    /// `getWeather`: the summary, or `null` on any upstream trouble.
+    Summary,
+    /// `getForecast`: summary and meta, or a rejection with a code.
+    Forecast,
+    /// `warmup`: `undefined` either way (failures are logged and counted).
+    Nothing,
+}
+
+type Settled<'e> = PromiseRaw<'e, Unknown<'e>>;
+
+#[napi]
+impl WeatherService {
+    #[napi(constructor, catch_unwind, ts_args_type = "options?: WeatherServiceOptions")]
+    pub fn new(env: &Env, options: Unknown) -> Result<Self> {
+        let service = Service::new(env, &options)?;
+        Ok(WeatherService { service: OnceLock::from(service) })
+    }
+
+    /// The default instance: configured on first use.
+    pub(crate) fn lazy() -> WeatherService {
+        WeatherService { service: OnceLock::new() }
+    }
+
+    /// Overloads are declared in `dts-header.d.ts` (napi-rs cannot emit them).
+    #[napi(catch_unwind, skip_typescript)]
+    pub fn get_weather<'e>(
+        &self,
+        env: &'e Env,
+        session: Unknown<'e>,
+        second: Unknown<'e>,
+        third: Unknown<'e>,
+        fourth: Unknown<'e>,
+    ) -> Result<Settled<'e>> {
+        match args::weather_call(env, &session, &second, &third, &fourth) {
+            Ok(call) => self.respond(env, call, Mode::Normal, Shape::Summary, None),
+            Err(error) => PromiseRaw::reject(env, error.to_js(env)?),
+        }
+    }
+
+    /// Like `getWeather`, with where the answer came from, and errors as rejections with a
+    /// `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "session: WeatherSession | null | undefined, userId: string, lat: number, lon: number, options?: ForecastOptions",
+        ts_return_type = "Promise<ForecastResult>"
+    )]
+    pub fn get_forecast<'e>(
+        &self,
+        env: &'e Env,
+        session: Unknown<'e>,
+        user_id: Unknown<'e>,
+        lat: Unknown<'e>,
+        lon: Unknown<'e>,
+        options: Unknown<'e>,
+    ) -> Result<Settled<'e>> {
+        let parsed = args::forecast_call(env, &session, &user_id, &lat, &lon)
+            .and_then(|call| forecast_options(env, options).map(|(force, signal)| (call, force, signal)));
+        let (call, force, signal) = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
+        };
+        if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(s)) {
+            return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
+        }
+        let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
+        self.respond(env, call, mode, Shape::Forecast, signal)
+    }
+
+    /// Makes sure the area around (lat, lon) is cached (fetching if it is not fresh). Resolves
+    /// once done; upstream failures resolve too (they are logged and counted), so a
+    /// fire-and-forget `warmup` can never cause an unhandled rejection.
+    #[napi(catch_unwind, ts_args_type = "userId: string, lat: number, lon: number", ts_return_type = "Promise<void>")]
+    pub fn warmup<'e>(
+        &self,
+        env: &'e Env,
+        user_id: Unknown<'e>,
+        lat: Unknown<'e>,
+        lon: Unknown<'e>,
+    ) -> Result<Settled<'e>> {
+        let call = args::user_id(env, Some(&user_id), "userId")
+            .and_then(|user| Ok(Call { session: None, user, at: args::location(&lat, &lon, "lat", "lon")? }));
+        match call {
+            Ok(call) => self.respond(env, call, Mode::Warmup, Shape::Nothing, None),
+            Err(error) => PromiseRaw::reject(env, error.to_js(env)?),
+        }
+    }
+
+    /// Forgets a user's cached entries (e.g. on logout).
+    #[napi(catch_unwind, ts_args_type = "userId: string")]
+    pub fn clear_user(&self, env: &Env, user_id: Unknown) -> Result<()> {
+        let user = args::user_id(env, Some(&user_id), "userId").map_err(|e| e.throw(env))?;
+        self.service(env)?.engine.clear_user(user.as_str());
+        Ok(())
+    }
+
+    /// Moves the manual clock forward (`clock: "manual"` only; throws `ERR_INVALID_STATE`
+    /// otherwise).
+    #[napi(catch_unwind, ts_args_type = "ms: number")]
+    pub fn advance_time(&self, env: &Env, ms: Unknown) -> Result<()> {
+        let ms = args::finite(&ms, "ms").map_err(|e| e.throw(env))?;
+        if ms < 0.0 || ms.fract() != 0.0 {
+            let expected = "an integer >= 0".into();
+            return Err(ArgError::Range { name: "ms".into(), expected, received: js_number(ms) }.throw(env));
+        }
+        if !self.service(env)?.engine.advance_time(ms as u64) {
+            let message = "advanceTime() needs a service created with clock: \"manual\"".into();
+            return Err(ArgError::State { message }.throw(env));
+        }
+        Ok(())
+    }
+
+    /// Settles every pending request (`getWeather` with `null`, `getForecast` with
+    /// `ERR_SERVICE_CLOSED`), frees the caches; later calls reject `ERR_SERVICE_CLOSED`.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        if let Some(service) = self.service.get() {
+            service.engine.close();
+        }
+    }
+}
+
+impl WeatherService {
+    fn service(&self, env: &Env) -> Result<&Service> {
+        if let Some(service) = self.service.get() {
+            return Ok(service);
+        }
+        let defaults = ().into_unknown(env)?;
+        let _ = self.service.set(Service::new(env, &defaults)?);
+        Ok(self.service.get().expect("just set"))
+    }
+
+    fn respond<'e>(
+        &self,
+        env: &'e Env,
+        call: Call<'e>,
+        mode: Mode,
+        shape: Shape,
+        signal: Option<Object<'e>>,
+    ) -> Result<Settled<'e>> {
+        let service = self.service(env)?;
+        let mut recorder = Recorder::new(service.level);
+        let request = Request { user: call.user.as_str(), at: call.at, mode };
+        let begun = service.engine.begin(request, &mut recorder);
+        if !recorder.events.is_empty() {
+            service.deliver(env, call.session.as_ref(), recorder.events);
+        }
+        let pending = match begun {
+            Begin::Ready(Err(RequestError::Closed)) => {
+                return PromiseRaw::reject(env, request_error(env, &RequestError::Closed, service.provider())?);
+            }
+            Begin::Ready(result) => {
+                return match settle(env, &service.engine, shape, result)? {
+                    Ok(value) => PromiseRaw::resolve(env, value),
+                    Err(error) => PromiseRaw::reject(env, error),
+                };
+            }
+            Begin::Pending(pending) => pending,
+        };
+        // Only a miss waits; only then is the caller's logger looked up and kept alive.
+        let logger = match &call.session {
+            Some(session) if service.level <= Level::Warn => session_logger(env, session)?,
+            _ => None,
+        };
+        let abort = signal.as_ref().map(|s| AbortWatch::attach(env, s)).transpose()?;
+        let (watch, aborted) = abort.map_or((None, None), |(watch, notify)| (Some(watch), Some(notify)));
+        let engine = service.engine.clone();
+        let background = service.logger.clone();
+        let level = service.level;
+        // The future always succeeds (failures travel inside `Reply`), so the callback always
+        // runs and releases the references it holds.
+        let waiting = async move {
+            let reply = match aborted {
+                Some(aborted) => tokio::select! {
+                    reply = pending.wait() => Some(reply),
+                    _ = aborted.notified() => None,
+                },
+                None => Some(pending.wait().await),
+            };
+            Ok(reply)
+        };
+        env.spawn_future_with_callback(waiting, move |env, reply: Option<Reply>| {
+            let signal = watch.map(|w| w.detach(env)).transpose()?;
+            let logger_object = logger.map(|r| -> Result<Object> {
+                let object = r.get_value(env)?;
+                r.unref(env)?;
+                Ok(object)
+            });
+            let logger_object = logger_object.transpose()?;
+            let Some(reply) = reply else {
+                let signal = signal.expect("only a signal aborts");
+                return Err(napi::Error::from(super::errors::abort_error(env, abort::reason(env, &signal))?));
+            };
+            if !reply.events.is_empty() && level != Level::Silent {
+                match (&logger_object, &background) {
+                    (Some(logger), _) => logger::emit(env, logger, reply.events),
+                    (None, Some(background)) => background.send(reply.events),
+                    (None, None) => {}
+                }
+            }
+            match settle(env, &engine, shape, reply.result)? {
+                Ok(value) => Ok(value),
+                Err(error) => Err(napi::Error::from(error)),
+            }
+        })
+    }
+}
+
+impl Service {
+    fn new(env: &Env, options: &Unknown) -> Result<Service> {
+        let options = options::parse(env, options).map_err(|e| e.throw(env))?;
+        let base_url = options.provider.base_url.clone();
+        let provider = OpenWeather::new(options.provider).map_err(|reason| {
+            let received = format!("'{base_url}'");
+            ArgError::Value { name: "options.baseUrl".into(), reason, received }.throw(env)
+        })?;
+        let logger = options.logger.as_ref().map(|l| ServiceLogger::new(env, l)).transpose()?;
+        let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
+        let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
+        let level = options.config.log_level;
+        let engine = Engine::new(options.config, Arc::new(provider), runtime, background);
+        Ok(Service { engine, level, logger })
+    }
+
+    fn provider(&self) -> &'static str {
+        self.engine.provider_name()
+    }
+
+    /// Events of a call go to the session's logger, or else to the service's.
+    fn deliver(&self, env: &Env, session: Option<&Object>, events: Vec<Event>) {
+        match session.map(|s| session_logger_object(env, s)) {
+            Some(Some(logger)) => logger::emit(env, &logger, events),
+            _ => {
+                if let Some(logger) = &self.logger {
+                    logger.send(events);
+                }
+            }
+        }
+    }
+}
+
+/// The JS value a result resolves with (`Ok`) or rejects with (`Err`).
+fn settle<'e>(
+    env: &'e Env,
+    engine: &Engine,
+    shape: Shape,
+    result: std::result::Result<Served, RequestError>,
+) -> Result<std::result::Result<Unknown<'e>, Unknown<'e>>> {
+    Ok(match (shape, result) {
+        (Shape::Summary, Ok(served)) => Ok(WeatherSummary::of(&served.entry).into_unknown(env)?),
+        (Shape::Summary, Err(_)) => Ok(Null.into_unknown(env)?),
+        (Shape::Forecast, Ok(served)) => Ok(ForecastResult::of(&served, engine.now()).into_unknown(env)?),
+        (Shape::Forecast, Err(error)) => Err(request_error(env, &error, engine.provider_name())?),
+        (Shape::Nothing, _) => Ok(().into_unknown(env)?),
+    })
+}
+
+fn session_logger_object<'e>(env: &Env, session: &Object<'e>) -> Option<Object<'e>> {
+    let logger = property(env, session, "logger")?;
+    matches!(type_of(&logger), ValueType::Object | ValueType::Function)
+        .then(|| Object::from_raw(env.raw(), logger.raw()))
+}
+
+/// A reference to `session.logger`, kept alive until the call settles.
+fn session_logger(env: &Env, session: &Object) -> Result<Option<ObjectRef<false>>> {
+    session_logger_object(env, session).map(|logger| logger.create_ref()).transpose()
+}
+
+/// `{ forceRefresh?: boolean, signal?: AbortSignal }`.
+fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Option<Object<'e>>)> {
+    let object = match type_of(&value) {
+        ValueType::Undefined | ValueType::Null => return Ok((false, None)),
+        ValueType::Object => Object::from_raw(env.raw(), value.raw()),
+        _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(&value) }),
+    };
+    let force = match property(env, &object, "forceRefresh") {
+        None => false,
+        Some(v) if type_of(&v) == ValueType::Boolean => unsafe { v.cast::<bool>() }.unwrap_or(false),
+        Some(v) => {
+            return Err(ArgError::Type {
+                name: "options.forceRefresh".into(),
+                expected: "boolean",
+                received: describe(&v),
+            })
+        }
+    };
+    let signal = property(env, &object, "signal").map(|v| abort::signal_arg(env, v)).transpose()?;
+    Ok((force, signal))
+}
