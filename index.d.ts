@@ -113,6 +113,13 @@ export declare class WeatherService {
    */
   advanceTime(ms: number): void
   /**
+   * Counters and gauges (see `WeatherStats`). For a periodic summary, call it from
+   * `setInterval`; the service runs no timers of its own.
+   */
+  stats(): WeatherStats
+  /** The same numbers in the Prometheus text format (`weather_cache_*`), for `/metrics`. */
+  metricsText(): string
+  /**
    * Settles every pending request (`getWeather` with `null`, `getForecast` with
    * `ERR_SERVICE_CLOSED`), frees the caches; later calls reject `ERR_SERVICE_CLOSED`.
    */
@@ -150,6 +157,39 @@ export interface GeoPoint {
  * application first asks for weather, not when it imports the module).
  */
 export declare const weatherService: WeatherService
+
+/**
+ * Monotonic counters (since construction) and gauges (now). Identities that always hold:
+ * `requests == userHits + sharedHits + staleHits + misses + coalesced + rejected` and
+ * `upstreamRequests == misses + backgroundRefreshes`.
+ */
+export interface WeatherStats {
+  /** Calls accepted (valid arguments, open service); bad calls are not counted. */
+  requests: number
+  userHits: number
+  sharedHits: number
+  /** Answered from a stale entry (stale-while-revalidate, or cache served during a cooldown). */
+  staleHits: number
+  /** Started an upstream fetch. */
+  misses: number
+  /** Waited for a fetch started by another request. */
+  coalesced: number
+  /** Refused without a fetch: no API key, rate-limit cooldown, or the area cooling down. */
+  rejected: number
+  /** Failed fetches answered from a stale entry instead. */
+  staleIfError: number
+  upstreamRequests: number
+  /** Upstream failures other than 429. */
+  upstreamErrors: number
+  /** HTTP 429 answers. */
+  rateLimited: number
+  backgroundRefreshes: number
+  sharedEntries: number
+  users: number
+  inflight: number
+  /** End of the rate-limit cooldown (epoch ms, service clock), 0 when none. */
+  backoffUntil: number
+}
 
 export interface WeatherSummary {
   /** Short condition from the provider (`"Clouds"`, `"Rain"`…), `"Unknown"` when absent. */

@@ -4,11 +4,29 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { setup, withService } from './helpers.mjs'
+import { recordingLogger, setup, withService as withPlainService } from './helpers.mjs'
 import { API_KEY, answer } from './upstream.mjs'
 
-/** Every error any test in this file saw, checked for the key at the end. */
+/** Every error, event, result and metric any test in this file produced: checked for the key
+ * at the end. */
 const seenErrors = []
+const seenText = []
+const everything = recordingLogger()
+
+/** withService, with every event (debug and up) recorded and the outputs collected. */
+function withService(options, fn, behaviour) {
+  return withPlainService({ logLevel: 'debug', logger: everything.logger, ...options }, async (env) => {
+    const { service } = env
+    const getForecast = service.getForecast.bind(service)
+    service.getForecast = (...args) =>
+      getForecast(...args).then((result) => (seenText.push(JSON.stringify(result)), result))
+    try {
+      return await fn(env)
+    } finally {
+      seenText.push(service.metricsText(), JSON.stringify(service.stats()))
+    }
+  }, behaviour)
+}
 
 async function settleAll(promises) {
   const results = await Promise.allSettled(promises)
@@ -153,7 +171,7 @@ test('429 without Retry-After: 60 s doubling to 30 min (no jitter), reset by a s
   }, answer.rateLimited()))
 
 test('429 backoff with jitter stays within ±jitterRatio', async () => {
-  const env = await setup({ jitterRatio: 0.1 }, answer.rateLimited())
+  const env = await setup({ jitterRatio: 0.1, logLevel: 'debug', logger: everything.logger }, answer.rateLimited())
   try {
     const { service } = env
     for (let i = 0; i < 6; i++) {
@@ -180,7 +198,7 @@ test('during a rate-limit cooldown, fresh and stale cache are still served', () 
   }))
 
 test('an upstream that never answers: close() settles every pending Promise', async () => {
-  const env = await setup({ requestTimeoutMs: 60_000 }, answer.hang)
+  const env = await setup({ requestTimeoutMs: 60_000, logLevel: 'debug', logger: everything.logger }, answer.hang)
   const { service, upstream } = env
   try {
     const pending = [
@@ -200,11 +218,20 @@ test('an upstream that never answers: close() settles every pending Promise', as
   }
 })
 
-test('the API key appears in none of the errors above', () => {
+test('the API key appears in no error, event, meta, counter or metrics text above', async () => {
+  await new Promise((resolve) => setTimeout(resolve, 50)) // queued logger-option events land
   assert.ok(seenErrors.length > 30, `only ${seenErrors.length} errors collected`)
   for (const err of seenErrors) {
     const text = `${err.message}\n${err.stack}\n${JSON.stringify(err)}`
     assert.ok(!text.includes(API_KEY), text)
     assert.ok(!/appid|https?:\/\//.test(err.message), err.message)
   }
+  const names = new Set(everything.records.map((r) => r.msg))
+  for (const name of ['weather.request.sent', 'weather.error.network', 'weather.rate_limited', 'weather.backoff.state', 'weather.cache.miss']) {
+    assert.ok(names.has(name), `${name} was recorded`)
+  }
+  const events = JSON.stringify(everything.records.map((r) => [r.msg, r.obj]))
+  assert.ok(!events.includes(API_KEY) && !events.includes('appid='), 'events')
+  assert.ok(seenText.length > 20)
+  for (const text of seenText) assert.ok(!text.includes(API_KEY), text)
 })

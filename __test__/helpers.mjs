@@ -34,3 +34,22 @@ export async function until(condition, what = 'condition', timeoutMs = 5000) {
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
+
+/** A pino-like logger that records `{ level, msg, obj, self }` for every call. */
+export function recordingLogger({ throws = false } = {}) {
+  const records = []
+  const logger = {}
+  for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal']) {
+    logger[level] = function (obj, msg) {
+      records.push({ level, msg, obj, self: this })
+      if (throws) throw new Error('the logger itself failed')
+    }
+  }
+  return {
+    logger,
+    records,
+    /** Event names in order, without the (numerous) distance events. */
+    names: () => records.filter((r) => r.msg !== 'weather.distance.computed').map((r) => r.msg),
+    find: (msg) => records.filter((r) => r.msg === msg),
+  }
+}

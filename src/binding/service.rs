@@ -13,7 +13,7 @@ use super::args::{self, property, type_of, Call};
 use super::errors::{describe, js_number, request_error, ArgError, Checked};
 use super::logger::{self, ServiceLogger};
 use super::options;
-use super::values::{ForecastResult, WeatherSummary};
+use super::values::{ForecastResult, WeatherStats, WeatherSummary};
 use crate::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
 };
@@ -145,6 +145,19 @@ impl WeatherService {
             return Err(ArgError::State { message }.throw(env));
         }
         Ok(())
+    }
+
+    /// Counters and gauges (see `WeatherStats`). For a periodic summary, call it from
+    /// `setInterval`; the service runs no timers of its own.
+    #[napi(catch_unwind)]
+    pub fn stats(&self, env: &Env) -> Result<WeatherStats> {
+        Ok(self.service(env)?.engine.stats().into())
+    }
+
+    /// The same numbers in the Prometheus text format (`weather_cache_*`), for `/metrics`.
+    #[napi(catch_unwind)]
+    pub fn metrics_text(&self, env: &Env) -> Result<String> {
+        Ok(self.service(env)?.engine.stats().to_prometheus())
     }
 
     /// Settles every pending request (`getWeather` with `null`, `getForecast` with

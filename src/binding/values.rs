@@ -61,3 +61,58 @@ impl ForecastResult {
         }
     }
 }
+
+/// Monotonic counters (since construction) and gauges (now). Identities that always hold:
+/// `requests == userHits + sharedHits + staleHits + misses + coalesced + rejected` and
+/// `upstreamRequests == misses + backgroundRefreshes`.
+#[napi(object)]
+pub struct WeatherStats {
+    /// Calls accepted (valid arguments, open service); bad calls are not counted.
+    pub requests: f64,
+    pub user_hits: f64,
+    pub shared_hits: f64,
+    /// Answered from a stale entry (stale-while-revalidate, or cache served during a cooldown).
+    pub stale_hits: f64,
+    /// Started an upstream fetch.
+    pub misses: f64,
+    /// Waited for a fetch started by another request.
+    pub coalesced: f64,
+    /// Refused without a fetch: no API key, rate-limit cooldown, or the area cooling down.
+    pub rejected: f64,
+    /// Failed fetches answered from a stale entry instead.
+    pub stale_if_error: f64,
+    pub upstream_requests: f64,
+    /// Upstream failures other than 429.
+    pub upstream_errors: f64,
+    /// HTTP 429 answers.
+    pub rate_limited: f64,
+    pub background_refreshes: f64,
+    pub shared_entries: f64,
+    pub users: f64,
+    pub inflight: f64,
+    /// End of the rate-limit cooldown (epoch ms, service clock), 0 when none.
+    pub backoff_until: f64,
+}
+
+impl From<crate::engine::Stats> for WeatherStats {
+    fn from(s: crate::engine::Stats) -> WeatherStats {
+        WeatherStats {
+            requests: s.requests as f64,
+            user_hits: s.user_hits as f64,
+            shared_hits: s.shared_hits as f64,
+            stale_hits: s.stale_hits as f64,
+            misses: s.misses as f64,
+            coalesced: s.coalesced as f64,
+            rejected: s.rejected as f64,
+            stale_if_error: s.stale_if_error as f64,
+            upstream_requests: s.upstream_requests as f64,
+            upstream_errors: s.upstream_errors as f64,
+            rate_limited: s.rate_limited as f64,
+            background_refreshes: s.background_refreshes as f64,
+            shared_entries: s.shared_entries as f64,
+            users: s.users as f64,
+            inflight: s.inflight as f64,
+            backoff_until: s.backoff_until as f64,
+        }
+    }
+}

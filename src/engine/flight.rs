@@ -39,6 +39,14 @@ impl Guard {
     fn land(&mut self, outcome: Outcome) {
         let Some(takeoff) = self.takeoff.take() else { return };
         let (result, events) = self.inner.land(&takeoff, outcome);
+        match &result {
+            Ok(entry) => {
+                tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, celsius = entry.celsius, "landed")
+            }
+            Err(error) => {
+                tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, code = error.code(), "failed")
+            }
+        }
         if self.background {
             if let (Some(background), false) = (&self.inner.background, events.is_empty()) {
                 background(events);
@@ -66,6 +74,7 @@ impl Inner {
         if background {
             self.background_event(|| Event::Sent { provider: self.provider.name(), key: key.clone(), at: location });
         }
+        tracing::trace!(target: "weather_cache::flight", key = %key, background, "launched");
         let guard = Guard { inner: self.clone(), takeoff: Some(takeoff), background };
         self.runtime.spawn(fly(guard, location));
         (ticket, key)

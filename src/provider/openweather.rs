@@ -64,8 +64,11 @@ impl OpenWeather {
             .append_pair("exclude", "minutely,hourly,daily,alerts")
             .append_pair("units", "metric")
             .append_pair("appid", key);
+        let started = std::time::Instant::now();
         let response = self.client.get(url).send().await.map_err(|e| transport_error(e, &self.redactor))?;
         let status = response.status().as_u16();
+        tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon, status,
+            elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
         if status == 429 {
             let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
             let retry_after = header(reqwest::header::RETRY_AFTER)
