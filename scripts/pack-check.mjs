@@ -1,0 +1,142 @@
+// `npm run pack:check`: what a user gets from `npm install weather-cache`, checked end to end.
+// Builds the release binary, packs the main package and this platform's package with `npm pack`,
+// installs both tarballs offline into a fresh project and uses them there; then proves that the
+// main package alone fails with a message naming the missing platform package.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { API_KEY, startUpstream } from '../__test__/upstream.mjs'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const platformDir = join(root, 'npm', 'linux-x64-gnu')
+const binary = 'weather-cache.linux-x64-gnu.node'
+const work = mkdtempSync(join(tmpdir(), 'weather-cache-pack-'))
+const npmEnv = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' }
+
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+  console.log(`pack:check builds and installs linux-x64-gnu only; skipped on ${process.platform}-${process.arch}`)
+  process.exit(0)
+}
+
+async function step(title, fn) {
+  process.stdout.write(`pack:check: ${title} ... `)
+  const result = await fn()
+  console.log(typeof result === 'string' ? result : 'ok')
+  return result
+}
+
+function run(command, args, cwd) {
+  const result = spawnSync(command, args, { cwd, env: npmEnv, encoding: 'utf8' })
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed in ${cwd}\n${result.stdout}\n${result.stderr}`)
+  }
+  return result
+}
+
+/** Runs Node asynchronously: the loopback upstream lives in this process and must keep serving. */
+function node(args, cwd) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd, env: npmEnv })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    child.on('exit', (status) => resolve({ status, stdout, stderr }))
+  })
+}
+
+/** `npm pack` without lifecycle scripts (the binary is built already); returns tarball and files. */
+function pack(dir) {
+  const { stdout } = run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], dir)
+  const [info] = JSON.parse(stdout.slice(stdout.indexOf('[')))
+  return { tarball: join(work, info.filename), files: info.files.map((f) => f.path).sort(), size: info.size }
+}
+
+function freshProject(name) {
+  const dir = join(work, name)
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }))
+  return dir
+}
+
+function walk(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
+  )
+}
+
+const upstream = await startUpstream()
+try {
+  await step('build the release binary', () => {
+    execFileSync('npx', ['napi', 'build', '--platform', '--release'], { cwd: root, stdio: 'ignore' })
+    return `${binary}: ${(statSync(join(root, binary)).size / 1024 / 1024).toFixed(2)} MiB`
+  })
+  // What `napi artifacts` does in a release workflow, for the one target built here (the
+  // command itself insists on finding every configured target).
+  await step('place it in npm/linux-x64-gnu', () => copyFileSync(join(root, binary), join(platformDir, binary)))
+
+  const main = await step('npm pack the main package', () => pack(root))
+  const platform = await step('npm pack weather-cache-linux-x64-gnu', () => pack(platformDir))
+  await step('tarball contents', () => {
+    const expectMain = ['LICENSE', 'README.md', 'index.d.ts', 'index.js', 'main.js', 'package.json']
+    const unexpected = main.files.filter((f) => !expectMain.includes(f) && !f.startsWith('bin/') && !f.startsWith('lib/'))
+    if (unexpected.length) throw new Error(`main tarball holds ${unexpected.join(', ')}`)
+    if (JSON.stringify(platform.files) !== JSON.stringify(['README.md', binary, 'package.json'].sort())) {
+      throw new Error(`platform tarball holds ${platform.files.join(', ')}`)
+    }
+    return `main ${main.files.length} files (${(main.size / 1024).toFixed(0)} KiB), platform ${(platform.size / 1024 / 1024).toFixed(2)} MiB packed`
+  })
+
+  const app = freshProject('app')
+  await step('install both tarballs offline into a fresh project', () => {
+    run('npm', ['install', '--offline', '--no-audit', '--no-fund', main.tarball, platform.tarball], app)
+  })
+  await step('require() and getWeather against a loopback upstream', async () => {
+    const script = `
+      const { WeatherService, weatherService, distanceKm } = require('weather-cache')
+      const service = new WeatherService({ apiKey: ${JSON.stringify(API_KEY)}, baseUrl: ${JSON.stringify(upstream.url)} })
+      service.getWeather(null, 'pack-check', 48.85, 2.35).then((w) => {
+        if (!w || typeof w.tempC !== 'number' || !(weatherService instanceof WeatherService)) process.exit(1)
+        console.log(JSON.stringify(w))
+      })`
+    const { status, stdout, stderr } = await node(['-e', script], app)
+    if (status !== 0) throw new Error(`require() check failed:\n${stdout}\n${stderr}`)
+    return stdout.trim()
+  })
+  await step('import() of the named exports', async () => {
+    const script = `import { WeatherService, bucketKey } from 'weather-cache'
+      if (typeof WeatherService !== 'function' || bucketKey(0, 180) !== '0.00000:-180.00000') process.exit(1)`
+    const { status, stderr } = await node(['--input-type=module', '-e', script], app)
+    if (status !== 0) throw new Error(`import check failed:\n${stderr}`)
+  })
+  await step('the installed tree holds no Rust sources or build artefacts', () => {
+    const installed = ['weather-cache', 'weather-cache-linux-x64-gnu'].flatMap((p) => walk(join(app, 'node_modules', p)))
+    const forbidden = installed.filter((f) =>
+      /\.rs$|Cargo\.(toml|lock)$|build\.rs$|\/(src|target|__test__|scripts|npm)\/|rustfmt|\.tgz$/.test(relative(app, f)),
+    )
+    if (forbidden.length) throw new Error(`found ${forbidden.map((f) => relative(app, f)).join(', ')}`)
+    const nodes = installed.filter((f) => f.endsWith('.node'))
+    if (nodes.length !== 1 || !nodes[0].includes('weather-cache-linux-x64-gnu')) throw new Error(`binaries: ${nodes}`)
+    return `${installed.length} files`
+  })
+
+  const alone = freshProject('main-only')
+  await step('without the platform package, require() names it', async () => {
+    run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--omit=optional', main.tarball], alone)
+    const { status, stderr } = await node(['-e', "require('weather-cache')"], alone)
+    if (status === 0) throw new Error('require() succeeded without a binary')
+    if (!stderr.includes('"weather-cache-linux-x64-gnu"') || !stderr.includes('ERR_WEATHER_CACHE_BINARY_MISSING')) {
+      throw new Error(`unclear error:\n${stderr}`)
+    }
+    return stderr.split('\n').find((l) => l.includes('weather-cache: ')).trim()
+  })
+  console.log('pack:check: passed')
+} finally {
+  await upstream.close()
+  rmSync(work, { recursive: true, force: true })
+  rmSync(join(platformDir, binary), { force: true })
+}
