@@ -17,8 +17,12 @@ const check = process.argv.includes('--check')
 const wanted = {}
 for (const dir of readdirSync(new URL('npm/', root))) {
   const platform = read(`npm/${dir}/package.json`)
-  const entry = { version: platform.version, optional: true }
-  for (const field of ['cpu', 'libc', 'os']) if (platform[field]) entry[field] = platform[field]
+  // Key order as npm writes it (version, then alphabetical), so npm install keeps it as is.
+  const entry = { version: platform.version }
+  if (platform.cpu) entry.cpu = platform.cpu
+  if (platform.libc) entry.libc = platform.libc
+  entry.optional = true
+  if (platform.os) entry.os = platform.os
   wanted[platform.name] = entry
 }
 
@@ -27,12 +31,12 @@ for (const [name, entry] of Object.entries(wanted)) {
   if (pkg.optionalDependencies?.[name] !== pkg.version) problems.push(`package.json optionalDependencies.${name} should be ${pkg.version}`)
   if (entry.version !== pkg.version) problems.push(`npm/ ${name} is at ${entry.version}, the package at ${pkg.version}`)
   const current = lock.packages[`node_modules/${name}`]
-  if (JSON.stringify(current) !== JSON.stringify(entry)) {
+  if (canonical(current) !== canonical(entry)) {
     problems.push(`package-lock.json entry for ${name} ${current ? 'differs' : 'is missing'}`)
     lock.packages[`node_modules/${name}`] = entry
   }
 }
-lock.packages[''].optionalDependencies = pkg.optionalDependencies
+lock.packages[''].optionalDependencies = Object.fromEntries(Object.entries(pkg.optionalDependencies ?? {}).sort(([a], [b]) => a.localeCompare(b)))
 
 if (check) {
   if (problems.length) {
@@ -42,4 +46,8 @@ if (check) {
 } else {
   writeFileSync(new URL('package-lock.json', root), `${JSON.stringify(lock, null, 2)}\n`)
   console.log(problems.length ? `updated:\n  ${problems.join('\n  ')}` : 'package-lock.json already in step')
+}
+
+function canonical(value) {
+  return JSON.stringify(value, (key, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v))
 }

@@ -1,0 +1,120 @@
+// `npm run bench`: weather-cache against the implementations a user would pick instead, side by
+// side in one process (memory in child processes), all on the same simulated upstream.
+//
+//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory]
+//
+// Prints a table per scenario and the targets, and writes bench/results.json (a --quick run
+// writes bench/results.local.json instead).
+import { writeFileSync } from 'node:fs'
+import os from 'node:os'
+
+import { burst } from './scenarios/burst.mjs'
+import { fleetTrace } from './scenarios/fleet.mjs'
+import { hitPath } from './scenarios/hit-path.mjs'
+import { mainThread } from './scenarios/main-thread.mjs'
+import { memory } from './scenarios/memory.mjs'
+
+const args = process.argv.slice(2)
+const quick = args.includes('--quick')
+const onlyArg = args.find((a) => a.startsWith('--only'))
+const only = onlyArg ? (onlyArg.split('=')[1] ?? args[args.indexOf(onlyArg) + 1]).split(',') : null
+const wanted = (name) => !only || only.includes(name)
+
+const fmt = (n, digits = 0) => (typeof n === 'number' ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : String(n))
+
+function table(title, rows, columns) {
+  const header = ['', ...columns.map(([label]) => label)]
+  const body = Object.entries(rows).map(([name, row]) => [name, ...columns.map(([, get]) => get(row))])
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((r) => String(r[i]).length)))
+  const line = (r) => r.map((cell, i) => (i === 0 ? String(cell).padEnd(widths[i]) : String(cell).padStart(widths[i]))).join('  ')
+  console.log(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`)
+  for (const r of body) console.log(line(r))
+}
+
+const machine = {
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cores: os.cpus().length,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+  node: process.version,
+  date: new Date().toISOString(),
+  quick,
+}
+console.log(`weather-cache benchmarks on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}${quick ? ' (quick)' : ''}`)
+
+const results = { machine }
+const targets = []
+
+if (wanted('hit')) {
+  const r = (results.hitPath = await hitPath({ quick }))
+  table('hit path: 1,000 cached users, await getWeather() in a loop', r, [
+    ['ops/s', (x) => fmt(x.opsPerSec)],
+    ['ns/op', (x) => fmt(x.nsPerOp)],
+    ['p50 ns', (x) => fmt(x.p50Ns)],
+    ['p99 ns', (x) => fmt(x.p99Ns)],
+  ])
+  const ours = r['weather-cache']
+  targets.push({ target: 'hit path >= naive ops/s', value: ours.opsPerSec / r.naive.opsPerSec, limit: '>= 1', pass: ours.opsPerSec >= r.naive.opsPerSec })
+  targets.push({ target: 'hit path within 2x of the N-API floor', value: ours.nsPerOp / r.floor.nsPerOp, limit: '<= 2', pass: ours.nsPerOp <= 2 * r.floor.nsPerOp })
+}
+
+if (wanted('burst')) {
+  const r = (results.burst = await burst({ quick }))
+  table('burst: simultaneous requests over 100 areas, cold cache, 20 ms upstream', r, [
+    ['requests', (x) => fmt(x.requests)],
+    ['upstream calls', (x) => fmt(x.upstreamCalls)],
+    ['calls/area', (x) => fmt(x.callsPerArea, 2)],
+    ['wall ms', (x) => fmt(x.wallMs)],
+    ['p50 ms', (x) => fmt(x.p50Ms, 1)],
+    ['p99 ms', (x) => fmt(x.p99Ms, 1)],
+    ['failed', (x) => fmt(x.failed)],
+  ])
+  const ours = r['weather-cache']
+  targets.push({ target: 'burst: one upstream call per area', value: ours.callsPerArea, limit: '== 1', pass: ours.upstreamCalls === ours.areas })
+}
+
+if (wanted('fleet')) {
+  const r = (results.fleetTrace = await fleetTrace({ quick }))
+  table(`fleet trace: ${fmt(r.drones)} drones, ${r.minutes} simulated minutes, a request per drone every 5 s`, r.results, [
+    ['requests', (x) => fmt(x.requests)],
+    ['upstream calls', (x) => fmt(x.upstreamCalls)],
+    ['x ideal', (x) => fmt(x.vsIdeal, 3)],
+    ['no-call ratio', (x) => fmt(x.hitRatio, 4)],
+    ['cache hits', (x) => (x.cacheHitRatio === undefined ? '' : fmt(x.cacheHitRatio, 4))],
+    ['wall s', (x) => (x.wallS === undefined ? '' : fmt(x.wallS, 1))],
+  ])
+  const ours = r.results['weather-cache']
+  targets.push({ target: 'fleet trace: upstream calls within 1.05x of the ideal', value: ours.vsIdeal, limit: '<= 1.05', pass: ours.vsIdeal <= 1.05 })
+}
+
+if (wanted('main')) {
+  const r = (results.mainThread = await mainThread({ quick }))
+  table('main-thread cost: event-loop active time per request, 10 % misses', r, [
+    ['requests', (x) => fmt(x.requests)],
+    ['active ms', (x) => fmt(x.activeMs, 1)],
+    ['µs/request', (x) => fmt(x.usPerRequest, 2)],
+    ['ELU', (x) => fmt(x.utilization, 3)],
+  ])
+}
+
+if (wanted('memory')) {
+  const r = (results.memory = await memory({ quick }))
+  table('memory: RSS growth (slope over the second half)', r, [
+    ['bytes/user', (x) => fmt(x.bytesPerUser)],
+    ['bytes/shared entry', (x) => fmt(x.bytesPerSharedEntry)],
+  ])
+  const ours = r['weather-cache']
+  targets.push({ target: 'memory per tracked user', value: ours.bytesPerUser, limit: '<= 256 B', pass: ours.bytesPerUser <= 256 })
+  targets.push({ target: 'memory per shared entry', value: ours.bytesPerSharedEntry, limit: '<= 512 B', pass: ours.bytesPerSharedEntry <= 512 })
+}
+
+results.targets = targets
+table('targets', Object.fromEntries(targets.map((t) => [t.target, t])), [
+  ['value', (t) => fmt(t.value, 3)],
+  ['target', (t) => t.limit],
+  ['', (t) => (t.pass ? 'met' : 'MISSED')],
+])
+
+const file = new URL(quick || only ? './results.local.json' : './results.json', import.meta.url)
+writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`)
+console.log(`\nwrote ${file.pathname}`)

@@ -1,0 +1,70 @@
+// Memory: RSS growth per tracked user (200,000 users) and per shared entry (filling the shared
+// cache). Each measurement runs in a fresh child process (`--expose-gc`); the figure is the slope
+// between the half-filled and the filled state, so one-off growth (heap warm-up, connection
+// pools) does not count.
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+import { IMPLEMENTATIONS, SESSION, startUpstream } from '../harness.mjs'
+
+const here = fileURLToPath(import.meta.url)
+
+export async function memory({ quick }) {
+  const users = quick ? 40_000 : 200_000
+  const entries = quick ? 10_000 : 20_000
+  const results = {}
+  for (const name of Object.keys(IMPLEMENTATIONS)) {
+    const run = (mode, count) =>
+      JSON.parse(execFileSync(process.execPath, ['--expose-gc', here, name, mode, String(count)], { encoding: 'utf8', maxBuffer: 1 << 20 }))
+    results[name] = { bytesPerUser: run('users', users).bytesPerItem, bytesPerSharedEntry: run('entries', entries).bytesPerItem, users, entries }
+  }
+  return results
+}
+
+async function settled() {
+  for (let i = 0; i < 4; i++) {
+    globalThis.gc()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return process.memoryUsage().rss
+}
+
+async function inBatches(count, size, call) {
+  for (let start = 0; start < count; start += size) {
+    const batch = []
+    for (let i = start; i < Math.min(count, start + size); i++) batch.push(call(i))
+    await Promise.all(batch)
+  }
+}
+
+/** Child: `node --expose-gc memory.mjs <implementation> users|entries <count>`. */
+async function child(name, mode, count) {
+  const upstream = await startUpstream({ latencyMs: 0 })
+  const options = mode === 'users' ? { maxUsers: count + 1000 } : { sharedCapacity: count, maxUsers: 1000 }
+  const impl = IMPLEMENTATIONS[name](upstream.url, options)
+  const half = Math.floor(count / 2)
+  let bytes
+  if (mode === 'users') {
+    // Every user asks about the same (cached) spot: what grows is per-user state only.
+    await impl.getWeather(SESSION, 'first', 45, 7)
+    await inBatches(half, 1000, (i) => impl.getWeather(SESSION, `user-${String(i).padStart(7, '0')}`, 45, 7))
+    const middle = await settled()
+    await inBatches(count - half, 1000, (i) => impl.getWeather(SESSION, `user-${String(half + i).padStart(7, '0')}`, 45, 7))
+    bytes = (await settled()) - middle
+  } else {
+    // Distinct areas 0.15° apart (beyond each other's 5 km), all fetched by one user.
+    const at = (i) => ({ lat: -40 + Math.floor(i / 400) * 0.15, lon: -60 + (i % 400) * 0.15 })
+    const fill = (from, n) => inBatches(n, 100, (i) => impl.getWeather(SESSION, 'filler', at(from + i).lat, at(from + i).lon))
+    await fill(0, half)
+    await impl.settle()
+    const middle = await settled()
+    await fill(half, count - half)
+    await impl.settle()
+    bytes = (await settled()) - middle
+  }
+  impl.close()
+  await upstream.close()
+  process.stdout.write(JSON.stringify({ bytesPerItem: bytes / (count - half) }))
+}
+
+if (process.argv[1] === here) await child(process.argv[2], process.argv[3], Number(process.argv[4]))

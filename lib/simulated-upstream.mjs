@@ -1,0 +1,137 @@
+// A simulated OpenWeather One Call 3.0 on 127.0.0.1, for `npm run demo` and the benchmarks: no API
+// key and no network needed.
+//
+// It answers `GET /data/3.0/onecall?lat&lon&…` with weather derived from the coordinates and the
+// (simulated) time, after `latencyMs`. It enforces a per-minute request limit (429 with
+// Retry-After) and can fail a share of requests (HTTP 500). Everything random is derived from
+// the coordinates, the simulated minute and the seed, not from arrival order: requests are
+// answered in batches sorted by location, so the same run gives the same answers however the
+// requests raced to the socket.
+import http from 'node:http'
+
+const CONDITIONS = ['Clear', 'Clouds', 'Clouds', 'Rain', 'Drizzle', 'Mist', 'Snow', 'Thunderstorm']
+
+/** A hash of the arguments in [0, 1). */
+function unit(...parts) {
+  let h = 2166136261
+  for (const part of parts) {
+    const text = String(part)
+    for (let i = 0; i < text.length; i++) {
+      h ^= text.charCodeAt(i)
+      h = Math.imul(h, 16777619)
+    }
+  }
+  h ^= h >>> 15
+  h = Math.imul(h, 0x2c1b3c6d)
+  h ^= h >>> 12
+  return (h >>> 0) / 4294967296
+}
+
+/** The simulated weather at a place and time: smooth in space, drifting over the day. */
+export function simulatedWeather(lat, lon, atMs) {
+  const hours = atMs / 3_600_000
+  const celsius = 27 - 0.45 * Math.abs(lat) + 4 * Math.sin(lat * 7 + lon * 5) + 5 * Math.sin((2 * Math.PI * hours) / 24)
+  const condition = CONDITIONS[Math.floor(unit(Math.round(lat * 20), Math.round(lon * 20), Math.floor(hours)) * CONDITIONS.length)]
+  return { celsius: Math.round(celsius * 100) / 100, condition }
+}
+
+/**
+ * Starts the server. `now` is the clock the per-minute limit and the weather follow (the demo
+ * passes its simulated clock). Resolves to `{ url, port, stats, close() }`.
+ */
+export async function startSimulatedUpstream({
+  host = '127.0.0.1',
+  port = 0,
+  latencyMs = 20,
+  rateLimitPerMinute = Infinity,
+  faultRate = 0,
+  seed = 1,
+  now = Date.now,
+  apiKey,
+} = {}) {
+  const stats = { requests: 0, answered: 0, rateLimited: 0, faults: 0, rejected: 0 }
+  const windows = new Map() // minute -> requests admitted
+  let batch = []
+  let timer = null
+
+  function flush() {
+    timer = null
+    const pending = batch.sort((a, b) => a.lat - b.lat || a.lon - b.lon)
+    batch = []
+    for (const request of pending) answer(request)
+  }
+
+  function answer({ res, lat, lon }) {
+    if (res.destroyed) return
+    const at = now()
+    const minute = Math.floor(at / 60_000)
+    const admitted = windows.get(minute) ?? 0
+    if (admitted >= rateLimitPerMinute) {
+      stats.rateLimited++
+      const retryAfter = Math.max(1, Math.ceil(((minute + 1) * 60_000 - at) / 1000))
+      return send(res, 429, { cod: 429, message: 'Your account is temporarily blocked due to exceeding of requests limitation' }, { 'Retry-After': String(retryAfter) })
+    }
+    windows.set(minute, admitted + 1)
+    if (windows.size > 10) windows.delete(Math.min(...windows.keys()))
+    if (faultRate > 0 && unit(seed, lat.toFixed(4), lon.toFixed(4), minute) < faultRate) {
+      stats.faults++
+      return send(res, 500, { cod: 500, message: 'Internal error (simulated)' })
+    }
+    stats.answered++
+    const { celsius, condition } = simulatedWeather(lat, lon, at)
+    send(res, 200, {
+      lat,
+      lon,
+      timezone: 'UTC',
+      timezone_offset: 0,
+      current: { dt: Math.floor(at / 1000), temp: celsius, feels_like: celsius, weather: [{ id: 800, main: condition, description: condition.toLowerCase() }] },
+    })
+  }
+
+  const server = http.createServer((req, res) => {
+    stats.requests++
+    const url = new URL(req.url, 'http://localhost')
+    const lat = Number(url.searchParams.get('lat'))
+    const lon = Number(url.searchParams.get('lon'))
+    if (url.pathname !== '/data/3.0/onecall') {
+      stats.rejected++
+      return send(res, 404, { cod: 404, message: 'Not found' })
+    }
+    if (apiKey !== undefined && url.searchParams.get('appid') !== apiKey) {
+      stats.rejected++
+      return send(res, 401, { cod: 401, message: 'Invalid API key.' })
+    }
+    if (!Number.isFinite(lat) || !Number.isFinite(lon) || Math.abs(lat) > 90 || Math.abs(lon) > 180) {
+      stats.rejected++
+      return send(res, 400, { cod: '400', message: 'wrong latitude or longitude' })
+    }
+    batch.push({ res, lat, lon })
+    timer ??= setTimeout(flush, latencyMs)
+  })
+  const sockets = new Set()
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, resolve)
+  })
+  const address = server.address()
+  return {
+    url: `http://${address.address}:${address.port}`,
+    port: address.port,
+    stats,
+    async close() {
+      if (timer) clearTimeout(timer)
+      for (const socket of sockets) socket.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    },
+  }
+}
+
+function send(res, status, body, headers = {}) {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers })
+  res.end(text)
+}
