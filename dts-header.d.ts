@@ -76,9 +76,10 @@ export interface WeatherService {
   /**
    * Current weather near (lat, long): from the user's cache, the shared cache, or one upstream
    * call shared by every concurrent caller nearby. Resolves `null` on upstream trouble; rejects
-   * only for bad arguments or a closed service.
+   * only for bad arguments or a closed service. The summary is frozen and shared by everyone
+   * served from the same cache entry (copy it to change it).
    */
-  getWeather(session: WeatherSession | null | undefined, userId: string, lat: number, long: number): Promise<WeatherSummary | null>
+  getWeather(session: WeatherSession | null | undefined, userId: string, lat: number, long: number): Promise<Readonly<WeatherSummary> | null>
   /** The Dashboard's form: the user is `session.userId`. */
-  getWeather(session: WeatherSession & { userId: string }, lat: number, long: number): Promise<WeatherSummary | null>
+  getWeather(session: WeatherSession & { userId: string }, lat: number, long: number): Promise<Readonly<WeatherSummary> | null>
 }

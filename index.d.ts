@@ -76,11 +76,12 @@ export interface WeatherService {
   /**
    * Current weather near (lat, long): from the user's cache, the shared cache, or one upstream
    * call shared by every concurrent caller nearby. Resolves `null` on upstream trouble; rejects
-   * only for bad arguments or a closed service.
+   * only for bad arguments or a closed service. The summary is frozen and shared by everyone
+   * served from the same cache entry (copy it to change it).
    */
-  getWeather(session: WeatherSession | null | undefined, userId: string, lat: number, long: number): Promise<WeatherSummary | null>
+  getWeather(session: WeatherSession | null | undefined, userId: string, lat: number, long: number): Promise<Readonly<WeatherSummary> | null>
   /** The Dashboard's form: the user is `session.userId`. */
-  getWeather(session: WeatherSession & { userId: string }, lat: number, long: number): Promise<WeatherSummary | null>
+  getWeather(session: WeatherSession & { userId: string }, lat: number, long: number): Promise<Readonly<WeatherSummary> | null>
 }
 
 /**
@@ -143,7 +144,8 @@ export interface ForecastMeta {
 }
 
 export interface ForecastResult {
-  summary: WeatherSummary
+  /** The entry's shared, frozen summary (the same object `getWeather` returns). */
+  summary: Readonly<WeatherSummary>
   meta: ForecastMeta
 }
 
@@ -151,6 +153,12 @@ export interface GeoPoint {
   lat: number
   lon: number
 }
+
+/**
+ * An already resolved `Promise<void>`, doing nothing else: the cost of the N-API boundary
+ * itself, the floor the benchmarks compare the cache's hit path with.
+ */
+export declare function noopResolved(): Promise<void>
 
 /**
  * The default instance, configured on first use (so `OPEN_WEATHER_API_KEY` is read when the

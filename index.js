@@ -838,4 +838,5 @@ module.exports = nativeBinding
 module.exports.WeatherService = nativeBinding.WeatherService
 module.exports.bucketKey = nativeBinding.bucketKey
 module.exports.distanceKm = nativeBinding.distanceKm
+module.exports.noopResolved = nativeBinding.noopResolved
 module.exports.weatherService = nativeBinding.weatherService

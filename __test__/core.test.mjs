@@ -13,15 +13,28 @@ test('seed: (10.01, 10.01) then (10.04, 10.04) make one upstream call', () =>
     assert.deepEqual(second, first)
   }))
 
-test('seed: 100 concurrent requests for one spot make one call and get equal results', () =>
+test('seed: 100 concurrent requests for one spot make one call; each gets its own Promise, all the same summary', () =>
   withService({}, async ({ service, upstream }) => {
-    const results = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => service.getWeather(null, `drone-${i}`, 36.1 + i * 1e-5, -86.7)),
-    )
+    const promises = Array.from({ length: 100 }, (_, i) => service.getWeather(null, `drone-${i}`, 36.1 + i * 1e-5, -86.7))
+    assert.equal(new Set(promises).size, 100, 'every caller gets its own Promise')
+    const results = await Promise.all(promises)
     assert.equal(upstream.count, 1)
-    assert.equal(new Set(results).size, 100, 'every caller gets its own object')
-    for (const r of results) assert.deepEqual(r, results[0])
+    assert.equal(new Set(results).size, 1, 'settled with one shared summary')
     assert.equal(typeof results[0].tempC, 'number')
+  }))
+
+test('summaries are frozen and shared per cache entry (copy one to change it)', () =>
+  withService({}, async ({ service }) => {
+    const first = await service.getWeather(null, 'u', 1, 1)
+    assert.ok(Object.isFrozen(first))
+    assert.throws(() => {
+      'use strict'
+      first.tempC = 99
+    }, TypeError)
+    assert.equal(await service.getWeather(null, 'v', 1.001, 1), first, 'a hit hands out the same object')
+    assert.equal((await service.getForecast(null, 'w', 1, 1)).summary, first, 'getForecast shares it too')
+    const copy = { ...first, tempC: 99 }
+    assert.equal(copy.tempC, 99)
   }))
 
 test('seed: two areas far apart requested concurrently make two calls', () =>

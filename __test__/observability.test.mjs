@@ -2,9 +2,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import parsePrometheus from 'parse-prometheus-text-format'
-
 import { recordingLogger, until, withService } from './helpers.mjs'
+import { parsePrometheus } from './prometheus.mjs'
 import { API_KEY, answer, closedPort } from './upstream.mjs'
 import { WeatherService } from '../index.js'
 
@@ -171,49 +170,23 @@ test('at warn level no event carries exact user coordinates', () =>
     assert.ok(log.records.every((r) => r.level === 'warn'))
   }, answer.status(500)))
 
-/** Checks every line of the exposition format strictly, then with an independent parser. */
-function parseMetrics(text) {
-  assert.ok(text.endsWith('\n'))
-  const types = new Map()
-  const values = new Map()
-  for (const line of text.trimEnd().split('\n')) {
-    let m
-    if ((m = /^# HELP (weather_cache_[a-z_]+) (.+)$/.exec(line))) continue
-    if ((m = /^# TYPE (weather_cache_[a-z_]+) (counter|gauge)$/.exec(line))) {
-      assert.ok(!types.has(m[1]), `duplicate TYPE ${m[1]}`)
-      types.set(m[1], m[2])
-      continue
-    }
-    m = /^(weather_cache_[a-z_]+) (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/.exec(line)
-    assert.ok(m, `not a valid sample line: ${JSON.stringify(line)}`)
-    assert.ok(types.has(m[1]), `sample before its TYPE: ${m[1]}`)
-    values.set(m[1], Number(m[2]))
-  }
-  for (const [name, type] of types) {
-    assert.equal(type === 'counter', name.endsWith('_total'), `${name} is a ${type}`)
-  }
-  const families = parsePrometheus(text)
-  assert.equal(families.length, types.size)
-  for (const family of families) {
-    assert.equal(family.type, types.get(family.name).toUpperCase())
-    assert.equal(Number(family.metrics[0].value), values.get(family.name))
-  }
-  return values
-}
-
 test('stats() identities hold after 10,000 randomized mixed requests; metricsText agrees', () =>
   withService({ initialBackoffMs: 1000, errorCooldownMs: 1000, sharedCapacity: 50, maxUsers: 40 }, async ({ service, upstream }) => {
     let seed = 7
     const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647)
     const behaviours = [answer.weather, answer.weather, answer.weather, answer.status(503), answer.rateLimited(), answer.garbage]
     let issued = 0
+    let last
     const pending = []
     for (let round = 0; round < 200; round++) {
       upstream.behave(behaviours[Math.floor(random() * behaviours.length)])
       for (let i = 0; i < 50; i++) {
-        const user = `user-${Math.floor(random() * 100)}`
-        const lat = 40 + random() * 2
-        const lon = -74 + random() * 2
+        // One request in ten repeats the previous one (a user asking again from the same spot).
+        const repeat = i > 0 && random() < 0.1
+        const user = repeat ? last.user : `user-${Math.floor(random() * 100)}`
+        const lat = repeat ? last.lat : 40 + random() * 2
+        const lon = repeat ? last.lon : -74 + random() * 2
+        last = { user, lat, lon }
         const kind = random()
         issued++
         if (kind < 0.5) pending.push(service.getWeather(null, user, lat, lon))
@@ -237,7 +210,7 @@ test('stats() identities hold after 10,000 randomized mixed requests; metricsTex
     assert.ok(s.sharedEntries <= 50 && s.users <= 40, 'bounded by sharedCapacity and maxUsers')
     assert.equal(s.inflight, 0)
 
-    const values = parseMetrics(service.metricsText())
+    const values = parsePrometheus(service.metricsText())
     assert.equal(values.get('weather_cache_requests_total'), s.requests)
     assert.equal(values.get('weather_cache_user_hits_total'), s.userHits)
     assert.equal(values.get('weather_cache_upstream_requests_total'), s.upstreamRequests)

@@ -41,10 +41,12 @@ pub fn weather_call<'e>(
     fourth: &Unknown<'e>,
 ) -> Checked<Call<'e>> {
     let session_object = session_arg(env, session)?;
-    let four_args = type_of(fourth) != ValueType::Undefined || type_of(second) == ValueType::String;
-    if four_args {
-        let user = user_id(env, Some(second), "userId")?;
+    // The usual 4-argument call is recognised by its string user id (read in the same call).
+    if let Some(user) = string_user_id(env, second, "userId")? {
         return Ok(Call { session: session_object, user, at: location(third, fourth, "lat", "long")? });
+    }
+    if type_of(fourth) != ValueType::Undefined {
+        return Err(ArgError::Type { name: "userId".into(), expected: "string", received: describe(second) });
     }
     let Some(object) = &session_object else {
         return Err(ArgError::Type { name: "session".into(), expected: "object", received: describe(session) });
@@ -77,19 +79,31 @@ pub fn session_arg<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Option<Obje
 
 /// A non-empty string of at most `MAX_USER_ID_BYTES` UTF-8 bytes. `None` means undefined.
 pub fn user_id(env: &Env, value: Option<&Unknown>, name: &str) -> Checked<UserId> {
-    let Some(value) = value.filter(|v| type_of(v) == ValueType::String) else {
-        let received = value.map_or_else(|| "undefined".to_owned(), describe);
-        return Err(ArgError::Type { name: name.into(), expected: "string", received });
+    let read = match value {
+        Some(value) => string_user_id(env, value, name)?,
+        None => None,
     };
+    read.ok_or_else(|| {
+        let received = value.map_or_else(|| "undefined".to_owned(), describe);
+        ArgError::Type { name: name.into(), expected: "string", received }
+    })
+}
+
+/// `Ok(None)` when `value` is not a string; the length query doubles as the type check.
+fn string_user_id(env: &Env, value: &Unknown, name: &str) -> Checked<Option<UserId>> {
     let invalid = |received: String| ArgError::Value {
         name: name.into(),
         reason: format!("must be a non-empty string of at most {MAX_USER_ID_BYTES} bytes"),
         received,
     };
     let mut len = 0usize;
-    // SAFETY: `value` is a string on this env; a null buffer asks only for the length.
+    // SAFETY: a null buffer asks only for the length; a non-string yields `napi_string_expected`,
+    // so this one call is also the type check.
     let status =
         unsafe { napi::sys::napi_get_value_string_utf8(env.raw(), value.raw(), std::ptr::null_mut(), 0, &mut len) };
+    if status == napi::sys::Status::napi_string_expected {
+        return Ok(None);
+    }
     if status != napi::sys::Status::napi_ok {
         return Err(invalid("an unreadable string".into()));
     }
@@ -113,7 +127,7 @@ pub fn user_id(env: &Env, value: Option<&Unknown>, name: &str) -> Checked<UserId
     if std::str::from_utf8(&id.bytes[..id.len]).is_err() {
         return Err(invalid("a string that is not valid UTF-8".into()));
     }
-    Ok(id)
+    Ok(Some(id))
 }
 
 pub fn location(lat: &Unknown, lon: &Unknown, lat_name: &str, lon_name: &str) -> Checked<LatLon> {

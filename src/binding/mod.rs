@@ -4,9 +4,11 @@
 mod abort;
 mod args;
 mod errors;
+mod hit_path;
 mod logger;
 mod options;
 mod service;
+mod summaries;
 mod values;
 
 use napi::bindgen_prelude::*;
@@ -64,6 +66,14 @@ pub mod marker {
 pub const weatherService: marker::WeatherService = marker::WeatherService;
 
 #[napi(module_exports)]
-pub fn init(mut exports: Object, _env: Env) -> Result<()> {
+pub fn init(mut exports: Object, env: Env) -> Result<()> {
+    hit_path::install(&env, &exports)?;
     exports.set("weatherService", WeatherService::lazy())
+}
+
+/// An already resolved `Promise<void>`, doing nothing else: the cost of the N-API boundary
+/// itself, the floor the benchmarks compare the cache's hit path with.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn noop_resolved(env: &Env) -> Result<PromiseRaw<'_, ()>> {
+    PromiseRaw::resolve(env, ())
 }

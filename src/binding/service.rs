@@ -2,6 +2,7 @@
 //! synchronously (an already resolved Promise, no trip through tokio); misses settle from the
 //! fetch's completion on the JS thread.
 
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::*;
@@ -13,7 +14,8 @@ use super::args::{self, property, type_of, Call};
 use super::errors::{describe, js_number, request_error, ArgError, Checked};
 use super::logger::{self, ServiceLogger};
 use super::options;
-use super::values::{ForecastResult, WeatherStats, WeatherSummary};
+use super::summaries::{JsValueOf, Summaries};
+use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
 };
@@ -31,6 +33,8 @@ struct Service {
     engine: Engine,
     level: Level,
     logger: Option<ServiceLogger>,
+    /// Shared with pending calls' completion callbacks (JS thread only).
+    summaries: Rc<Summaries>,
 }
 
 /// What a request method resolves with.
@@ -59,9 +63,9 @@ impl WeatherService {
         WeatherService { service: OnceLock::new() }
     }
 
-    /// Overloads are declared in `dts-header.d.ts` (napi-rs cannot emit them).
-    #[napi(catch_unwind, skip_typescript)]
-    pub fn get_weather<'e>(
+    /// Overloads are declared in `dts-header.d.ts` (napi-rs cannot emit them). Exposed to JS by
+    /// `hit_path.rs`, not by napi-rs's method glue.
+    pub(crate) fn get_weather<'e>(
         &self,
         env: &'e Env,
         session: Unknown<'e>,
@@ -199,8 +203,11 @@ impl WeatherService {
             Begin::Ready(Err(RequestError::Closed)) => {
                 return PromiseRaw::reject(env, request_error(env, &RequestError::Closed, service.provider())?);
             }
+            Begin::Ready(Ok(served)) if shape == Shape::Summary => {
+                return service.summaries.resolved(env, &served.entry);
+            }
             Begin::Ready(result) => {
-                return match settle(env, &service.engine, shape, result)? {
+                return match settle(env, &service.engine, &service.summaries, shape, result)? {
                     Ok(value) => PromiseRaw::resolve(env, value),
                     Err(error) => PromiseRaw::reject(env, error),
                 };
@@ -215,6 +222,7 @@ impl WeatherService {
         let abort = signal.as_ref().map(|s| AbortWatch::attach(env, s)).transpose()?;
         let (watch, aborted) = abort.map_or((None, None), |(watch, notify)| (Some(watch), Some(notify)));
         let engine = service.engine.clone();
+        let summaries = service.summaries.clone();
         let background = service.logger.clone();
         let level = service.level;
         // The future always succeeds (failures travel inside `Reply`), so the callback always
@@ -248,7 +256,7 @@ impl WeatherService {
                     (None, None) => {}
                 }
             }
-            match settle(env, &engine, shape, reply.result)? {
+            match settle(env, &engine, &summaries, shape, reply.result)? {
                 Ok(value) => Ok(value),
                 Err(error) => Err(napi::Error::from(error)),
             }
@@ -269,7 +277,7 @@ impl Service {
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
         let level = options.config.log_level;
         let engine = Engine::new(options.config, Arc::new(provider), runtime, background);
-        Ok(Service { engine, level, logger })
+        Ok(Service { engine, level, logger, summaries: Rc::new(Summaries::new(env)) })
     }
 
     fn provider(&self) -> &'static str {
@@ -293,13 +301,18 @@ impl Service {
 fn settle<'e>(
     env: &'e Env,
     engine: &Engine,
+    summaries: &Summaries,
     shape: Shape,
     result: std::result::Result<Served, RequestError>,
 ) -> Result<std::result::Result<Unknown<'e>, Unknown<'e>>> {
     Ok(match (shape, result) {
-        (Shape::Summary, Ok(served)) => Ok(WeatherSummary::of(&served.entry).into_unknown(env)?),
+        (Shape::Summary, Ok(served)) => Ok(summaries.get(env, &served.entry)?),
         (Shape::Summary, Err(_)) => Ok(Null.into_unknown(env)?),
-        (Shape::Forecast, Ok(served)) => Ok(ForecastResult::of(&served, engine.now()).into_unknown(env)?),
+        (Shape::Forecast, Ok(served)) => {
+            let summary = JsValueOf::new(summaries.get(env, &served.entry)?);
+            let key = engine.grid().key(served.entry.cell);
+            Ok(ForecastResult::of(&served, summary, key, engine.now()).into_unknown(env)?)
+        }
         (Shape::Forecast, Err(error)) => Err(request_error(env, &error, engine.provider_name())?),
         (Shape::Nothing, _) => Ok(().into_unknown(env)?),
     })

@@ -2,6 +2,7 @@
 
 use napi_derive::napi;
 
+use super::summaries::JsValueOf;
 use crate::cache::Entry;
 use crate::engine::Served;
 
@@ -18,7 +19,7 @@ pub struct WeatherSummary {
 impl WeatherSummary {
     pub fn of(entry: &Entry) -> WeatherSummary {
         let s = &entry.summary;
-        WeatherSummary { condition: s.condition.clone(), temp_c: s.temp_c, temp_f: s.temp_f }
+        WeatherSummary { condition: s.condition.as_str().to_owned(), temp_c: s.temp_c, temp_f: s.temp_f }
     }
 }
 
@@ -40,23 +41,25 @@ pub struct ForecastMeta {
     pub bucket_key: String,
 }
 
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct ForecastResult {
-    pub summary: WeatherSummary,
+    /// The entry's shared, frozen summary (the same object `getWeather` returns).
+    #[napi(ts_type = "Readonly<WeatherSummary>")]
+    pub summary: JsValueOf,
     pub meta: ForecastMeta,
 }
 
 impl ForecastResult {
-    pub fn of(served: &Served, now: i64) -> ForecastResult {
+    pub fn of(served: &Served, summary: JsValueOf, bucket_key: String, now: i64) -> ForecastResult {
         let entry = &served.entry;
         ForecastResult {
-            summary: WeatherSummary::of(entry),
+            summary,
             meta: ForecastMeta {
                 source: served.source.as_str().to_owned(),
                 fetched_at: entry.fetched_at as f64,
                 age_ms: entry.age(now) as f64,
                 location: GeoPoint { lat: entry.location.lat, lon: entry.location.lon },
-                bucket_key: entry.key.to_string(),
+                bucket_key,
             },
         }
     }

@@ -19,17 +19,60 @@ pub struct Observation {
 /// an already rounded °C (20.6 °C is 21 °C and 69 °F, not 70 °F).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
-    pub condition: String,
+    pub condition: Condition,
     pub temp_c: f64,
     pub temp_f: f64,
 }
 
 impl Summary {
-    pub fn from_observation(obs: Observation) -> Summary {
+    pub fn from_observation(obs: &Observation) -> Summary {
         Summary {
+            condition: Condition::new(&obs.condition),
             temp_c: js_round(obs.celsius),
             temp_f: js_round(obs.celsius * 9.0 / 5.0 + 32.0),
-            condition: obs.condition,
+        }
+    }
+}
+
+/// A condition name. OpenWeather's known `main` values cost no allocation per entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    Known(&'static str),
+    Other(Box<str>),
+}
+
+/// OpenWeather's `weather[].main` groups, plus our own fallback.
+const KNOWN_CONDITIONS: [&str; 16] = [
+    "Clear",
+    "Clouds",
+    "Rain",
+    "Drizzle",
+    "Thunderstorm",
+    "Snow",
+    "Mist",
+    "Smoke",
+    "Haze",
+    "Dust",
+    "Fog",
+    "Sand",
+    "Ash",
+    "Squall",
+    "Tornado",
+    "Unknown",
+];
+
+impl Condition {
+    pub fn new(name: &str) -> Condition {
+        match KNOWN_CONDITIONS.iter().find(|known| **known == name) {
+            Some(known) => Condition::Known(known),
+            None => Condition::Other(name.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Condition::Known(name) => name,
+            Condition::Other(name) => name,
         }
     }
 }
@@ -47,8 +90,6 @@ pub enum Freshness {
 #[derive(Debug)]
 pub struct Entry {
     pub cell: CellId,
-    /// The cell's text key, formatted once (events and `meta` show it).
-    pub key: Box<str>,
     /// The (rounded) location the upstream was asked about; proximity is measured from here.
     pub location: LatLon,
     pub celsius: f64,
@@ -79,7 +120,13 @@ mod tests {
     use super::*;
 
     fn summary(celsius: f64) -> Summary {
-        Summary::from_observation(Observation { condition: "Clear".into(), celsius })
+        Summary::from_observation(&Observation { condition: "Clear".into(), celsius })
+    }
+
+    #[test]
+    fn known_conditions_are_interned() {
+        assert_eq!(Condition::new("Clouds"), Condition::Known("Clouds"));
+        assert_eq!(Condition::new("Volcano").as_str(), "Volcano");
     }
 
     #[test]
@@ -95,7 +142,6 @@ mod tests {
     fn freshness_follows_the_clock() {
         let e = Entry {
             cell: CellId { row: 0, col: 0 },
-            key: "0.00000:0.00000".into(),
             location: LatLon::new(0.0, 0.0),
             celsius: 1.0,
             summary: summary(1.0),

@@ -7,7 +7,7 @@ mod users;
 
 use std::sync::Arc;
 
-pub use entry::{Entry, Freshness, Millis, Observation, Summary};
+pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary};
 pub use nearby::Nearby;
 pub use shared::SharedCache;
 pub use users::UserCache;

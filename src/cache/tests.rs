@@ -1,19 +1,18 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use super::shared::PER_CELL;
 use super::*;
 use crate::geo::{distance_km, normalize_lon, Grid, LatLon};
 use crate::test_support::Rng;
 
 fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {
     let location = LatLon::new(lat, lon);
-    let cell = grid.cell_of(location);
     Arc::new(Entry {
-        cell,
-        key: grid.key(cell).into(),
+        cell: grid.cell_of(location),
         location,
         celsius: 10.0,
-        summary: Summary::from_observation(Observation { condition: "Clear".into(), celsius: 10.0 }),
+        summary: Summary::from_observation(&Observation { condition: "Clear".into(), celsius: 10.0 }),
         fetched_at,
         expires_at: fetched_at + 600_000,
         stale_until: fetched_at + 7_200_000,
@@ -34,7 +33,7 @@ fn shared_prefers_fresh_then_nearest() {
     let fresh_far = entry(&grid, 10.03, 10.03, 700_000);
     let fresh_near = entry(&grid, 10.0, 10.09, 700_000);
     for e in [&stale_near, &fresh_far, &fresh_near] {
-        shared.insert(e.clone());
+        shared.insert(e.clone(), 5.0);
     }
     let now = 800_000;
     let found = shared.find(&grid, LatLon::new(10.0, 10.06), 5.0, now, &mut ignore).unwrap();
@@ -50,10 +49,10 @@ fn shared_evicts_least_recently_used() {
     let grid = Grid::new(0.045);
     let mut shared = SharedCache::new(nz(2));
     let (a, b, c) = (entry(&grid, 0.0, 0.0, 0), entry(&grid, 1.0, 1.0, 0), entry(&grid, 2.0, 2.0, 0));
-    shared.insert(a.clone());
-    shared.insert(b.clone());
+    shared.insert(a.clone(), 5.0);
+    shared.insert(b.clone(), 5.0);
     assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some()); // a is now the most recent
-    shared.insert(c.clone());
+    shared.insert(c.clone(), 5.0);
     assert_eq!(shared.len(), 2);
     assert!(shared.find(&grid, b.location, 1.0, 0, &mut ignore).is_none(), "b was evicted");
     assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some());
@@ -61,15 +60,39 @@ fn shared_evicts_least_recently_used() {
 }
 
 #[test]
-fn shared_keeps_one_entry_per_cell() {
-    let grid = Grid::new(0.045);
+fn a_refresh_replaces_its_entry_and_distinct_spots_share_a_cell() {
+    // gridDeg 0.1 with 2 km: one cell holds places more than 2 km apart.
+    let grid = Grid::new(0.1);
     let mut shared = SharedCache::new(nz(10));
-    shared.insert(entry(&grid, 10.0, 10.0, 0));
-    let newer = entry(&grid, 10.001, 10.001, 1_000);
-    shared.insert(newer.clone());
+    let west = entry(&grid, 10.0, 9.91, 0);
+    let east = entry(&grid, 10.0, 9.99, 1_000);
+    assert_eq!(west.cell, east.cell);
+    shared.insert(west.clone(), 2.0);
+    shared.insert(east.clone(), 2.0);
+    assert_eq!(shared.len(), 2, "both sides of the cell stay covered");
+    assert!(Arc::ptr_eq(&shared.find(&grid, west.location, 2.0, 2_000, &mut ignore).unwrap().entry, &west));
+    assert!(Arc::ptr_eq(&shared.find(&grid, east.location, 2.0, 2_000, &mut ignore).unwrap().entry, &east));
+    // A refresh at the same spot replaces the entry there.
+    let refreshed = entry(&grid, 10.0, 9.91, 700_000);
+    shared.insert(refreshed.clone(), 2.0);
+    assert_eq!(shared.len(), 2);
+    assert!(Arc::ptr_eq(&shared.find(&grid, west.location, 2.0, 700_000, &mut ignore).unwrap().entry, &refreshed));
+    // An expired entry of the cell goes when a new one arrives.
+    shared.insert(entry(&grid, 10.02, 9.95, 8_000_000), 2.0);
     assert_eq!(shared.len(), 1);
-    let found = shared.find(&grid, LatLon::new(10.0, 10.0), 5.0, 2_000, &mut ignore).unwrap();
-    assert!(Arc::ptr_eq(&found.entry, &newer));
+}
+
+#[test]
+fn a_cell_keeps_at_most_per_cell_entries() {
+    let grid = Grid::new(10.0);
+    let mut shared = SharedCache::new(nz(1000));
+    let spot = |i: usize| LatLon::new(-4.0 + (i / 10) as f64 * 0.5, -4.0 + (i % 10) as f64 * 0.5);
+    for i in 0..PER_CELL + 4 {
+        shared.insert(entry(&grid, spot(i).lat, spot(i).lon, i as i64), 1.0);
+    }
+    assert_eq!(shared.len(), PER_CELL);
+    assert!(shared.find(&grid, spot(0), 1.0, 100, &mut ignore).is_none(), "the oldest went");
+    assert!(shared.find(&grid, spot(PER_CELL + 3), 1.0, 100, &mut ignore).is_some());
 }
 
 /// Whatever the grid and radius, the store finds exactly what a scan of every entry finds.
@@ -90,10 +113,12 @@ fn shared_lookup_matches_brute_force() {
                 _ => rng.range(-180.0, 180.0),
             };
             let e = entry(&grid, lat, lon, 0);
-            shared.insert(e.clone());
-            all.retain(|old: &Arc<Entry>| old.cell != e.cell);
+            shared.insert(e.clone(), radius_km);
             all.push(e);
         }
+        // Huge polar cells may have dropped their oldest entries: compare with what is stored.
+        all.retain(|e| shared.contains(e));
+        assert!(all.len() > 1_500, "most entries are stored ({})", all.len());
         for _ in 0..1_000 {
             // Query next to a stored entry, so most queries have candidates.
             let near = &all[rng.below(all.len() as u64) as usize];

@@ -99,7 +99,7 @@ impl Inner {
             Outcome::Observed(observation) => {
                 let entry = Arc::new(self.new_entry(takeoff, observation, now));
                 if !self.closed.load(std::sync::atomic::Ordering::Acquire) {
-                    state.shared.insert(entry.clone());
+                    state.shared.insert(entry.clone(), self.config.proximity_km);
                     for user in &joiners {
                         state.users.remember(user, entry.clone());
                     }

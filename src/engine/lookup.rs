@@ -124,7 +124,7 @@ impl Inner {
             };
             if serve {
                 if request.mode != Mode::Normal && !fresh || request.mode == Mode::ForceRefresh {
-                    skipped_min_interval(sink, entry, now);
+                    self.skipped_min_interval(sink, entry, now);
                 }
                 if !fresh {
                     self.revalidate(&mut state, entry.clone(), request, now, sink);
@@ -181,7 +181,7 @@ impl Inner {
             state.users.remember(user, found.entry.clone());
         }
         if sink.enabled(Level::Debug) {
-            let (key, age_ms) = (found.entry.key.to_string(), found.entry.age(now));
+            let (key, age_ms) = (self.grid.key(found.entry.cell), found.entry.age(now));
             sink.emit(Event::Hit { stale, user: user.into(), key, age_ms, scope });
         }
         Served { source: if stale { Source::StaleCache } else { Source::Cache }, entry: found.entry }
@@ -200,7 +200,7 @@ impl Inner {
     ) {
         if entry.age(now) < self.config.min_refresh_interval_ms as i64 {
             if request.mode == Mode::Normal {
-                skipped_min_interval(sink, &entry, now);
+                self.skipped_min_interval(sink, &entry, now);
             }
             return;
         }
@@ -292,8 +292,10 @@ impl Inner {
     }
 }
 
-fn skipped_min_interval(sink: &mut impl EventSink, entry: &Entry, now: i64) {
-    if sink.enabled(Level::Debug) {
-        sink.emit(Event::SkippedMinInterval { key: entry.key.to_string(), since_last_ms: entry.age(now) });
+impl Inner {
+    fn skipped_min_interval(&self, sink: &mut impl EventSink, entry: &Entry, now: i64) {
+        if sink.enabled(Level::Debug) {
+            sink.emit(Event::SkippedMinInterval { key: self.grid.key(entry.cell), since_last_ms: entry.age(now) });
+        }
     }
 }

@@ -175,10 +175,9 @@ impl Inner {
         let ms = |d: u64| i64::try_from(d).unwrap_or(i64::MAX / 4);
         Entry {
             cell: takeoff.cell,
-            key: takeoff.key.as_str().into(),
             location: takeoff.location,
             celsius: observation.celsius,
-            summary: crate::cache::Summary::from_observation(observation),
+            summary: crate::cache::Summary::from_observation(&observation),
             fetched_at: now,
             expires_at: now.saturating_add(ms(self.config.fresh_ttl_ms)),
             stale_until: now.saturating_add(ms(self.config.stale_ttl_ms)),
