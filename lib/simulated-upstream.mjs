@@ -5,8 +5,9 @@
 // (simulated) time, after `latencyMs`. It enforces a per-minute request limit (429 with
 // Retry-After) and can fail a share of requests (HTTP 500). Everything random is derived from
 // the coordinates, the simulated minute and the seed, not from arrival order: requests are
-// answered in batches sorted by location, so the same run gives the same answers however the
-// requests raced to the socket.
+// answered in batches sorted by location. A caller that knows how many requests a batch will
+// hold says so with `expect(n)`, and the batch waits for all of them, so the same run gives
+// the same answers however the requests raced to the socket and however busy the machine is.
 import http from 'node:http'
 
 const CONDITIONS = ['Clear', 'Clouds', 'Clouds', 'Rain', 'Drizzle', 'Mist', 'Snow', 'Thunderstorm']
@@ -53,6 +54,15 @@ export async function startSimulatedUpstream({
   const windows = new Map() // minute -> requests admitted
   let batch = []
   let timer = null
+  let waitingFor = 0 // set by expect(): hold the batch until it has this many requests
+  let guard = null
+
+  function schedule() {
+    if (timer || batch.length === 0) return
+    if (waitingFor > batch.length) return
+    waitingFor = 0
+    timer = setTimeout(flush, latencyMs)
+  }
 
   function flush() {
     timer = null
@@ -106,7 +116,7 @@ export async function startSimulatedUpstream({
       return send(res, 400, { cod: '400', message: 'wrong latitude or longitude' })
     }
     batch.push({ res, lat, lon })
-    timer ??= setTimeout(flush, latencyMs)
+    schedule()
   })
   const sockets = new Set()
   server.on('connection', (socket) => {
@@ -122,8 +132,20 @@ export async function startSimulatedUpstream({
     url: `http://${address.address}:${address.port}`,
     port: address.port,
     stats,
+    /** The next batch holds `n` requests: answer none before all arrived (at most 5 s). */
+    expect(n) {
+      waitingFor = n
+      clearTimeout(guard)
+      guard = setTimeout(() => {
+        waitingFor = 0
+        schedule()
+      }, 5000)
+      guard.unref()
+      schedule()
+    },
     async close() {
       if (timer) clearTimeout(timer)
+      clearTimeout(guard)
       for (const socket of sockets) socket.destroy()
       await new Promise((resolve) => server.close(resolve))
     },

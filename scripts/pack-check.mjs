@@ -113,6 +113,13 @@ try {
     const { status, stderr } = await node(['--input-type=module', '-e', script], app)
     if (status !== 0) throw new Error(`import check failed:\n${stderr}`)
   })
+  await step('the installed `weather-cache demo` runs offline', async () => {
+    const bin = join(app, 'node_modules', '.bin', 'weather-cache')
+    const { status, stdout, stderr } = await node([bin, 'demo', '--drones', '50', '--minutes', '2', '--json'], app)
+    if (status !== 0) throw new Error(`demo failed:\n${stderr}`)
+    const { requests, upstreamCalls } = JSON.parse(stdout)
+    return `${requests} requests, ${upstreamCalls} upstream calls`
+  })
   await step('the installed tree holds no Rust sources or build artefacts', () => {
     const installed = ['weather-cache', 'weather-cache-linux-x64-gnu'].flatMap((p) => walk(join(app, 'node_modules', p)))
     const forbidden = installed.filter((f) =>

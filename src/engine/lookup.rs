@@ -67,7 +67,9 @@ pub struct Pending {
     ticket: Ticket,
     inner: Arc<Inner>,
     user: Box<str>,
-    at: LatLon,
+    /// The entry that covered the request when it was made (a forced refresh or a warmup of a
+    /// stale area): the answer if the fetch fails while it is still servable.
+    fallback: Option<Arc<Entry>>,
     /// The request that started the flight receives the flight's own events.
     initiator: bool,
 }
@@ -84,20 +86,10 @@ impl Pending {
         let events = if self.initiator { landing.events.clone() } else { Vec::new() };
         let result = match &landing.result {
             Ok(entry) => Ok(Served { entry: entry.clone(), source: Source::Network }),
-            Err(error) => self.inner.stale_if_error(&self.user, self.at, error.clone()),
+            Err(error) => self.inner.stale_if_error(&self.user, self.fallback, error.clone()),
         };
         Reply { result, events }
     }
-}
-
-/// Sink for lookups whose events nobody wants.
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn enabled(&self, _: Level) -> bool {
-        false
-    }
-    fn emit(&mut self, _: Event) {}
 }
 
 impl Inner {
@@ -235,7 +227,8 @@ impl Inner {
                     let (key, waiters) = (flight.key.clone(), flight.waiters);
                     sink.emit(Event::Coalesced { user: request.user.into(), key, waiters });
                 }
-                return Begin::Pending(self.pending(flight.ticket(), request, false));
+                let fallback = covering.map(|c| c.found.entry);
+                return Begin::Pending(self.pending(flight.ticket(), request, fallback, false));
             }
         }
         if let Some(refusal) = self.refusal(&mut state, request.at, now) {
@@ -255,7 +248,7 @@ impl Inner {
         if debug {
             sink.emit(Event::Sent { provider: self.provider.name(), key, at: location });
         }
-        Begin::Pending(self.pending(ticket, request, true))
+        Begin::Pending(self.pending(ticket, request, covering.map(|c| c.found.entry), true))
     }
 
     /// Why no upstream request may be made for `p` now, if one may not.
@@ -269,26 +262,36 @@ impl Inner {
         state.cooldowns.active(&self.grid, p, self.config.proximity_km, now).map(|(error, _)| error)
     }
 
-    fn pending(self: &Arc<Self>, ticket: Ticket, request: Request<'_>, initiator: bool) -> Pending {
-        Pending { ticket, inner: self.clone(), user: request.user.into(), at: request.at, initiator }
+    fn pending(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        request: Request<'_>,
+        fallback: Option<Arc<Entry>>,
+        initiator: bool,
+    ) -> Pending {
+        Pending { ticket, inner: self.clone(), user: request.user.into(), fallback, initiator }
     }
 
-    /// Stale-if-error: a failed fetch is answered from any entry that still covers the request.
-    fn stale_if_error(&self, user: &str, p: LatLon, error: RequestError) -> Result<Served, RequestError> {
+    /// Stale-if-error: a failed fetch is answered from the entry that covered the request when
+    /// it was made, if that entry is still inside its stale window. (Not from whatever other
+    /// fetch happened to land meanwhile: answers then depend on the order fetches land in.)
+    fn stale_if_error(
+        &self,
+        user: &str,
+        fallback: Option<Arc<Entry>>,
+        error: RequestError,
+    ) -> Result<Served, RequestError> {
         if error == RequestError::Closed || self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(RequestError::Closed);
         }
         let now = self.clock.now();
-        let mut state = self.lock();
-        let Some(covering) = self.covering(&mut state, user, p, now, &mut Quiet) else {
+        let Some(entry) = fallback.filter(|e| e.freshness(now) != Freshness::Expired) else {
             return Err(error);
         };
         self.counters.stale_if_error.inc();
-        if covering.scope == Scope::Shared {
-            state.users.remember(user, covering.found.entry.clone());
-        }
-        let fresh = covering.found.freshness == Freshness::Fresh;
-        Ok(Served { source: if fresh { Source::Cache } else { Source::StaleCache }, entry: covering.found.entry })
+        self.lock().users.remember(user, entry.clone());
+        let fresh = entry.freshness(now) == Freshness::Fresh;
+        Ok(Served { source: if fresh { Source::Cache } else { Source::StaleCache }, entry })
     }
 }
 

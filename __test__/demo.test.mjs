@@ -1,0 +1,72 @@
+// `npm run demo` / `weather-cache demo`: the fleet simulation on the embedded upstream.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const bin = fileURLToPath(new URL('../bin/weather-cache.mjs', import.meta.url))
+
+function demo(args) {
+  return new Promise((resolve, reject) => {
+    // No key and no upstream in the environment: the demo needs neither.
+    const env = { ...process.env, OPEN_WEATHER_API_KEY: '', OPEN_WEATHER_BASE_URL: '' }
+    const child = spawn(process.execPath, [bin, 'demo', ...args], { env })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('error', reject)
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** The counts of a summary: everything but timings. */
+function counts(summary) {
+  const { wallMs, p50Ms, p99Ms, ...rest } = summary
+  return rest
+}
+
+test('demo --drones 200 --minutes 10 --json: far fewer upstream calls than requests, same counts for the same seed', async () => {
+  const first = await demo(['--drones', '200', '--minutes', '10', '--json'])
+  assert.equal(first.code, 0, first.stderr)
+  const a = JSON.parse(first.stdout)
+  for (const key of ['requests', 'upstreamCalls', 'naiveCalls', 'hitRatio', 'coalesced', 'rateLimited', 'p50Ms', 'p99Ms']) {
+    assert.equal(typeof a[key], 'number', key)
+  }
+  assert.equal(a.requests, (200 + 5) * 120)
+  assert.ok(a.upstreamCalls > 0 && a.upstreamCalls * 100 < a.requests, `${a.upstreamCalls} of ${a.requests}`)
+  assert.ok(a.naiveCalls >= a.requests)
+  assert.ok(a.hitRatio > 0.95)
+  assert.equal(a.unanswered, 0)
+  assert.equal(a.upstreamSeen.requests, a.upstreamCalls, 'every upstream call reached the simulated upstream')
+
+  const second = await demo(['--drones', '200', '--minutes', '10', '--json'])
+  assert.deepEqual(counts(JSON.parse(second.stdout)), counts(a))
+})
+
+test('demo under a tight rate limit and faults: incidents are counted, and repeatable', async () => {
+  const args = ['--drones', '150', '--minutes', '12', '--rate-limit-per-min', '4', '--fault-rate', '0.2', '--seed', '9', '--json']
+  const [x, y] = await Promise.all([demo(args), demo(args)])
+  assert.equal(x.code, 0, x.stderr)
+  const a = JSON.parse(x.stdout)
+  assert.ok(a.rateLimited > 0, 'the limit was hit')
+  assert.ok(a.upstreamErrors > 0, 'faults happened')
+  assert.deepEqual(counts(JSON.parse(y.stdout)), counts(a))
+})
+
+test('demo prints progress lines and a summary table without a TTY', async () => {
+  const { code, stdout } = await demo(['--drones', '50', '--minutes', '3'])
+  assert.equal(code, 0)
+  assert.match(stdout, /\[#+\.*\] +\d+\/3 min/)
+  for (const row of ['requests', 'upstream calls', 'hit ratio', 'coalesced waiters', 'rate-limit incidents', 'latency p50 / p99']) {
+    assert.match(stdout, new RegExp(`^  ${row}`, 'm'), row)
+  }
+})
+
+test('demo rejects bad flags with exit code 2', async () => {
+  for (const args of [['--drones', 'many'], ['--minutes', '0'], ['--fault-rate', '2'], ['--what']]) {
+    const { code, stderr } = await demo(args)
+    assert.equal(code, 2, args.join(' '))
+    assert.match(stderr, /^weather-cache: /)
+  }
+})

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// weather-cache's command line: `serve` (the drone proxy) and `demo` (the fleet simulation).
+import { UsageError } from '../lib/cli-args.mjs'
+import { DEMO_HELP, demoOptions, formatSummary, progressBar, runDemo } from '../lib/demo.mjs'
+import { SERVE_HELP, serveOptions, startServer } from '../lib/serve.mjs'
+
+const HELP = `Usage: weather-cache <command> [options]
+
+Commands:
+  serve   run the weather proxy (HTTP) in front of OpenWeather
+  demo    simulate a drone fleet on an embedded upstream (no API key, no network)
+
+Run \`weather-cache <command> --help\` for a command's options.`
+
+const [command, ...args] = process.argv.slice(2)
+
+try {
+  if (command === 'serve') await serve(args)
+  else if (command === 'demo') await demo(args)
+  else if (command === undefined || command === 'help' || command === '--help' || command === '-h') console.log(HELP)
+  else throw new UsageError(`unknown command: ${command}`)
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error
+  console.error(`weather-cache: ${error.message}\nRun \`weather-cache ${command && command !== 'help' ? `${command} ` : ''}--help\` for usage.`)
+  process.exitCode = 2
+}
+
+async function serve(args) {
+  const options = serveOptions(args)
+  if (options.help) return console.log(SERVE_HELP)
+  const proxy = await startServer(options)
+  console.log(`weather-cache serve: listening on ${proxy.url} (GET /v1/weather, /metrics, /healthz)`)
+  const stop = async (signal) => {
+    console.log(`weather-cache serve: ${signal}, finishing requests in flight`)
+    await proxy.shutdown()
+    process.exit(0)
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+async function demo(args) {
+  const options = demoOptions(args)
+  if (options.help) return console.log(DEMO_HELP)
+  const tty = process.stdout.isTTY && !options.json
+  let lastLine = 0
+  const onProgress = (done, total, stats) => {
+    if (options.json) return
+    if (tty) {
+      if (Date.now() - lastLine > 100 || done === total) {
+        process.stdout.write(`\r${progressBar(done, total, stats, options.minutes)}`)
+        lastLine = Date.now()
+      }
+    } else if (done % Math.max(1, Math.round(total / 6)) === 0 || done === total) {
+      console.log(progressBar(done, total, stats, options.minutes))
+    }
+  }
+  if (!options.json) {
+    console.log(`weather-cache demo: ${options.drones.toLocaleString('en-US')} drones, ${options.minutes} simulated minutes against a simulated OpenWeather on 127.0.0.1`)
+  }
+  const summary = await runDemo(options, onProgress)
+  if (options.json) console.log(JSON.stringify(summary))
+  else console.log(`${tty ? '\n' : ''}\n${formatSummary(summary)}`)
+}

@@ -1,0 +1,213 @@
+// `npm run demo` / `weather-cache demo`: the main job, on a laptop, with no API key and no network.
+//
+// A fleet of drones flies over a city for a simulated hour and asks for the weather every
+// simulated 5 s. A few Dashboard users walk around and flip their units now and then. Everyone
+// goes through one WeatherService, which talks to a simulated OpenWeather on 127.0.0.1 (latency,
+// a per-minute limit with 429 + Retry-After, optional faults). The service runs on its manual
+// clock, and each step settles before the clock moves, so one seed always gives the same counts.
+import { WeatherService } from '../main.js'
+import { parseFlags } from './cli-args.mjs'
+import { Fleet } from './fleet.mjs'
+import { startSimulatedUpstream } from './simulated-upstream.mjs'
+
+export const DEMO_HELP = `Usage: weather-cache demo [options]   (npm run demo -- [options])
+
+Simulates a drone fleet and a few Dashboard users against an embedded, simulated OpenWeather
+(no API key, no network) and shows what the cache saves.
+
+Options:
+  --drones <n>              drones in the fleet (default 2000)
+  --minutes <n>             simulated minutes (default 60)
+  --latency-ms <n>          simulated upstream latency (default 20)
+  --fault-rate <0..1>       share of upstream requests answered 500 (default 0)
+  --rate-limit-per-min <n>  upstream requests allowed per minute before 429 (default 60,
+                            like OpenWeather's free tier)
+  --seed <n>                the fleet and the faults (default 1); same seed, same counts
+  --json                    print one JSON object instead of the table
+  -h, --help                this text`
+
+const FLAGS = {
+  drones: { type: 'int', min: 1, max: 100_000 },
+  minutes: { type: 'int', min: 1, max: 24 * 60 },
+  'latency-ms': { type: 'int', min: 0, max: 10_000 },
+  'fault-rate': { type: 'number', min: 0, max: 1 },
+  'rate-limit-per-min': { type: 'int', min: 1 },
+  seed: { type: 'int', min: 0, max: 2 ** 32 - 1 },
+  json: { type: 'boolean' },
+}
+
+const STEP_S = 5
+const DASHBOARD_USERS = 5
+/** The simulated upstream checks the key; the demo's is not a real one. */
+const DEMO_KEY = 'demo-key-not-a-real-one'
+
+export function demoOptions(argv) {
+  const { values, help } = parseFlags(argv, FLAGS)
+  return {
+    help,
+    drones: values.drones ?? 2000,
+    minutes: values.minutes ?? 60,
+    latencyMs: values['latency-ms'] ?? 20,
+    faultRate: values['fault-rate'] ?? 0,
+    rateLimitPerMin: values['rate-limit-per-min'] ?? 60,
+    seed: values.seed ?? 1,
+    json: values.json ?? false,
+  }
+}
+
+/** Runs the simulation; `onProgress(done, total, stats)` is called after every step. */
+export async function runDemo(options, onProgress = () => {}) {
+  const { drones, minutes, latencyMs, faultRate, rateLimitPerMin, seed } = options
+  let simulatedMs = 0
+  const upstream = await startSimulatedUpstream({
+    latencyMs,
+    faultRate,
+    seed,
+    rateLimitPerMinute: rateLimitPerMin,
+    now: () => simulatedMs,
+    apiKey: DEMO_KEY,
+  })
+  // jitterRatio 0: backoff windows are part of the counts, and the counts must repeat.
+  const service = new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000 })
+  const fleet = new Fleet({ drones, seed })
+  const walkers = new Fleet({ drones: DASHBOARD_USERS, seed: seed + 1, radiusKm: 4, minSpeed: 1, maxSpeed: 2 })
+  const dashboards = walkers.drones.map((walker, i) => ({ walker, index: i, user: dashboardUser(`dashboard-user-${i + 1}`) }))
+  const steps = Math.round((minutes * 60) / STEP_S)
+  const latencies = new Float64Array(steps * (drones + DASHBOARD_USERS))
+  let measured = 0
+  let unanswered = 0
+  let toggles = 0
+  // Latency counts from the end of the step's burst (or the call, if later): one thread issues
+  // 2,000 requests per step, and no drone should be charged for the others' turn.
+  let burstIssued = 0n
+  const timed = (promise) => {
+    const start = process.hrtime.bigint()
+    return promise.then((weather) => {
+      const from = start > burstIssued ? start : burstIssued
+      latencies[measured++] = Number(process.hrtime.bigint() - from) / 1e6
+      if (!weather) unanswered++
+      return weather
+    })
+  }
+  const started = Date.now()
+  try {
+    for (let step = 0; step < steps; step++) {
+      const requests = fleet.drones.map((drone) => {
+        const { lat, lon } = fleet.position(drone)
+        return timed(service.getWeather(null, drone.id, lat, lon))
+      })
+      for (const dashboard of dashboards) {
+        const { lat, lon } = walkers.position(dashboard.walker)
+        const { session, show } = dashboard.user
+        requests.push(timed(service.getWeather(session, session.userId, lat, lon)).then(show))
+        // Each user flips °C/°F once a simulated minute (staggered): a re-render, never a request.
+        if (step > 0 && step % 12 === (dashboard.index * 2) % 12) {
+          dashboard.user.toggle()
+          toggles++
+        }
+      }
+      // Every fetch this step started (misses and background refreshes) is in flight now; the
+      // simulated upstream answers them as one batch, whatever order they reach it in.
+      upstream.expect(service.stats().inflight)
+      burstIssued = process.hrtime.bigint()
+      await Promise.all(requests)
+      // Background refreshes land before the clock moves: that is what makes runs repeatable.
+      while (service.stats().inflight > 0) await new Promise((resolve) => setTimeout(resolve, 1))
+      onProgress(step + 1, steps, service.stats())
+      fleet.step(STEP_S)
+      walkers.step(STEP_S)
+      service.advanceTime(STEP_S * 1000)
+      simulatedMs += STEP_S * 1000
+    }
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+  const s = service.stats()
+  const sorted = latencies.subarray(0, measured).sort()
+  const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0)
+  const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits
+  return {
+    drones,
+    dashboardUsers: DASHBOARD_USERS,
+    minutes,
+    seed,
+    latencyMs,
+    faultRate,
+    rateLimitPerMin,
+    requests: s.requests,
+    upstreamCalls: s.upstreamRequests,
+    // The legacy module called upstream on every request, and again on every unit toggle.
+    naiveCalls: s.requests + toggles,
+    hitRatio: round((s.userHits + s.sharedHits + s.staleHits) / s.requests, 6),
+    hits: { user: s.userHits, shared: s.sharedHits, stale: s.staleHits },
+    misses: s.misses,
+    coalesced: s.coalesced,
+    rejected: s.rejected,
+    rateLimited: s.rateLimited,
+    upstreamErrors: s.upstreamErrors,
+    backgroundRefreshes: s.backgroundRefreshes,
+    unanswered,
+    unitToggles: toggles,
+    dashboardRenders: dashboards.reduce((n, d) => n + d.user.renders, 0),
+    p50Ms: round(pct(0.5), 3),
+    p99Ms: round(pct(0.99), 3),
+    upstreamSeen: { ...upstream.stats },
+    wallMs: Date.now() - started,
+  }
+}
+
+/** A Dashboard user: its session (settings with the unit flag) and what its glasses show. */
+function dashboardUser(userId) {
+  let metric = true
+  let latest = null
+  const state = {
+    session: { userId, settings: { getMentraosSetting: () => metric } },
+    renders: 0,
+    text: '',
+    show(weather) {
+      if (weather) latest = weather
+      if (!latest) return
+      state.renders++
+      state.text = `${latest.condition}, ${metric ? `${latest.tempC}°C` : `${latest.tempF}°F`}`
+    },
+    toggle() {
+      metric = !metric
+      state.show(null) // re-render from the cached summary
+    },
+  }
+  return state
+}
+
+const fmt = (n) => n.toLocaleString('en-US')
+const pct = (x) => `${(x * 100).toFixed(2)}%`
+
+/** The summary table. */
+export function formatSummary(r) {
+  const shareOf = (n) => pct(n / r.requests)
+  const rows = [
+    ['requests', fmt(r.requests), `${fmt(r.drones)} drones + ${r.dashboardUsers} Dashboard users, every 5 s`],
+    ['upstream calls', fmt(r.upstreamCalls), `legacy module: ${fmt(r.naiveCalls)} (${fmt(Math.round(r.naiveCalls / Math.max(1, r.upstreamCalls)))}x more)`],
+    ['hit ratio', pct(r.hitRatio), `user ${shareOf(r.hits.user)}, shared ${shareOf(r.hits.shared)}, stale ${shareOf(r.hits.stale)}`],
+    ['coalesced waiters', fmt(r.coalesced), 'requests that shared a fetch already in flight'],
+    ['rate-limit incidents', fmt(r.rateLimited), `429 answers (limit ${fmt(r.rateLimitPerMin)}/min; legacy would need ${fmt(Math.round(r.naiveCalls / r.minutes))}/min)`],
+    ['upstream errors', fmt(r.upstreamErrors), `fault rate ${pct(r.faultRate)}`],
+    ['unanswered (null)', fmt(r.unanswered), 'requests with nothing to serve'],
+    ['latency p50 / p99', `${r.p50Ms} / ${r.p99Ms} ms`, `upstream latency ${r.latencyMs} ms; hits resolve at once`],
+    ['unit toggles', fmt(r.unitToggles), 'each re-rendered from cache: 0 upstream calls'],
+  ]
+  const width = Math.max(...rows.map((row) => row[1].length))
+  return [
+    `weather-cache demo: ${r.minutes} simulated minutes, seed ${r.seed} (${(r.wallMs / 1000).toFixed(1)} s)`,
+    ...rows.map(([label, value, note]) => `  ${label.padEnd(21)} ${value.padStart(width)}   ${note}`),
+  ].join('\n')
+}
+
+/** A one-line progress bar (TTY). */
+export function progressBar(done, total, stats, minutes) {
+  const width = 30
+  const filled = Math.round((done / total) * width)
+  const hits = stats.requests ? ((stats.userHits + stats.sharedHits + stats.staleHits) / stats.requests) * 100 : 0
+  const minute = Math.round((done / total) * minutes)
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(minute).padStart(3)}/${minutes} min  ${fmt(stats.requests)} requests  ${fmt(stats.upstreamRequests)} upstream calls  ${hits.toFixed(2)}% hits`
+}
