@@ -7,6 +7,8 @@ mod users;
 
 use std::sync::Arc;
 
+use crate::geo::{distance_km, LatLon};
+
 pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary};
 pub use nearby::Nearby;
 pub use shared::SharedCache;
@@ -27,8 +29,32 @@ impl Found {
     }
 }
 
-fn better(candidate: &Found, best: Option<&Found>) -> bool {
-    best.is_none_or(|best| candidate.better_than(best))
+/// The best of the candidate entries that is live and within `radius_km` of `p`. `seen`
+/// observes every distance computed (for debug events).
+fn best_of<'a>(
+    candidates: impl Iterator<Item = &'a Arc<Entry>>,
+    p: LatLon,
+    radius_km: f64,
+    now: Millis,
+    seen: &mut impl FnMut(f64, bool),
+) -> Option<Found> {
+    let mut best: Option<Found> = None;
+    for entry in candidates {
+        let freshness = entry.freshness(now);
+        if freshness == Freshness::Expired {
+            continue;
+        }
+        let distance = distance_km(p, entry.location);
+        let within = distance <= radius_km;
+        seen(distance, within);
+        if within {
+            let found = Found { entry: entry.clone(), freshness, distance };
+            if best.as_ref().is_none_or(|b| found.better_than(b)) {
+                best = Some(found);
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]

@@ -30,8 +30,16 @@ impl Nearby {
         grid.cover(p, radius_km, |row, cols| {
             cells += (cols.end() - cols.start() + 1) as usize;
             self.spans.push((row, cols));
+            // Past the store's size a scan is cheaper: stop building the cover.
+            cells <= stored
         });
-        (cells <= stored).then(|| self.iter())
+        if cells > stored {
+            // Do not keep a huge buffer around for the next lookup.
+            self.spans.clear();
+            self.spans.shrink_to(64);
+            return None;
+        }
+        Some(self.iter())
     }
 
     fn iter(&self) -> impl Iterator<Item = CellId> + '_ {

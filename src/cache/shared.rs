@@ -13,7 +13,7 @@ use lru::LruCache;
 
 use super::entry::{Entry, Freshness, Millis};
 use super::nearby::Nearby;
-use super::{better, Found};
+use super::{best_of, Found};
 use crate::geo::{distance_km, CellId, Grid, LatLon};
 
 /// Most entries one cell keeps (the oldest go first). Only a grid much coarser than the radius
@@ -73,31 +73,20 @@ impl SharedCache {
         now: Millis,
         seen: &mut impl FnMut(f64, bool),
     ) -> Option<Found> {
-        let mut best: Option<Found> = None;
-        let mut consider = |entry: &Arc<Entry>| {
-            let freshness = entry.freshness(now);
-            if freshness == Freshness::Expired {
-                return;
-            }
-            let distance = distance_km(p, entry.location);
-            let within = distance <= radius_km;
-            seen(distance, within);
-            if within {
-                let found = Found { entry: entry.clone(), freshness, distance };
-                if better(&found, best.as_ref()) {
-                    best = Some(found);
-                }
-            }
-        };
         let (entries, cells) = (&self.entries, &self.cells);
-        match self.nearby.cells(grid, p, radius_km, cells.len()) {
-            Some(candidates) => candidates
-                .filter_map(|cell| cells.get(&cell))
-                .flat_map(CellKeys::as_slice)
-                .filter_map(|key| entries.peek(key))
-                .for_each(&mut consider),
-            None => entries.iter().for_each(|(_, entry)| consider(entry)),
-        }
+        let best = match self.nearby.cells(grid, p, radius_km, cells.len()) {
+            Some(candidates) => best_of(
+                candidates
+                    .filter_map(|cell| cells.get(&cell))
+                    .flat_map(CellKeys::as_slice)
+                    .filter_map(|k| entries.peek(k)),
+                p,
+                radius_km,
+                now,
+                seen,
+            ),
+            None => best_of(entries.iter().map(|(_, entry)| entry), p, radius_km, now, seen),
+        };
         if let Some(found) = &best {
             self.entries.promote(&key_of(&found.entry));
         }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use lru::LruCache;
 
-use super::entry::{Entry, Freshness, Millis};
-use super::{better, Found};
-use crate::geo::{distance_km, LatLon};
+use super::entry::{Entry, Millis};
+use super::{best_of, Found};
+use crate::geo::LatLon;
 
 /// A user's entries, newest first. The newest lives inline: with the default of one entry per
 /// user, a user costs no allocation beyond its id.
@@ -39,23 +39,7 @@ impl UserCache {
         seen: &mut impl FnMut(f64, bool),
     ) -> Option<Found> {
         let slot = self.users.get(user)?;
-        let mut best = None;
-        for entry in std::iter::once(&slot.newest).chain(&slot.older) {
-            let freshness = entry.freshness(now);
-            if freshness == Freshness::Expired {
-                continue;
-            }
-            let distance = distance_km(p, entry.location);
-            let within = distance <= radius_km;
-            seen(distance, within);
-            if within {
-                let found = Found { entry: entry.clone(), freshness, distance };
-                if better(&found, best.as_ref()) {
-                    best = Some(found);
-                }
-            }
-        }
-        best
+        best_of(std::iter::once(&slot.newest).chain(&slot.older), p, radius_km, now, seen)
     }
 
     /// Makes `entry` the user's newest, dropping an older entry for the same cell and the oldest

@@ -35,6 +35,10 @@ impl Jitter {
     }
 }
 
+/// Longest cooldown a Retry-After can ask for (a day covers a daily quota). A server sending a
+/// far-future date must not stop the service until it restarts.
+pub const MAX_RETRY_AFTER_MS: u64 = 24 * 3_600_000;
+
 /// The provider-wide cooldown after HTTP 429. The limit belongs to the API key, so one 429
 /// stops every area's requests.
 #[derive(Debug, Default)]
@@ -57,8 +61,9 @@ impl RateLimit {
         }
     }
 
-    /// Starts a cooldown and returns its length: exactly Retry-After when the server sent one,
-    /// otherwise `initial · 2^(n-1)` for the n-th 429 in a row, capped and jittered.
+    /// Starts a cooldown and returns its length: exactly Retry-After when the server sent one
+    /// (up to a day), otherwise `initial · 2^(n-1)` for the n-th 429 in a row, jittered and
+    /// capped at `max_ms`.
     pub fn on_rate_limited(
         &mut self,
         now: Millis,
@@ -69,8 +74,8 @@ impl RateLimit {
     ) -> Millis {
         self.consecutive = self.consecutive.saturating_add(1);
         let window = match retry_after {
-            Some(delay) => delay.as_millis().min(i64::MAX as u128 / 4) as u64,
-            None => jitter.apply(doubling(initial_ms, max_ms, self.consecutive)),
+            Some(delay) => delay.as_millis().min(MAX_RETRY_AFTER_MS as u128) as u64,
+            None => jitter.apply(doubling(initial_ms, max_ms, self.consecutive)).min(max_ms),
         };
         let window = window as Millis;
         // A slower, older 429 must not shorten a cooldown already running.
@@ -118,5 +123,20 @@ mod tests {
         assert_eq!(limit.on_rate_limited(400_000, None, 60_000, 1_800_000, &mut jitter), 60_000, "doubling restarted");
         assert_eq!(limit.until(400_001), 460_000);
         assert_eq!(limit.until(460_000), 0);
+    }
+
+    #[test]
+    fn absurd_retry_after_is_capped_at_a_day_and_jitter_never_exceeds_the_cap() {
+        let mut limit = RateLimit::default();
+        let forever = Duration::from_secs(999_999_999_999);
+        assert_eq!(
+            limit.on_rate_limited(0, Some(forever), 60_000, 1_800_000, &mut Jitter::new(0.0, 1)),
+            MAX_RETRY_AFTER_MS as i64
+        );
+        let mut jitter = Jitter::new(0.5, 7);
+        let mut limit = RateLimit::default();
+        for _ in 0..20 {
+            assert!(limit.on_rate_limited(0, None, 60_000, 1_800_000, &mut jitter) <= 1_800_000);
+        }
     }
 }

@@ -28,17 +28,24 @@ impl Clock {
         }
     }
 
-    /// Moves a manual clock forward; `false` (and no effect) on the system clock.
+    /// Moves a manual clock forward (saturating far beyond any date that matters, so arithmetic
+    /// on it never overflows); `false` (and no effect) on the system clock.
     pub fn advance(&self, ms: u64) -> bool {
         match self {
             Clock::System => false,
             Clock::Manual(now) => {
-                now.fetch_add(i64::try_from(ms).unwrap_or(i64::MAX / 4), Ordering::AcqRel);
+                let step = i64::try_from(ms).unwrap_or(i64::MAX);
+                let _ =
+                    now.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(step).min(LATEST)));
                 true
             }
         }
     }
 }
+
+/// The latest time a manual clock reaches (about 73 million years): TTLs and windows can be
+/// added to it without overflow.
+const LATEST: Millis = i64::MAX / 4;
 
 fn system_now() -> Millis {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
@@ -57,5 +64,9 @@ mod tests {
         assert!(clock.advance(600_000));
         assert_eq!(clock.now(), start + 600_000);
         assert!(!Clock::new(ClockKind::System).advance(1));
+        for _ in 0..4 {
+            clock.advance(u64::MAX);
+        }
+        assert_eq!(clock.now(), LATEST, "saturates instead of wrapping");
     }
 }

@@ -71,7 +71,7 @@ impl AreaCooldowns {
             .filter(|f| now < f.until.saturating_add(policy.max_ms as Millis))
             .map_or(0, |f| f.consecutive);
         let consecutive = previous.saturating_add(1);
-        let window = jitter.apply(doubling(policy.base_ms, policy.max_ms, consecutive)) as Millis;
+        let window = jitter.apply(doubling(policy.base_ms, policy.max_ms, consecutive)).min(policy.max_ms) as Millis;
         self.failures.put(cell, Failure { location, until: now.saturating_add(window), consecutive, error });
         window
     }

@@ -1,5 +1,6 @@
 //! Why a request got no weather. Each kind has a stable Node-style code.
 
+use super::backoff::MAX_RETRY_AFTER_MS;
 use crate::provider::ProviderError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,9 +62,9 @@ impl RequestError {
     pub fn from_provider(err: ProviderError) -> RequestError {
         match err {
             ProviderError::NoApiKey => RequestError::NoApiKey,
-            ProviderError::RateLimited { retry_after } => {
-                RequestError::RateLimited { retry_after_ms: retry_after.map_or(0, |d| d.as_millis() as i64) }
-            }
+            ProviderError::RateLimited { retry_after } => RequestError::RateLimited {
+                retry_after_ms: retry_after.map_or(0, |d| d.as_millis().min(MAX_RETRY_AFTER_MS as u128) as i64),
+            },
             ProviderError::Status { status } => RequestError::Status { status },
             ProviderError::Timeout => RequestError::Timeout,
             ProviderError::Network { message } => RequestError::Network { message },

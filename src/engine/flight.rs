@@ -1,6 +1,10 @@
 //! Running one upstream fetch: launch it as its own task, then store and broadcast its result.
 
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use super::error::RequestError;
 use super::events::{BackoffScope, Event, Level};
@@ -18,9 +22,23 @@ enum Outcome {
     Cancelled,
 }
 
-/// Publishes a landing even if the fetch task is dropped before it finishes (a panic in the
-/// provider, or runtime shutdown): otherwise the flight would stay in the table and every
-/// request for its area would wait on it forever.
+/// A fetch registered under the lock, spawned once the lock is released: spawning onto a
+/// runtime that has shut down drops the task at once, and its guard then needs the lock.
+pub(super) struct Launch {
+    guard: Guard,
+    location: LatLon,
+}
+
+impl Launch {
+    pub(super) fn spawn(self) {
+        let runtime = self.guard.inner.runtime.clone();
+        runtime.spawn(fly(self.guard, self.location));
+    }
+}
+
+/// Publishes a landing even if the fetch task is dropped before it finishes (runtime
+/// shutdown): otherwise the flight would stay in the table and every request for its area
+/// would wait on it forever.
 struct Guard {
     inner: Arc<Inner>,
     takeoff: Option<Takeoff>,
@@ -59,8 +77,8 @@ impl Guard {
 }
 
 impl Inner {
-    /// Registers a flight for `location` and spawns its fetch. Returns the ticket to wait on
-    /// and the flight's bucket key.
+    /// Registers a flight for `location` and queues its fetch in `state.launches` (the caller
+    /// spawns them after unlocking). Returns the ticket to wait on and the flight's bucket key.
     pub(super) fn launch(
         self: &Arc<Self>,
         state: &mut State,
@@ -68,7 +86,7 @@ impl Inner {
         joiner: Option<&str>,
         background: bool,
     ) -> (Ticket, String) {
-        let (takeoff, ticket) = state.flights.start(&self.grid, location, joiner);
+        let (takeoff, ticket) = state.flights.start(&self.grid, location, joiner, !background);
         let key = takeoff.key.clone();
         self.counters.upstream_requests.inc();
         if background {
@@ -76,7 +94,7 @@ impl Inner {
         }
         tracing::trace!(target: "weather_cache::flight", key = %key, background, "launched");
         let guard = Guard { inner: self.clone(), takeoff: Some(takeoff), background };
-        self.runtime.spawn(fly(guard, location));
+        state.launches.push(Launch { guard, location });
         (ticket, key)
     }
 
@@ -164,10 +182,28 @@ async fn fly(mut guard: Guard, location: LatLon) {
         // `wait_for` checks the current value first, so a flight launched just as the service
         // closed is cancelled at once rather than missed.
         _ = shutdown.wait_for(|closed| *closed) => Outcome::Cancelled,
-        result = inner.provider.fetch(location) => match result {
-            Ok(observation) => Outcome::Observed(observation),
-            Err(failure) => Outcome::Failed(failure),
+        result = Contained(inner.provider.fetch(location)) => match result {
+            Ok(Ok(observation)) => Outcome::Observed(observation),
+            Ok(Err(failure)) => Outcome::Failed(failure),
+            // A bug in a provider is an upstream failure of that area (with its cooldown),
+            // not a closed service, and never a process abort.
+            Err(()) => Outcome::Failed(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
         },
     };
     guard.land(outcome);
+}
+
+/// Polls a future, turning a panic into `Err(())`.
+struct Contained<F>(F);
+
+impl<F: Future + Unpin> Future for Contained<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
 }

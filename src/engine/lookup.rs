@@ -104,7 +104,17 @@ impl Inner {
             sink.emit(Event::Attempted { user: request.user.into(), key, at: request.at });
         }
         let mut state = self.lock();
-        let covering = self.covering(&mut state, request.user, request.at, now, sink);
+        let begun = self.decide(&mut state, request, now, sink);
+        let launches = std::mem::take(&mut state.launches);
+        drop(state);
+        for launch in launches {
+            launch.spawn();
+        }
+        begun
+    }
+
+    fn decide(self: &Arc<Self>, state: &mut State, request: Request<'_>, now: i64, sink: &mut impl EventSink) -> Begin {
+        let covering = self.covering(state, request.user, request.at, now, sink);
         if let Some(covering) = covering {
             let entry = &covering.found.entry;
             let fresh = covering.found.freshness == Freshness::Fresh;
@@ -119,9 +129,9 @@ impl Inner {
                     self.skipped_min_interval(sink, entry, now);
                 }
                 if !fresh {
-                    self.revalidate(&mut state, entry.clone(), request, now, sink);
+                    self.revalidate(state, entry.clone(), request, now, sink);
                 }
-                return Begin::Ready(Ok(self.serve(&mut state, covering, request.user, now, sink)));
+                return Begin::Ready(Ok(self.serve(state, covering, request.user, now, sink)));
             }
             return self.network(state, request, Some(covering), now, sink);
         }
@@ -197,7 +207,7 @@ impl Inner {
             return;
         }
         if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
-            flight.joiners.push(request.user.into());
+            flight.join(request.user);
             return;
         }
         if self.refusal(state, entry.location, now).is_some() {
@@ -211,7 +221,7 @@ impl Inner {
     /// During a cooldown an entry that covers the request (a forced refresh's) is served.
     fn network(
         self: &Arc<Self>,
-        mut state: std::sync::MutexGuard<'_, State>,
+        state: &mut State,
         request: Request<'_>,
         covering: Option<Covering>,
         now: i64,
@@ -220,7 +230,7 @@ impl Inner {
         let debug = sink.enabled(Level::Debug);
         if self.config.coalesce {
             if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
-                flight.joiners.push(request.user.into());
+                flight.join(request.user);
                 flight.waiters += 1;
                 self.counters.coalesced.inc();
                 if debug {
@@ -231,9 +241,9 @@ impl Inner {
                 return Begin::Pending(self.pending(flight.ticket(), request, fallback, false));
             }
         }
-        if let Some(refusal) = self.refusal(&mut state, request.at, now) {
+        if let Some(refusal) = self.refusal(state, request.at, now) {
             if let Some(covering) = covering {
-                return Begin::Ready(Ok(self.serve(&mut state, covering, request.user, now, sink)));
+                return Begin::Ready(Ok(self.serve(state, covering, request.user, now, sink)));
             }
             self.counters.rejected.inc();
             return Begin::Ready(Err(refusal));
@@ -244,7 +254,7 @@ impl Inner {
             let key = self.grid.key(self.grid.cell_of(request.at));
             sink.emit(Event::Miss { user: request.user.into(), key });
         }
-        let (ticket, key) = self.launch(&mut state, location, Some(request.user), false);
+        let (ticket, key) = self.launch(state, location, Some(request.user), false);
         if debug {
             sink.emit(Event::Sent { provider: self.provider.name(), key, at: location });
         }

@@ -69,6 +69,8 @@ struct State {
     cooldowns: AreaCooldowns,
     rate_limit: RateLimit,
     jitter: Jitter,
+    /// Fetches decided under the lock, spawned by `begin` once it is released.
+    launches: Vec<flight::Launch>,
 }
 
 impl Engine {
@@ -89,6 +91,7 @@ impl Engine {
             cooldowns: AreaCooldowns::new(capacity(config.shared_capacity)),
             rate_limit: RateLimit::default(),
             jitter: Jitter::new(config.jitter_ratio, seed),
+            launches: Vec::new(),
         };
         let inner = Inner {
             grid: Grid::new(config.grid_deg),
@@ -135,9 +138,12 @@ impl Engine {
         self.inner.begin(request, sink)
     }
 
-    /// Forgets a user's entries; `true` if there were any.
+    /// Forgets a user's entries (and keeps fetches in flight from adding one back); `true` if
+    /// there were any.
     pub fn clear_user(&self, user: &str) -> bool {
-        self.inner.lock().users.forget(user)
+        let mut state = self.inner.lock();
+        state.flights.forget(user);
+        state.users.forget(user)
     }
 
     /// Refuses new requests, settles every pending one (`Closed`) and frees the caches.

@@ -6,7 +6,7 @@
 //! a cache hit for it. The fetch runs as its own task, so a waiter that gives up (an aborted
 //! signal) never cancels it for the others; the result still fills the cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -31,8 +31,9 @@ pub struct Flight {
     pub key: String,
     /// Rounded location sent upstream; the entry will live here.
     pub location: LatLon,
-    /// Users whose per-user cache receives the result (initiator and every joiner).
-    pub joiners: Vec<Box<str>>,
+    /// Users whose per-user cache receives the result (initiator and every joiner), each once
+    /// however many of their requests wait.
+    pub joiners: HashSet<Box<str>>,
     /// Requests waiting on it (the initiator counts; a background refresh has none).
     pub waiters: usize,
     landing: watch::Receiver<Option<Arc<Landing>>>,
@@ -41,6 +42,12 @@ pub struct Flight {
 impl Flight {
     pub fn ticket(&self) -> Ticket {
         Ticket(self.landing.clone())
+    }
+
+    pub fn join(&mut self, user: &str) {
+        if !self.joiners.contains(user) {
+            self.joiners.insert(user.into());
+        }
     }
 }
 
@@ -117,7 +124,8 @@ impl FlightTable {
     }
 
     /// Registers a new flight; the caller must hand the `Takeoff` to the task that fetches.
-    pub fn start(&mut self, grid: &Grid, location: LatLon, joiner: Option<&str>) -> (Takeoff, Ticket) {
+    /// `waited` is false for a background refresh (nobody waits on it).
+    pub fn start(&mut self, grid: &Grid, location: LatLon, joiner: Option<&str>, waited: bool) -> (Takeoff, Ticket) {
         let cell = grid.cell_of(location);
         let key = grid.key(cell);
         self.next_id += 1;
@@ -128,7 +136,7 @@ impl FlightTable {
             key: key.clone(),
             location,
             joiners: joiner.map(Box::from).into_iter().collect(),
-            waiters: usize::from(joiner.is_some()),
+            waiters: usize::from(waited),
             landing,
         };
         self.by_cell.entry(cell).or_default().push(flight);
@@ -139,6 +147,18 @@ impl FlightTable {
     /// Removes a flight as it lands. The caller stores the result in the caches under the same
     /// lock, so that a request arriving meanwhile sees either the flight or the entry, never
     /// neither (which would start a duplicate fetch).
+    #[cfg(test)]
+    pub fn joiners(&self) -> usize {
+        self.by_cell.values().flatten().map(|f| f.joiners.len()).sum()
+    }
+
+    /// Takes `user` off every flight's joiners (a user who was cleared while fetches ran).
+    pub fn forget(&mut self, user: &str) {
+        for flight in self.by_cell.values_mut().flatten() {
+            flight.joiners.remove(user);
+        }
+    }
+
     pub fn land(&mut self, takeoff: &Takeoff) -> Option<Flight> {
         let flights = self.by_cell.get_mut(&takeoff.cell)?;
         let index = flights.iter().position(|f| f.id == takeoff.id)?;

@@ -627,3 +627,116 @@ async fn stats_identities_hold_after_a_random_run() {
     );
     assert_eq!(stats.upstream_requests as usize, h.upstream.hits());
 }
+
+#[test]
+fn begin_after_runtime_shutdown_neither_deadlocks_nor_hangs() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: Some(KEY.into()),
+        base_url: "http://127.0.0.1:9".into(),
+        coordinate_decimals: 2,
+        request_timeout: Duration::from_secs(1),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let engine = Engine::new(config(|_| {}), Arc::new(provider), runtime.handle().clone(), None);
+    drop(runtime);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let begun = engine.begin(
+            Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal },
+            &mut Recorder::new(Level::Silent),
+        );
+        let Begin::Pending(pending) = begun else { panic!("expected a fetch") };
+        let waiter = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _ = done.send(waiter.block_on(pending.wait()).result.map(|_| ()));
+    });
+    let result = finished.recv_timeout(Duration::from_secs(10)).expect("begin() or the wait hung");
+    assert_eq!(result, Err(RequestError::Closed));
+}
+
+struct Panicking;
+
+impl crate::provider::Provider for Panicking {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    fn ready(&self) -> Result<(), crate::provider::ProviderError> {
+        Ok(())
+    }
+    fn fetch(&self, _: LatLon) -> crate::provider::FetchFuture<'_> {
+        Box::pin(async { panic!("a bug in the provider") })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_provider_is_an_area_failure_not_a_closed_service() {
+    let engine = Engine::new(config(|_| {}), Arc::new(Panicking), tokio::runtime::Handle::current(), None);
+    let begun = engine
+        .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
+    let Begin::Pending(pending) = begun else { panic!("expected a fetch") };
+    let error = pending.wait().await.result.unwrap_err();
+    assert_eq!(error.code(), "ERR_UPSTREAM_NETWORK");
+    // The area cools down: the next request gets the same error without another attempt.
+    let again = engine
+        .begin(Request { user: "v", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
+    assert!(matches!(again, Begin::Ready(Err(RequestError::Network { .. }))));
+    assert!(!engine.is_closed());
+}
+
+#[tokio::test]
+async fn joiners_count_users_not_requests() {
+    let h = harness_with(
+        config(|_| {}),
+        Upstream::start(|_| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            weather(1.0, "Clear")
+        })
+        .await,
+        None,
+    )
+    .await;
+    let mut waiting = Vec::new();
+    for _ in 0..1_000 {
+        match h.engine.begin(
+            Request { user: "poller", at: LatLon::new(1.0, 1.0), mode: Mode::Normal },
+            &mut Recorder::new(Level::Silent),
+        ) {
+            Begin::Pending(p) => waiting.push(p),
+            Begin::Ready(_) => panic!("nothing is cached yet"),
+        }
+    }
+    assert_eq!(h.engine.inner.lock().flights.joiners(), 1);
+    for p in waiting {
+        p.wait().await.result.unwrap();
+    }
+    assert_eq!(h.upstream.hits(), 1);
+}
+
+#[tokio::test]
+async fn clearing_a_user_during_a_fetch_keeps_it_cleared() {
+    let h = harness_with(
+        config(|_| {}),
+        Upstream::start(|_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            weather(1.0, "Clear")
+        })
+        .await,
+        None,
+    )
+    .await;
+    let Begin::Pending(pending) = h.engine.begin(
+        Request { user: "leaving", at: LatLon::new(1.0, 1.0), mode: Mode::Normal },
+        &mut Recorder::new(Level::Silent),
+    ) else {
+        panic!("expected a fetch");
+    };
+    h.engine.clear_user("leaving");
+    pending.wait().await.result.unwrap();
+    let reply = h.request("leaving", 1.0, 1.0, Mode::Normal).await;
+    assert!(
+        reply.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::Shared, .. })),
+        "not from a user cache: {:?}",
+        names(&reply.events)
+    );
+}

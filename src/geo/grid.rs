@@ -57,8 +57,9 @@ impl Grid {
     }
 
     /// Calls `visit(row, cols)` for spans of cells that together contain every point within
-    /// `radius_km` of `p` (and possibly a few more). Each cell is visited at most once.
-    pub fn cover(&self, p: LatLon, radius_km: f64, mut visit: impl FnMut(i32, RangeInclusive<i32>)) {
+    /// `radius_km` of `p` (and possibly a few more). Each cell is visited at most once. The walk
+    /// stops early when `visit` returns `false`.
+    pub fn cover(&self, p: LatLon, radius_km: f64, mut visit: impl FnMut(i32, RangeInclusive<i32>) -> bool) {
         let reach = km_to_degrees(radius_km) * (1.0 + SLACK_REL) + SLACK_ABS_DEG;
         let (south, north) = (p.lat - reach, p.lat + reach);
         let first_row = self.row_of(south.max(-90.0));
@@ -76,7 +77,9 @@ impl Grid {
         for row in first_row..=last_row {
             let (first_col, last_col) = self.row_cols(row);
             let Some(w) = half_width.filter(|w| *w < 180.0) else {
-                visit(row, first_col..=last_col);
+                if !visit(row, first_col..=last_col) {
+                    return;
+                }
                 continue;
             };
             let (west, east) = (lon - w, lon + w);
@@ -89,13 +92,13 @@ impl Grid {
             } else {
                 None
             };
-            match wrapped {
+            let go_on = match wrapped {
                 None => visit(row, self.col_of(row, west)..=self.col_of(row, east)),
                 Some((east_start, west_end)) if west_end + 1 >= east_start => visit(row, first_col..=last_col),
-                Some((east_start, west_end)) => {
-                    visit(row, east_start..=last_col);
-                    visit(row, first_col..=west_end);
-                }
+                Some((east_start, west_end)) => visit(row, east_start..=last_col) && visit(row, first_col..=west_end),
+            };
+            if !go_on {
+                return;
             }
         }
     }
@@ -104,7 +107,10 @@ impl Grid {
     /// cheaper (tiny grids with a huge radius, or an almost empty store).
     pub fn cover_len(&self, p: LatLon, radius_km: f64) -> u64 {
         let mut cells = 0u64;
-        self.cover(p, radius_km, |_, cols| cells += (cols.end() - cols.start() + 1) as u64);
+        self.cover(p, radius_km, |_, cols| {
+            cells += (cols.end() - cols.start() + 1) as u64;
+            true
+        });
         cells
     }
 
@@ -192,6 +198,7 @@ mod tests {
             for col in cols {
                 assert!(cells.insert(CellId { row, col }), "cell visited twice");
             }
+            true
         });
         cells
     }

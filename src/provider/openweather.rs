@@ -38,6 +38,9 @@ impl OpenWeather {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
+            // The key is in the query string: it must never follow a redirect elsewhere. A 3xx is
+            // an upstream error like any other non-2xx.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("weather-cache/", env!("CARGO_PKG_VERSION")));
         if is_loopback(&endpoint) {
             // A proxy from the environment must never see loopback traffic (tests, sidecars).
