@@ -60,6 +60,10 @@ impl AbortWatch {
         let add: Function<FnArgs<(&str, Function<(), ()>, Object)>, Unknown> =
             signal.get_named_property("addEventListener")?;
         add.apply(signal, FnArgs::from(("abort", listener, options)))?;
+        // Aborted while the call ran (by a logger, say): the listener came too late to hear it.
+        if is_aborted(signal) {
+            notify.notify_one();
+        }
         Ok((AbortWatch { signal: signal.create_ref()?, listener: listener.create_ref()? }, notify))
     }
 

@@ -130,13 +130,20 @@ pub fn js_number(n: f64) -> String {
 /// Takes (and discards) an exception that user code left pending: a throwing logger or getter
 /// must not turn into a throw from our call. `Function::apply` does not clear it itself.
 pub fn clear_pending_exception(env: &Env) {
+    let _ = take_pending_exception(env);
+}
+
+/// The exception user code left pending, cleared (so that our call can go on), if any.
+pub fn take_pending_exception<'e>(env: &'e Env) -> Option<Unknown<'e>> {
     let mut pending = false;
     // SAFETY: plain N-API calls on the current env, on the JS thread we are running on.
     unsafe {
         napi::sys::napi_is_exception_pending(env.raw(), &mut pending);
-        if pending {
-            let mut exception = std::ptr::null_mut();
-            napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+        if !pending {
+            return None;
         }
+        let mut exception = std::ptr::null_mut();
+        napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+        Some(Unknown::from_raw_unchecked(env.raw(), exception))
     }
 }

@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1_048_576;
 pub struct Options<'e> {
     pub config: Config,
     pub provider: OpenWeatherConfig,
+    /// Where `baseUrl` came from, for error messages.
+    pub base_url_from: &'static str,
     /// The service's own logger (pino-like), for events no caller is waiting for.
     pub logger: Option<Object<'e>>,
 }
@@ -40,6 +42,10 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
     reader.duration("staleTtlMs", &mut c.stale_ttl_ms)?;
     reader.duration("minRefreshIntervalMs", &mut c.min_refresh_interval_ms)?;
     reader.duration("initialBackoffMs", &mut c.initial_backoff_ms)?;
+    if reader.get("maxBackoffMs").is_none() {
+        // Raising only the first window must not collide with the preset's cap.
+        c.max_backoff_ms = c.max_backoff_ms.max(c.initial_backoff_ms);
+    }
     reader.duration("maxBackoffMs", &mut c.max_backoff_ms)?;
     reader.duration("errorCooldownMs", &mut c.error_cooldown_ms)?;
     reader.number("proximityKm", &mut c.proximity_km)?;
@@ -78,13 +84,14 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
         });
     }
     let max_response_bytes = reader.integer("maxResponseBytes", 1 << 30)?.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES).max(1);
-    let api_key = match reader.string("apiKey")? {
+    let api_key = match reader.secret("apiKey")? {
         Some(key) => Some(key),
         None => env_var(env, API_KEY_ENV),
     };
-    let base_url = match reader.string("baseUrl")? {
-        Some(url) => url,
-        None => env_var(env, BASE_URL_ENV).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+    let (base_url, base_url_from) = match (reader.string("baseUrl")?, env_var(env, BASE_URL_ENV)) {
+        (Some(url), _) => (url, "options.baseUrl"),
+        (None, Some(url)) => (url, "process.env.OPEN_WEATHER_BASE_URL"),
+        (None, None) => (DEFAULT_BASE_URL.to_owned(), "options.baseUrl"),
     };
     let provider = OpenWeatherConfig {
         api_key,
@@ -94,7 +101,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
         max_response_bytes,
     };
     let logger = reader.logger()?;
-    Ok(Options { config, provider, logger })
+    Ok(Options { config, provider, base_url_from, logger })
 }
 
 fn range_error(error: ConfigError) -> ArgError {
@@ -127,6 +134,16 @@ impl<'e> Reader<'e> {
         let Some(value) = self.get(key) else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             return Err(Self::type_error(key, "string", &value));
+        }
+        Ok(unsafe { value.cast::<String>() }.ok())
+    }
+
+    /// Like `string`, but a wrong value is never echoed in the error.
+    fn secret(&self, key: &str) -> Checked<Option<String>> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        if type_of(&value) != ValueType::String {
+            let received = format!("type {}", format!("{:?}", type_of(&value)).to_lowercase());
+            return Err(ArgError::Type { name: format!("options.{key}"), expected: "string", received });
         }
         Ok(unsafe { value.cast::<String>() }.ok())
     }

@@ -2,7 +2,8 @@
 //! synchronously (an already resolved Promise, no trip through tokio); misses settle from the
 //! fetch's completion on the JS thread.
 
-use std::rc::Rc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use napi::bindgen_prelude::*;
@@ -11,10 +12,10 @@ use napi_derive::napi;
 
 use super::abort::{self, AbortWatch};
 use super::args::{self, property, type_of, Call};
-use super::errors::{describe, js_number, request_error, ArgError, Checked};
+use super::errors::{describe, js_number, request_error, take_pending_exception, ArgError, Checked};
 use super::logger::{self, ServiceLogger};
 use super::options;
-use super::summaries::{JsValueOf, Summaries};
+use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
@@ -27,14 +28,22 @@ pub struct WeatherService {
     /// Built by the constructor, or on first use for the default instance (so that it reads
     /// `OPEN_WEATHER_API_KEY` when the application is ready, not when the module loads).
     service: OnceLock<Service>,
+    /// `close()` was called, possibly before the default instance was ever used.
+    closed: AtomicBool,
 }
 
 struct Service {
     engine: Engine,
     level: Level,
     logger: Option<ServiceLogger>,
-    /// Shared with pending calls' completion callbacks (JS thread only).
-    summaries: Rc<Summaries>,
+    summaries: Summaries,
+}
+
+impl Drop for Service {
+    /// Runs in the `WeatherService` finalizer, on the JS thread.
+    fn drop(&mut self) {
+        self.summaries.release();
+    }
 }
 
 /// What a request method resolves with.
@@ -55,12 +64,12 @@ impl WeatherService {
     #[napi(constructor, catch_unwind, ts_args_type = "options?: WeatherServiceOptions")]
     pub fn new(env: &Env, options: Unknown) -> Result<Self> {
         let service = Service::new(env, &options)?;
-        Ok(WeatherService { service: OnceLock::from(service) })
+        Ok(WeatherService { service: OnceLock::from(service), closed: AtomicBool::new(false) })
     }
 
     /// The default instance: configured on first use.
     pub(crate) fn lazy() -> WeatherService {
-        WeatherService { service: OnceLock::new() }
+        WeatherService { service: OnceLock::new(), closed: AtomicBool::new(false) }
     }
 
     /// Overloads are declared in `dts-header.d.ts` (napi-rs cannot emit them). Exposed to JS by
@@ -74,7 +83,7 @@ impl WeatherService {
         fourth: Unknown<'e>,
     ) -> Result<Settled<'e>> {
         match args::weather_call(env, &session, &second, &third, &fourth) {
-            Ok(call) => self.respond(env, call, Mode::Normal, Shape::Summary, None),
+            Ok(call) => self.respond(env, call, Mode::Normal, Shape::Summary, None).or_else(|e| rejected(env, e)),
             Err(error) => PromiseRaw::reject(env, error.to_js(env)?),
         }
     }
@@ -105,7 +114,7 @@ impl WeatherService {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }
         let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
-        self.respond(env, call, mode, Shape::Forecast, signal)
+        self.respond(env, call, mode, Shape::Forecast, signal).or_else(|e| rejected(env, e))
     }
 
     /// Makes sure the area around (lat, lon) is cached (fetching if it is not fresh). Resolves
@@ -122,7 +131,7 @@ impl WeatherService {
         let call = args::user_id(env, Some(&user_id), "userId")
             .and_then(|user| Ok(Call { session: None, user, at: args::location(&lat, &lon, "lat", "lon")? }));
         match call {
-            Ok(call) => self.respond(env, call, Mode::Warmup, Shape::Nothing, None),
+            Ok(call) => self.respond(env, call, Mode::Warmup, Shape::Nothing, None).or_else(|e| rejected(env, e)),
             Err(error) => PromiseRaw::reject(env, error.to_js(env)?),
         }
     }
@@ -168,6 +177,7 @@ impl WeatherService {
     /// `ERR_SERVICE_CLOSED`), frees the caches; later calls reject `ERR_SERVICE_CLOSED`.
     #[napi(catch_unwind)]
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Some(service) = self.service.get() {
             service.engine.close();
         }
@@ -180,7 +190,12 @@ impl WeatherService {
             return Ok(service);
         }
         let defaults = ().into_unknown(env)?;
-        let _ = self.service.set(Service::new(env, &defaults)?);
+        let service = Service::new(env, &defaults)?;
+        // A default instance closed before its first use stays closed.
+        if self.closed.load(Ordering::Acquire) {
+            service.engine.close();
+        }
+        let _ = self.service.set(service);
         Ok(self.service.get().expect("just set"))
     }
 
@@ -207,24 +222,24 @@ impl WeatherService {
                 return service.summaries.resolved(env, &served.entry);
             }
             Begin::Ready(result) => {
-                return match settle(env, &service.engine, &service.summaries, shape, result)? {
+                return match settle(env, &service.engine, service.summaries.id(), shape, result)? {
                     Ok(value) => PromiseRaw::resolve(env, value),
                     Err(error) => PromiseRaw::reject(env, error),
                 };
             }
             Begin::Pending(pending) => pending,
         };
-        // Only a miss waits; only then is the caller's logger looked up and kept alive.
-        let logger = match &call.session {
-            Some(session) if service.level <= Level::Warn => session_logger(env, session)?,
-            _ => None,
-        };
+        // Only a miss waits. The abort listener goes first: attaching it can fail (a hostile
+        // signal), and nothing that needs releasing exists yet.
         let abort = signal.as_ref().map(|s| AbortWatch::attach(env, s)).transpose()?;
         let (watch, aborted) = abort.map_or((None, None), |(watch, notify)| (Some(watch), Some(notify)));
-        let engine = service.engine.clone();
-        let summaries = service.summaries.clone();
-        let background = service.logger.clone();
-        let level = service.level;
+        // Only now is the caller's logger looked up and kept alive.
+        let logger = match &call.session {
+            Some(session) if service.level <= Level::Warn => session_logger(env, session).ok().flatten(),
+            _ => None,
+        };
+        let (engine, summaries, background, level) =
+            (service.engine.clone(), service.summaries.id(), service.logger.clone(), service.level);
         // The future always succeeds (failures travel inside `Reply`), so the callback always
         // runs and releases the references it holds.
         let waiting = async move {
@@ -238,46 +253,66 @@ impl WeatherService {
             Ok(reply)
         };
         env.spawn_future_with_callback(waiting, move |env, reply: Option<Reply>| {
-            let signal = watch.map(|w| w.detach(env)).transpose()?;
-            let logger_object = logger.map(|r| -> Result<Object> {
-                let object = r.get_value(env)?;
-                r.unref(env)?;
-                Ok(object)
+            // Release the references before anything else can fail.
+            let logger = logger.and_then(|r| {
+                let object = r.get_value(env).ok();
+                let _ = r.unref(env);
+                object
             });
-            let logger_object = logger_object.transpose()?;
-            let Some(reply) = reply else {
-                let signal = signal.expect("only a signal aborts");
-                return Err(napi::Error::from(super::errors::abort_error(env, abort::reason(env, &signal))?));
-            };
-            if !reply.events.is_empty() && level != Level::Silent {
-                match (&logger_object, &background) {
-                    (Some(logger), _) => logger::emit(env, logger, reply.events),
-                    (None, Some(background)) => background.send(reply.events),
-                    (None, None) => {}
+            let signal = watch.and_then(|w| w.detach(env).ok());
+            // A panic here would unwind into an `extern "C"` callback and abort Node.
+            catch_unwind(AssertUnwindSafe(|| {
+                let Some(reply) = reply else {
+                    let reason = match &signal {
+                        Some(signal) => abort::reason(env, signal),
+                        None => ().into_unknown(env)?,
+                    };
+                    return Err(napi::Error::from(super::errors::abort_error(env, reason)?));
+                };
+                if !reply.events.is_empty() && level != Level::Silent {
+                    match (&logger, &background) {
+                        (Some(logger), _) => logger::emit(env, logger, reply.events),
+                        (None, Some(background)) => background.send(reply.events),
+                        (None, None) => {}
+                    }
                 }
-            }
-            match settle(env, &engine, &summaries, shape, reply.result)? {
-                Ok(value) => Ok(value),
-                Err(error) => Err(napi::Error::from(error)),
-            }
+                match settle(env, &engine, summaries, shape, reply.result)? {
+                    Ok(value) => Ok(value),
+                    Err(error) => Err(napi::Error::from(error)),
+                }
+            }))
+            .unwrap_or_else(|_| Err(napi::Error::from_reason("weather-cache: internal error (panic) while settling")))
         })
     }
+}
+
+/// A Promise rejected with what went wrong inside a call: the exception user code threw (a
+/// throwing `addEventListener`, say), or the error itself. Request methods never throw.
+fn rejected<'e>(env: &'e Env, error: napi::Error) -> Result<Settled<'e>> {
+    let reason = match take_pending_exception(env) {
+        Some(exception) => exception,
+        None => JsError::from(error).into_unknown(*env),
+    };
+    PromiseRaw::reject(env, reason)
 }
 
 impl Service {
     fn new(env: &Env, options: &Unknown) -> Result<Service> {
         let options = options::parse(env, options).map_err(|e| e.throw(env))?;
-        let base_url = options.provider.base_url.clone();
-        let provider = OpenWeather::new(options.provider).map_err(|reason| {
-            let received = format!("'{base_url}'");
-            ArgError::Value { name: "options.baseUrl".into(), reason, received }.throw(env)
-        })?;
+        // Never echo a URL's credentials, query or fragment: an API key could sit there.
+        let received = match reqwest::Url::parse(&options.provider.base_url) {
+            Ok(url) => format!("'{}://{}{}'", url.scheme(), url.host_str().unwrap_or(""), url.path()),
+            Err(_) => "a string that is not a URL".to_owned(),
+        };
+        let name = options.base_url_from.to_owned();
+        let provider = OpenWeather::new(options.provider)
+            .map_err(|reason| ArgError::Value { name, reason, received }.throw(env))?;
         let logger = options.logger.as_ref().map(|l| ServiceLogger::new(env, l)).transpose()?;
         let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
         let level = options.config.log_level;
         let engine = Engine::new(options.config, Arc::new(provider), runtime, background);
-        Ok(Service { engine, level, logger, summaries: Rc::new(Summaries::new(env)) })
+        Ok(Service { engine, level, logger, summaries: Summaries::register(env) })
     }
 
     fn provider(&self) -> &'static str {
@@ -301,7 +336,7 @@ impl Service {
 fn settle<'e>(
     env: &'e Env,
     engine: &Engine,
-    summaries: &Summaries,
+    summaries: SummariesId,
     shape: Shape,
     result: std::result::Result<Served, RequestError>,
 ) -> Result<std::result::Result<Unknown<'e>, Unknown<'e>>> {
