@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::test_support::upstream::{json, weather, Answer, Upstream};
+use crate::test_support::upstream::{json, weather, Answer, Switch, Upstream};
 use crate::test_support::Rng;
 
 const KEY: &str = "test-key-5f3a9c";
@@ -304,22 +304,11 @@ async fn force_refresh_respects_the_min_interval() {
 
 #[tokio::test]
 async fn stale_if_error_answers_from_the_stale_entry() {
-    let fail = Arc::new(AtomicUsize::new(0));
-    let failing = fail.clone();
-    let upstream = Upstream::start(move |_| {
-        let fail = failing.load(Ordering::SeqCst) == 1;
-        async move {
-            if fail {
-                json(503, "{}")
-            } else {
-                weather(3.0, "Snow")
-            }
-        }
-    })
-    .await;
+    let failing = Switch::new(false);
+    let upstream = Upstream::switched(&failing, || json(503, "{}"), || weather(3.0, "Snow")).await;
     let h = harness_with(config(|_| {}), upstream, None).await;
     h.get("u", 1.0, 1.0).await.unwrap();
-    fail.store(1, Ordering::SeqCst);
+    failing.set(true);
     h.advance(600_000);
     let forced = h.request("u", 1.0, 1.0, Mode::ForceRefresh).await;
     assert_eq!(source(&forced.result), Source::StaleCache, "the failed forced fetch falls back");
@@ -333,29 +322,19 @@ async fn stale_if_error_answers_from_the_stale_entry() {
 
 #[tokio::test]
 async fn rate_limit_with_retry_after_stops_every_area() {
-    let limited = Arc::new(AtomicUsize::new(1));
-    let flag = limited.clone();
-    let upstream = Upstream::start(move |_| {
-        let limited = flag.load(Ordering::SeqCst) == 1;
-        async move {
-            if limited {
-                Answer::Respond {
-                    status: 429,
-                    headers: vec![("Retry-After".into(), "120".into())],
-                    body: br#"{"cod":429}"#.to_vec(),
-                }
-            } else {
-                weather(1.0, "Clear")
-            }
-        }
-    })
-    .await;
+    let limited = Switch::new(true);
+    let too_many = || Answer::Respond {
+        status: 429,
+        headers: vec![("Retry-After".into(), "120".into())],
+        body: br#"{"cod":429}"#.to_vec(),
+    };
+    let upstream = Upstream::switched(&limited, too_many, || weather(1.0, "Clear")).await;
     let h = harness_with(config(|_| {}), upstream, None).await;
     let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
     assert_eq!(reply.result.unwrap_err(), RequestError::RateLimited { retry_after_ms: 120_000 });
     assert!(reply.events.contains(&Event::RateLimited { retry_after_ms: 120_000 }));
     assert!(reply.events.contains(&Event::BackoffState { scope: BackoffScope::Provider, backoff_ms: 120_000 }));
-    limited.store(0, Ordering::SeqCst);
+    limited.set(false);
     h.advance(60_000);
     // Another area, same key: still cooling down, no call.
     assert_eq!(h.get("v", -30.0, 150.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
@@ -544,22 +523,11 @@ async fn background_refresh_events_go_to_the_background_sink() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let background: BackgroundEvents = Arc::new(move |events| sink.lock().unwrap().extend(events));
-    let fail = Arc::new(AtomicUsize::new(0));
-    let failing = fail.clone();
-    let upstream = Upstream::start(move |_| {
-        let fail = failing.load(Ordering::SeqCst) == 1;
-        async move {
-            if fail {
-                json(500, "{}")
-            } else {
-                weather(1.0, "Clear")
-            }
-        }
-    })
-    .await;
+    let failing = Switch::new(false);
+    let upstream = Upstream::switched(&failing, || json(500, "{}"), || weather(1.0, "Clear")).await;
     let h = harness_with(config(|_| {}), upstream, Some(background)).await;
     h.get("u", 1.0, 1.0).await.unwrap();
-    fail.store(1, Ordering::SeqCst);
+    failing.set(true);
     h.advance(600_000);
     let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
     assert_eq!(source(&reply.result), Source::StaleCache);

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,7 +51,31 @@ pub struct Upstream {
     queries: Arc<Mutex<Vec<Query>>>,
 }
 
+/// A flag read at every request: flip it to change what a `switched` upstream answers.
+#[derive(Clone, Default)]
+pub struct Switch(Arc<AtomicBool>);
+
+impl Switch {
+    pub fn new(on: bool) -> Switch {
+        Switch(Arc::new(AtomicBool::new(on)))
+    }
+
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+}
+
 impl Upstream {
+    /// Answers `on()` while the switch is on, `off()` otherwise.
+    pub async fn switched(switch: &Switch, on: fn() -> Answer, off: fn() -> Answer) -> Upstream {
+        let switch = switch.clone();
+        Upstream::start(move |_| {
+            let answer = if switch.0.load(Ordering::SeqCst) { on() } else { off() };
+            async move { answer }
+        })
+        .await
+    }
+
     pub async fn start<F, Fut>(handler: F) -> Upstream
     where
         F: Fn(Query) -> Fut + Send + Sync + 'static,
