@@ -3,6 +3,7 @@
 mod entry;
 mod nearby;
 mod shared;
+mod spatial;
 mod users;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::geo::{distance_km, LatLon};
 pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary};
 pub use nearby::Nearby;
 pub use shared::SharedCache;
+pub use spatial::{Placed, SpatialLru};
 pub use users::UserCache;
 
 /// An entry that covers a request, and how well.

@@ -1,66 +1,42 @@
-//! The cross-user store: an LRU over entries, indexed by grid cell.
-//!
-//! A cell may hold several entries. With one per cell, a fetch at one side of a cell would
-//! evict the entry that covers the other side, and two groups of clients in one cell would
-//! refetch each other's area in turn (with `gridDeg: 0.1` the fleet trace made 17x the
-//! upstream calls). A new entry replaces only the cell's entries it makes redundant.
+//! The cross-user store: entries in a spatial LRU (several per grid cell, see `spatial.rs`).
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
-
 use super::entry::{Entry, Freshness, Millis};
-use super::nearby::Nearby;
+use super::spatial::{Placed, SpatialLru};
 use super::{best_of, Found};
-use crate::geo::{distance_km, CellId, Grid, LatLon};
+use crate::geo::{CellId, Grid, LatLon};
 
-/// Most entries one cell keeps (the oldest go first). Only a grid much coarser than the radius
-/// fills a cell; the cap bounds the work one lookup can do there.
+/// Most entries one cell keeps (the oldest go first).
 pub const PER_CELL: usize = 64;
 
-/// An entry's identity in the store: its address, unique while the store holds the `Arc`.
+/// An entry's identity in the store: its address, unique while anyone holds the `Arc` (so a
+/// user's copy can name the shared one to keep it recently used).
 type Key = usize;
 
 fn key_of(entry: &Arc<Entry>) -> Key {
     Arc::as_ptr(entry) as usize
 }
 
+impl Placed for Arc<Entry> {
+    fn cell(&self) -> CellId {
+        self.cell
+    }
+
+    fn location(&self) -> LatLon {
+        self.location
+    }
+}
+
 #[derive(Debug)]
 pub struct SharedCache {
-    entries: LruCache<Key, Arc<Entry>>,
-    cells: HashMap<CellId, CellKeys>,
-    nearby: Nearby,
-}
-
-/// A cell's entries, oldest first. Most cells hold one: it lives inline (no allocation).
-#[derive(Debug)]
-enum CellKeys {
-    One(Key),
-    Many(Vec<Key>),
-}
-
-impl CellKeys {
-    fn as_slice(&self) -> &[Key] {
-        match self {
-            CellKeys::One(key) => std::slice::from_ref(key),
-            CellKeys::Many(keys) => keys,
-        }
-    }
-
-    fn from_vec(mut keys: Vec<Key>) -> Option<CellKeys> {
-        match keys.len() {
-            0 => None,
-            1 => keys.pop().map(CellKeys::One),
-            _ => Some(CellKeys::Many(keys)),
-        }
-    }
+    entries: SpatialLru<Key, Arc<Entry>>,
 }
 
 impl SharedCache {
     pub fn new(capacity: NonZeroUsize) -> SharedCache {
-        SharedCache { entries: LruCache::sparse(capacity), cells: HashMap::new(), nearby: Nearby::default() }
+        SharedCache { entries: SpatialLru::new(capacity, PER_CELL) }
     }
 
     /// The best live entry within `radius_km` of `p` (fresh before stale, then nearest), marked
@@ -73,69 +49,29 @@ impl SharedCache {
         now: Millis,
         seen: &mut impl FnMut(f64, bool),
     ) -> Option<Found> {
-        let (entries, cells) = (&self.entries, &self.cells);
-        let best = match self.nearby.cells(grid, p, radius_km, cells.len()) {
-            Some(candidates) => best_of(
-                candidates
-                    .filter_map(|cell| cells.get(&cell))
-                    .flat_map(CellKeys::as_slice)
-                    .filter_map(|k| entries.peek(k)),
-                p,
-                radius_km,
-                now,
-                seen,
-            ),
-            None => best_of(entries.iter().map(|(_, entry)| entry), p, radius_km, now, seen),
-        };
+        let best = best_of(self.entries.near(grid, p, radius_km).map(|(_, entry)| entry), p, radius_km, now, seen);
         if let Some(found) = &best {
             self.entries.promote(&key_of(&found.entry));
         }
         best
     }
 
-    /// Stores `entry` in its cell. Entries of that cell it makes redundant go: expired ones,
-    /// ones at the same location (a refresh) and stale ones it covers. The least recently used
-    /// entry goes past capacity, and the cell's oldest past `PER_CELL`.
-    pub fn insert(&mut self, entry: Arc<Entry>, radius_km: f64) {
-        let now = entry.fetched_at;
-        let keys = self.cells.remove(&entry.cell);
-        let keys = keys.as_ref().map_or(&[][..], CellKeys::as_slice);
-        let mut kept = Vec::with_capacity(keys.len() + 1);
-        for &key in keys {
-            let Some(old) = self.entries.peek(&key) else { continue };
-            let redundant = match old.freshness(now) {
-                Freshness::Expired => true,
-                Freshness::Stale => distance_km(old.location, entry.location) <= radius_km,
-                Freshness::Fresh => old.location == entry.location,
-            };
-            if redundant {
-                self.entries.pop(&key);
-            } else {
-                kept.push(key);
-            }
-        }
-        if kept.len() >= PER_CELL {
-            // `kept` is in insertion order: the cell's oldest entries go.
-            for key in kept.drain(..kept.len() + 1 - PER_CELL) {
-                self.entries.pop(&key);
-            }
-        }
-        kept.push(key_of(&entry));
-        if let Some(keys) = CellKeys::from_vec(kept) {
-            self.cells.insert(entry.cell, keys);
-        }
-        if let Some((_, evicted)) = self.entries.push(key_of(&entry), entry) {
-            self.unindex(&evicted);
-        }
+    /// Marks `entry` as recently used, if the store still holds it: a hit from a user's own copy
+    /// is a use of the shared entry too, or the hottest area would be evicted as if unused.
+    pub fn touch(&mut self, entry: &Arc<Entry>) {
+        self.entries.promote(&key_of(entry));
     }
 
-    fn unindex(&mut self, entry: &Arc<Entry>) {
-        let key = key_of(entry);
-        let Some(keys) = self.cells.remove(&entry.cell) else { return };
-        let rest: Vec<Key> = keys.as_slice().iter().copied().filter(|k| *k != key).collect();
-        if let Some(keys) = CellKeys::from_vec(rest) {
-            self.cells.insert(entry.cell, keys);
-        }
+    /// Stores `entry` in its cell. Only entries it makes useless go: expired ones, and ones at
+    /// the same location (a refresh). A stale entry elsewhere in the cell stays: with equal
+    /// radii the new disk never contains the old one, so the old entry still serves points the
+    /// new one cannot (stale-while-revalidate and stale-if-error rely on it).
+    pub fn insert(&mut self, entry: Arc<Entry>) {
+        let now = entry.fetched_at;
+        let location = entry.location;
+        self.entries.insert(key_of(&entry), entry, |old| {
+            old.freshness(now) == Freshness::Expired || old.location == location
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -149,6 +85,5 @@ impl SharedCache {
 
     pub fn clear(&mut self) {
         self.entries.clear();
-        self.cells.clear();
     }
 }

@@ -33,7 +33,7 @@ fn shared_prefers_fresh_then_nearest() {
     let fresh_far = entry(&grid, 10.03, 10.03, 700_000);
     let fresh_near = entry(&grid, 10.0, 10.09, 700_000);
     for e in [&stale_near, &fresh_far, &fresh_near] {
-        shared.insert(e.clone(), 5.0);
+        shared.insert(e.clone());
     }
     let now = 800_000;
     let found = shared.find(&grid, LatLon::new(10.0, 10.06), 5.0, now, &mut ignore).unwrap();
@@ -49,10 +49,10 @@ fn shared_evicts_least_recently_used() {
     let grid = Grid::new(0.045);
     let mut shared = SharedCache::new(nz(2));
     let (a, b, c) = (entry(&grid, 0.0, 0.0, 0), entry(&grid, 1.0, 1.0, 0), entry(&grid, 2.0, 2.0, 0));
-    shared.insert(a.clone(), 5.0);
-    shared.insert(b.clone(), 5.0);
+    shared.insert(a.clone());
+    shared.insert(b.clone());
     assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some()); // a is now the most recent
-    shared.insert(c.clone(), 5.0);
+    shared.insert(c.clone());
     assert_eq!(shared.len(), 2);
     assert!(shared.find(&grid, b.location, 1.0, 0, &mut ignore).is_none(), "b was evicted");
     assert!(shared.find(&grid, a.location, 1.0, 0, &mut ignore).is_some());
@@ -67,18 +67,18 @@ fn a_refresh_replaces_its_entry_and_distinct_spots_share_a_cell() {
     let west = entry(&grid, 10.0, 9.91, 0);
     let east = entry(&grid, 10.0, 9.99, 1_000);
     assert_eq!(west.cell, east.cell);
-    shared.insert(west.clone(), 2.0);
-    shared.insert(east.clone(), 2.0);
+    shared.insert(west.clone());
+    shared.insert(east.clone());
     assert_eq!(shared.len(), 2, "both sides of the cell stay covered");
     assert!(Arc::ptr_eq(&shared.find(&grid, west.location, 2.0, 2_000, &mut ignore).unwrap().entry, &west));
     assert!(Arc::ptr_eq(&shared.find(&grid, east.location, 2.0, 2_000, &mut ignore).unwrap().entry, &east));
     // A refresh at the same spot replaces the entry there.
     let refreshed = entry(&grid, 10.0, 9.91, 700_000);
-    shared.insert(refreshed.clone(), 2.0);
+    shared.insert(refreshed.clone());
     assert_eq!(shared.len(), 2);
     assert!(Arc::ptr_eq(&shared.find(&grid, west.location, 2.0, 700_000, &mut ignore).unwrap().entry, &refreshed));
     // An expired entry of the cell goes when a new one arrives.
-    shared.insert(entry(&grid, 10.02, 9.95, 8_000_000), 2.0);
+    shared.insert(entry(&grid, 10.02, 9.95, 8_000_000));
     assert_eq!(shared.len(), 1);
 }
 
@@ -88,7 +88,7 @@ fn a_cell_keeps_at_most_per_cell_entries() {
     let mut shared = SharedCache::new(nz(1000));
     let spot = |i: usize| LatLon::new(-4.0 + (i / 10) as f64 * 0.5, -4.0 + (i % 10) as f64 * 0.5);
     for i in 0..PER_CELL + 4 {
-        shared.insert(entry(&grid, spot(i).lat, spot(i).lon, i as i64), 1.0);
+        shared.insert(entry(&grid, spot(i).lat, spot(i).lon, i as i64));
     }
     assert_eq!(shared.len(), PER_CELL);
     assert!(shared.find(&grid, spot(0), 1.0, 100, &mut ignore).is_none(), "the oldest went");
@@ -113,7 +113,7 @@ fn shared_lookup_matches_brute_force() {
                 _ => rng.range(-180.0, 180.0),
             };
             let e = entry(&grid, lat, lon, 0);
-            shared.insert(e.clone(), radius_km);
+            shared.insert(e.clone());
             all.push(e);
         }
         // Huge polar cells may have dropped their oldest entries: compare with what is stored.

@@ -1,28 +1,44 @@
 //! Per-area cooldowns after upstream errors: 1,000 drones asking about a failing area cause one
 //! upstream call per window, and in between they all get that area's last error.
+//!
+//! An area is a failed fetch's location and the proximity radius around it. Records live in a
+//! spatial LRU like the shared cache, several per grid cell: two failing spots in one cell each
+//! keep their own window and their own count of failures in a row.
 
 use std::num::NonZeroUsize;
 
-use lru::LruCache;
-
 use super::backoff::{doubling, Jitter};
 use super::error::RequestError;
-use crate::cache::{Millis, Nearby};
+use crate::cache::{Millis, Placed, SpatialLru};
 use crate::geo::{distance_km, CellId, Grid, LatLon};
+
+/// Most records one grid cell keeps (the oldest go first).
+const PER_CELL: usize = 64;
 
 #[derive(Debug)]
 struct Failure {
+    cell: CellId,
     location: LatLon,
     until: Millis,
     consecutive: u32,
     error: RequestError,
 }
 
-/// Bounded like the shared cache: at most one record per cell, least recently failed evicted.
+impl Placed for Failure {
+    fn cell(&self) -> CellId {
+        self.cell
+    }
+
+    fn location(&self) -> LatLon {
+        self.location
+    }
+}
+
+/// Bounded like the shared cache: `capacity` records in all, least recently failed evicted.
 #[derive(Debug)]
 pub struct AreaCooldowns {
-    failures: LruCache<CellId, Failure>,
-    nearby: Nearby,
+    failures: SpatialLru<u64, Failure>,
+    next_id: u64,
 }
 
 pub struct CooldownPolicy {
@@ -32,30 +48,34 @@ pub struct CooldownPolicy {
 
 impl AreaCooldowns {
     pub fn new(capacity: NonZeroUsize) -> AreaCooldowns {
-        AreaCooldowns { failures: LruCache::sparse(capacity), nearby: Nearby::default() }
+        AreaCooldowns { failures: SpatialLru::new(capacity, PER_CELL), next_id: 0 }
     }
 
-    /// The error of a cooling-down area within `radius_km` of `p`, and when its window ends.
+    /// The error of a cooling-down area within `radius_km` of `p`, and when its window ends (the
+    /// latest-ending one if several areas cover `p`).
     pub fn active(&mut self, grid: &Grid, p: LatLon, radius_km: f64, now: Millis) -> Option<(RequestError, Millis)> {
         if self.failures.is_empty() {
             return None;
         }
-        let failures = &self.failures;
-        let hit = |f: &Failure| f.until > now && distance_km(p, f.location) <= radius_km;
-        let found = match self.nearby.cells(grid, p, radius_km, failures.len()) {
-            Some(mut cells) => cells.find_map(|cell| failures.peek(&cell).filter(|f| hit(f))),
-            None => failures.iter().map(|(_, f)| f).find(|f| hit(f)),
-        };
-        found.map(|f| (f.error.clone(), f.until))
+        self.failures
+            .near(grid, p, radius_km)
+            .map(|(_, f)| f)
+            .filter(|f| f.until > now && distance_km(p, f.location) <= radius_km)
+            .max_by_key(|f| f.until)
+            .map(|f| (f.error.clone(), f.until))
     }
 
     /// Records a failed fetch at `location` and returns the cooldown it starts (0 when area
-    /// cooldowns are off). Failures in a row double the window; a record idle for a whole
-    /// maximum window is forgotten, so an area that recovered starts again from the base.
+    /// cooldowns are off). It continues the nearest record within `radius_km` (the same area
+    /// failing again doubles its window); a record idle for a whole maximum window is forgotten,
+    /// so an area that recovered starts again from the base. Records of other areas, even in the
+    /// same cell, are untouched.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         grid: &Grid,
         location: LatLon,
+        radius_km: f64,
         now: Millis,
         error: RequestError,
         policy: &CooldownPolicy,
@@ -64,22 +84,39 @@ impl AreaCooldowns {
         if policy.base_ms == 0 {
             return 0;
         }
-        let cell = grid.cell_of(location);
-        let previous = self
+        let same_area = self
             .failures
-            .pop(&cell)
+            .near(grid, location, radius_km)
+            .map(|(id, f)| (*id, distance_km(location, f.location)))
+            .filter(|(_, distance)| *distance <= radius_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _)| id);
+        let previous = same_area
+            .and_then(|id| self.failures.remove(&id))
             .filter(|f| now < f.until.saturating_add(policy.max_ms as Millis))
             .map_or(0, |f| f.consecutive);
         let consecutive = previous.saturating_add(1);
         let window = jitter.apply(doubling(policy.base_ms, policy.max_ms, consecutive)).min(policy.max_ms) as Millis;
-        self.failures.put(cell, Failure { location, until: now.saturating_add(window), consecutive, error });
+        self.next_id += 1;
+        let failure =
+            Failure { cell: grid.cell_of(location), location, until: now.saturating_add(window), consecutive, error };
+        self.failures.insert(self.next_id, failure, |old| old.location == location);
         window
     }
 
-    /// A success at `location` ends the cooldowns it answers for.
-    pub fn clear_near(&mut self, location: LatLon, radius_km: f64) {
-        if !self.failures.is_empty() {
-            self.failures.retain(|_, f| distance_km(location, f.location) > radius_km);
+    /// A success at `location` ends the cooldowns of the areas it answers for.
+    pub fn clear_near(&mut self, grid: &Grid, location: LatLon, radius_km: f64) {
+        if self.failures.is_empty() {
+            return;
+        }
+        let answered: Vec<u64> = self
+            .failures
+            .near(grid, location, radius_km)
+            .filter(|(_, f)| distance_km(location, f.location) <= radius_km)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in answered {
+            self.failures.remove(&id);
         }
     }
 
@@ -92,23 +129,45 @@ impl AreaCooldowns {
 mod tests {
     use super::*;
 
+    fn fixture() -> (Grid, AreaCooldowns, Jitter, CooldownPolicy) {
+        let cooldowns = AreaCooldowns::new(NonZeroUsize::new(10).unwrap());
+        (Grid::new(0.045), cooldowns, Jitter::new(0.0, 1), CooldownPolicy { base_ms: 5_000, max_ms: 300_000 })
+    }
+
     #[test]
     fn windows_double_per_failure_and_reset_after_quiet() {
-        let grid = Grid::new(0.045);
-        let mut cooldowns = AreaCooldowns::new(NonZeroUsize::new(10).unwrap());
-        let mut jitter = Jitter::new(0.0, 1);
-        let policy = CooldownPolicy { base_ms: 5_000, max_ms: 300_000 };
+        let (grid, mut cooldowns, mut jitter, policy) = fixture();
         let at = LatLon::new(10.0, 10.0);
         let err = RequestError::Status { status: 503 };
-        assert_eq!(cooldowns.record(&grid, at, 0, err.clone(), &policy, &mut jitter), 5_000);
-        assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 4_999), Some((err.clone(), 5_000)));
-        assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 5_000), None);
-        assert_eq!(cooldowns.active(&grid, LatLon::new(11.0, 10.0), 5.0, 0), None, "another area");
-        assert_eq!(cooldowns.record(&grid, at, 5_000, err.clone(), &policy, &mut jitter), 10_000);
-        assert_eq!(cooldowns.record(&grid, at, 15_000, err.clone(), &policy, &mut jitter), 20_000);
+        let mut record = |now| cooldowns.record(&grid, at, 5.0, now, err.clone(), &policy, &mut jitter);
+        assert_eq!(record(0), 5_000);
+        assert_eq!(record(5_000), 10_000);
+        assert_eq!(record(15_000), 20_000);
         // Quiet for a whole maximum window: the next failure starts from the base again.
-        assert_eq!(cooldowns.record(&grid, at, 35_000 + 300_000, err.clone(), &policy, &mut jitter), 5_000);
-        cooldowns.clear_near(LatLon::new(10.01, 10.0), 5.0);
+        assert_eq!(record(35_000 + 300_000), 5_000);
+        assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 335_000 + 4_999), Some((err.clone(), 340_000)));
+        assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 340_000), None);
+        assert_eq!(cooldowns.active(&grid, LatLon::new(11.0, 10.0), 5.0, 335_000), None, "another area");
+        cooldowns.clear_near(&grid, LatLon::new(10.01, 10.0), 5.0);
         assert_eq!(cooldowns.active(&grid, at, 5.0, 335_001), None, "a success clears it");
+    }
+
+    #[test]
+    fn two_failing_spots_in_one_cell_keep_their_own_windows() {
+        // Issue 10 #1: A and B are 5.5 km apart in one cell. Each failing twice in turn used to
+        // overwrite the other's record (so neither cooled down) and inherit its count.
+        let (grid, mut cooldowns, mut jitter, policy) = fixture();
+        let (a, b) = (LatLon::new(9.97, 9.99), LatLon::new(10.01, 10.02));
+        assert_eq!(grid.cell_of(a), grid.cell_of(b));
+        assert!(distance_km(a, b) > 5.0);
+        let err = RequestError::Status { status: 503 };
+        assert_eq!(cooldowns.record(&grid, a, 5.0, 0, err.clone(), &policy, &mut jitter), 5_000);
+        assert_eq!(cooldowns.record(&grid, b, 5.0, 1, err.clone(), &policy, &mut jitter), 5_000);
+        assert!(cooldowns.active(&grid, a, 5.0, 2).is_some(), "A still cools down");
+        assert!(cooldowns.active(&grid, b, 5.0, 2).is_some(), "B cools down too");
+        // A recovering clears A only.
+        cooldowns.clear_near(&grid, a, 5.0);
+        assert!(cooldowns.active(&grid, a, 5.0, 2).is_none());
+        assert!(cooldowns.active(&grid, b, 5.0, 2).is_some());
     }
 }

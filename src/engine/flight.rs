@@ -42,7 +42,6 @@ impl Launch {
 struct Guard {
     inner: Arc<Inner>,
     takeoff: Option<Takeoff>,
-    background: bool,
 }
 
 impl Drop for Guard {
@@ -65,14 +64,7 @@ impl Guard {
                 tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, code = error.code(), "failed")
             }
         }
-        if self.background {
-            if let (Some(background), false) = (&self.inner.background, events.is_empty()) {
-                background(events);
-            }
-            takeoff.publish(Landing { result, events: Vec::new() });
-        } else {
-            takeoff.publish(Landing { result, events });
-        }
+        takeoff.publish(Landing::new(result, events, self.inner.background.clone()));
     }
 }
 
@@ -93,7 +85,7 @@ impl Inner {
             self.background_event(|| Event::Sent { provider: self.provider.name(), key: key.clone(), at: location });
         }
         tracing::trace!(target: "weather_cache::flight", key = %key, background, "launched");
-        let guard = Guard { inner: self.clone(), takeoff: Some(takeoff), background };
+        let guard = Guard { inner: self.clone(), takeoff: Some(takeoff) };
         state.launches.push(Launch { guard, location });
         (ticket, key)
     }
@@ -117,12 +109,12 @@ impl Inner {
             Outcome::Observed(observation) => {
                 let entry = Arc::new(self.new_entry(takeoff, observation, now));
                 if !self.closed.load(std::sync::atomic::Ordering::Acquire) {
-                    state.shared.insert(entry.clone(), self.config.proximity_km);
+                    state.shared.insert(entry.clone());
                     for user in &joiners {
                         state.users.remember(user, entry.clone());
                     }
                 }
-                state.cooldowns.clear_near(takeoff.location, self.config.proximity_km);
+                state.cooldowns.clear_near(&self.grid, takeoff.location, self.config.proximity_km);
                 state.rate_limit.on_success();
                 Ok(entry)
             }
@@ -149,7 +141,8 @@ impl Inner {
                     max_ms: self.config.max_error_cooldown_ms(),
                 };
                 let window = if error.is_area_failure() {
-                    state.cooldowns.record(&self.grid, takeoff.location, now, error.clone(), &policy, &mut state.jitter)
+                    let radius = self.config.proximity_km;
+                    state.cooldowns.record(&self.grid, takeoff.location, radius, now, error.clone(), &policy, &mut state.jitter)
                 } else {
                     0
                 };

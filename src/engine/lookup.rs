@@ -66,12 +66,9 @@ struct Covering {
 pub struct Pending {
     ticket: Ticket,
     inner: Arc<Inner>,
-    user: Box<str>,
     /// The entry that covered the request when it was made (a forced refresh or a warmup of a
     /// stale area): the answer if the fetch fails while it is still servable.
     fallback: Option<Arc<Entry>>,
-    /// The request that started the flight receives the flight's own events.
-    initiator: bool,
 }
 
 /// How a pending request ended, with the events its caller should log.
@@ -81,12 +78,15 @@ pub struct Reply {
 }
 
 impl Pending {
-    pub async fn wait(self) -> Reply {
+    /// Waits for the flight. With `take_events`, the reply carries the flight's own events
+    /// (rate limit, errors) unless another waiter took them first; a caller with nowhere to log
+    /// them passes `false`, and they reach the service's background sink instead.
+    pub async fn wait(self, take_events: bool) -> Reply {
         let landing = self.ticket.landed().await;
-        let events = if self.initiator { landing.events.clone() } else { Vec::new() };
+        let events = if take_events { landing.take_events() } else { Vec::new() };
         let result = match &landing.result {
             Ok(entry) => Ok(Served { entry: entry.clone(), source: Source::Network }),
-            Err(error) => self.inner.stale_if_error(&self.user, self.fallback, error.clone()),
+            Err(error) => self.inner.stale_if_error(self.fallback, error.clone()),
         };
         Reply { result, events }
     }
@@ -179,8 +179,9 @@ impl Inner {
             (false, Scope::User) => self.counters.user_hits.inc(),
             (false, Scope::Shared) => self.counters.shared_hits.inc(),
         }
-        if scope == Scope::Shared {
-            state.users.remember(user, found.entry.clone());
+        match scope {
+            Scope::Shared => state.users.remember(user, found.entry.clone()),
+            Scope::User => state.shared.touch(&found.entry),
         }
         if sink.enabled(Level::Debug) {
             let (key, age_ms) = (self.grid.key(found.entry.cell), found.entry.age(now));
@@ -238,7 +239,7 @@ impl Inner {
                     sink.emit(Event::Coalesced { user: request.user.into(), key, waiters });
                 }
                 let fallback = covering.map(|c| c.found.entry);
-                return Begin::Pending(self.pending(flight.ticket(), request, fallback, false));
+                return Begin::Pending(self.pending(flight.ticket(), fallback));
             }
         }
         if let Some(refusal) = self.refusal(state, request.at, now) {
@@ -258,7 +259,7 @@ impl Inner {
         if debug {
             sink.emit(Event::Sent { provider: self.provider.name(), key, at: location });
         }
-        Begin::Pending(self.pending(ticket, request, covering.map(|c| c.found.entry), true))
+        Begin::Pending(self.pending(ticket, covering.map(|c| c.found.entry)))
     }
 
     /// Why no upstream request may be made for `p` now, if one may not.
@@ -272,25 +273,16 @@ impl Inner {
         state.cooldowns.active(&self.grid, p, self.config.proximity_km, now).map(|(error, _)| error)
     }
 
-    fn pending(
-        self: &Arc<Self>,
-        ticket: Ticket,
-        request: Request<'_>,
-        fallback: Option<Arc<Entry>>,
-        initiator: bool,
-    ) -> Pending {
-        Pending { ticket, inner: self.clone(), user: request.user.into(), fallback, initiator }
+    fn pending(self: &Arc<Self>, ticket: Ticket, fallback: Option<Arc<Entry>>) -> Pending {
+        Pending { ticket, inner: self.clone(), fallback }
     }
 
     /// Stale-if-error: a failed fetch is answered from the entry that covered the request when
     /// it was made, if that entry is still inside its stale window. (Not from whatever other
     /// fetch happened to land meanwhile: answers then depend on the order fetches land in.)
-    fn stale_if_error(
-        &self,
-        user: &str,
-        fallback: Option<Arc<Entry>>,
-        error: RequestError,
-    ) -> Result<Served, RequestError> {
+    /// The user's cache is left alone: the entry is already where it was found, and writing it
+    /// back here would undo a `clearUser` that ran while the fetch was in flight.
+    fn stale_if_error(&self, fallback: Option<Arc<Entry>>, error: RequestError) -> Result<Served, RequestError> {
         if error == RequestError::Closed || self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(RequestError::Closed);
         }
@@ -299,7 +291,6 @@ impl Inner {
             return Err(error);
         };
         self.counters.stale_if_error.inc();
-        self.lock().users.remember(user, entry.clone());
         let fresh = entry.freshness(now) == Freshness::Fresh;
         Ok(Served { source: if fresh { Source::Cache } else { Source::StaleCache }, entry })
     }

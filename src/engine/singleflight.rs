@@ -7,21 +7,51 @@
 //! signal) never cancels it for the others; the result still fills the cache.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
 use super::error::RequestError;
 use super::events::Event;
+use super::BackgroundEvents;
 use crate::cache::{Entry, Nearby};
 use crate::geo::{distance_km, CellId, Grid, LatLon};
 
 /// What a flight delivers to its waiters.
-#[derive(Debug)]
 pub struct Landing {
     pub result: Result<Arc<Entry>, RequestError>,
-    /// Events of the fetch itself (rate limit, error, backoff), for the initiator to log.
-    pub events: Vec<Event>,
+    /// Events of the fetch itself (rate limit, error, backoff). They must reach someone: the
+    /// first waiter that can log them takes them; if none does (nobody waits, or every waiter
+    /// gave up or has no logger of its own), they go to the background sink when the landing
+    /// is dropped.
+    events: Mutex<Vec<Event>>,
+    background: Option<BackgroundEvents>,
+}
+
+impl Landing {
+    pub fn new(result: Result<Arc<Entry>, RequestError>, events: Vec<Event>, background: Option<BackgroundEvents>) -> Landing {
+        Landing { result, events: Mutex::new(events), background }
+    }
+
+    /// The flight's events, to the first caller only.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let events = self.take_events();
+        if let (false, Some(background)) = (events.is_empty(), &self.background) {
+            background(events);
+        }
+    }
+}
+
+impl std::fmt::Debug for Landing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Landing").field("result", &self.result).finish_non_exhaustive()
+    }
 }
 
 /// A flight in progress, as the table sees it.
@@ -61,7 +91,7 @@ impl Ticket {
             Ok(landing) => landing.clone().expect("waited for Some"),
             // The flight task's guard publishes before the sender can drop (even on panic or
             // runtime shutdown); this arm exists so that no path leaves a waiter pending forever.
-            Err(_) => Arc::new(Landing { result: Err(RequestError::Closed), events: Vec::new() }),
+            Err(_) => Arc::new(Landing::new(Err(RequestError::Closed), Vec::new(), None)),
         }
     }
 }

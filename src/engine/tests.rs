@@ -56,7 +56,7 @@ impl Harness {
         match self.engine.begin(request, &mut recorder) {
             Begin::Ready(result) => Reply { result, events: recorder.events },
             Begin::Pending(pending) => {
-                let mut reply = pending.wait().await;
+                let mut reply = pending.wait(true).await;
                 recorder.events.append(&mut reply.events);
                 Reply { result: reply.result, events: recorder.events }
             }
@@ -74,7 +74,7 @@ impl Harness {
         for begun in waiting {
             results.push(match begun {
                 Begin::Ready(result) => result,
-                Begin::Pending(pending) => pending.wait().await.result,
+                Begin::Pending(pending) => pending.wait(true).await.result,
             });
         }
         results
@@ -448,7 +448,7 @@ async fn slow_upstream_times_out_and_closed_port_is_a_network_error() {
     else {
         panic!("expected a fetch");
     };
-    let reply = pending.wait().await;
+    let reply = pending.wait(true).await;
     let error = reply.result.unwrap_err();
     assert_eq!(error.code(), "ERR_UPSTREAM_NETWORK");
     let text = format!("{} {:?}", error.message("openweather"), reply.events);
@@ -489,7 +489,7 @@ async fn close_settles_everything_pending() {
     h.engine.close();
     for begun in pending {
         let Begin::Pending(p) = begun else { panic!("expected pending") };
-        assert_eq!(p.wait().await.result.unwrap_err(), RequestError::Closed);
+        assert_eq!(p.wait(true).await.result.unwrap_err(), RequestError::Closed);
     }
     assert!(matches!(
         h.engine.begin(
@@ -617,7 +617,7 @@ fn begin_after_runtime_shutdown_neither_deadlocks_nor_hangs() {
         );
         let Begin::Pending(pending) = begun else { panic!("expected a fetch") };
         let waiter = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let _ = done.send(waiter.block_on(pending.wait()).result.map(|_| ()));
+        let _ = done.send(waiter.block_on(pending.wait(true)).result.map(|_| ()));
     });
     let result = finished.recv_timeout(Duration::from_secs(10)).expect("begin() or the wait hung");
     assert_eq!(result, Err(RequestError::Closed));
@@ -643,7 +643,7 @@ async fn a_panicking_provider_is_an_area_failure_not_a_closed_service() {
     let begun = engine
         .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
     let Begin::Pending(pending) = begun else { panic!("expected a fetch") };
-    let error = pending.wait().await.result.unwrap_err();
+    let error = pending.wait(true).await.result.unwrap_err();
     assert_eq!(error.code(), "ERR_UPSTREAM_NETWORK");
     // The area cools down: the next request gets the same error without another attempt.
     let again = engine
@@ -676,7 +676,7 @@ async fn joiners_count_users_not_requests() {
     }
     assert_eq!(h.engine.inner.lock().flights.joiners(), 1);
     for p in waiting {
-        p.wait().await.result.unwrap();
+        p.wait(true).await.result.unwrap();
     }
     assert_eq!(h.upstream.hits(), 1);
 }
@@ -700,11 +700,160 @@ async fn clearing_a_user_during_a_fetch_keeps_it_cleared() {
         panic!("expected a fetch");
     };
     h.engine.clear_user("leaving");
-    pending.wait().await.result.unwrap();
+    pending.wait(true).await.result.unwrap();
     let reply = h.request("leaving", 1.0, 1.0, Mode::Normal).await;
     assert!(
         reply.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::Shared, .. })),
         "not from a user cache: {:?}",
         names(&reply.events)
     );
+}
+
+// Issue 10, engine and cache defects: each test reproduces the reported scenario.
+
+#[tokio::test]
+async fn two_failing_areas_in_one_cell_each_cool_down() {
+    // #1: A and B are 5.5 km apart in one cell; alternating requests used to make 6 calls with
+    // windows doubling across the two areas.
+    let h = harness_with(config(|_| {}), Upstream::start(|_| async { json(503, "{}") }).await, None).await;
+    let (a, b) = ((9.97, 9.99), (10.01, 10.02));
+    let mut windows = Vec::new();
+    for (lat, lon) in [a, b, a, b, a, b] {
+        let reply = h.request("u", lat, lon, Mode::Normal).await;
+        assert_eq!(reply.result.unwrap_err(), RequestError::Status { status: 503 });
+        windows.extend(reply.events.iter().filter_map(|e| match e {
+            Event::BackoffState { scope: BackoffScope::Area, backoff_ms } => Some(*backoff_ms),
+            _ => None,
+        }));
+    }
+    assert_eq!(h.upstream.hits(), 2, "one call per area");
+    assert_eq!(windows, [5_000, 5_000], "each area cools down from the base");
+    h.advance(5_000);
+    for (lat, lon) in [a, b] {
+        h.get("u", lat, lon).await.unwrap_err();
+    }
+    assert_eq!(h.upstream.hits(), 4, "after the window each area is tried again, once");
+}
+
+#[tokio::test]
+async fn a_warmup_keeps_a_stale_neighbour_that_still_serves_others() {
+    // #2: B's new entry covers only part of A's disk; C is served by A alone.
+    let failing = Switch::new(false);
+    let upstream = Upstream::switched(&failing, || json(503, "{}"), || weather(12.0, "Rain")).await;
+    let h = harness_with(config(|c| c.grid_deg = 0.1), upstream, None).await;
+    h.get("u", 10.0, 9.96).await.unwrap();
+    h.advance(11 * 60_000);
+    assert_eq!(source(&h.request("w", 10.0, 10.0, Mode::Warmup).await.result), Source::Network);
+    failing.set(true);
+    let c = h.get("c", 10.0, 9.92).await;
+    assert_eq!(source(&c), Source::StaleCache, "A's stale entry, not an upstream error");
+    assert_eq!(c.unwrap().entry.location, LatLon::new(10.0, 9.96));
+}
+
+#[tokio::test]
+async fn user_cache_hits_keep_the_shared_entry_recently_used() {
+    // #3: 100 hits on X from drone-1's own copy must count as uses of X in the shared LRU.
+    let h = harness(|c| c.shared_capacity = 2).await;
+    let (x, y, z) = ((10.0, 10.0), (20.0, 20.0), (30.0, 30.0));
+    h.get("drone-1", x.0, x.1).await.unwrap();
+    h.get("other", y.0, y.1).await.unwrap();
+    for _ in 0..100 {
+        assert_eq!(source(&h.get("drone-1", x.0, x.1).await), Source::Cache);
+    }
+    h.get("other", z.0, z.1).await.unwrap();
+    assert_eq!(source(&h.get("drone-2", x.0, x.1).await), Source::Cache, "X stayed: Y was the least used");
+    assert_eq!(h.upstream.hits(), 3);
+}
+
+#[tokio::test]
+async fn clear_user_during_a_failing_forced_refresh_stays_cleared() {
+    // #4: the stale-if-error answer used to write the cleared user back.
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = failing.clone();
+    let upstream = Upstream::start(move |_| {
+        let fail = flag.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                json(503, "{}")
+            } else {
+                weather(5.0, "Clear")
+            }
+        }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    h.get("alice", 1.0, 1.0).await.unwrap();
+    h.advance(11 * 60_000);
+    failing.store(true, Ordering::SeqCst);
+    let request = Request { user: "alice", at: LatLon::new(1.0, 1.0), mode: Mode::ForceRefresh };
+    let Begin::Pending(pending) = h.engine.begin(request, &mut Recorder::new(Level::Silent)) else {
+        panic!("expected a fetch");
+    };
+    h.engine.clear_user("alice");
+    assert_eq!(h.engine.stats().users, 0);
+    assert_eq!(pending.wait(true).await.result.unwrap().source, Source::StaleCache, "stale-if-error");
+    assert_eq!(h.engine.stats().users, 0, "alice was not written back");
+    let next = h.request("alice", 1.0, 1.0, Mode::Normal).await;
+    assert!(!next.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::User, .. })));
+}
+
+fn rate_limited_slowly() -> impl Fn(crate::test_support::upstream::Query) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> + Send + Sync + 'static {
+    |_| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            json(429, "{}")
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_flights_events_reach_a_joiner_when_the_initiator_gave_up() {
+    // #5: the initiator aborted (its wait was dropped); the 429 events go to the next waiter.
+    let h = harness_with(config(|_| {}), Upstream::start(rate_limited_slowly()).await, None).await;
+    let begin = |user| h.engine.begin(Request { user, at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
+    let (Begin::Pending(initiator), Begin::Pending(joiner)) = (begin("first"), begin("second")) else {
+        panic!("expected a fetch and a joiner");
+    };
+    drop(initiator);
+    let reply = joiner.wait(true).await;
+    assert!(matches!(reply.result, Err(RequestError::RateLimited { .. })));
+    assert_eq!(names(&reply.events), ["weather.rate_limited", "weather.backoff.state"]);
+}
+
+#[tokio::test]
+async fn a_flights_events_reach_the_background_sink_when_no_waiter_takes_them() {
+    // #5: nobody left to log them (or nobody with a logger of its own): the service logger.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let background: BackgroundEvents = Arc::new(move |events| sink.lock().unwrap().extend(events));
+    let h = harness_with(config(|_| {}), Upstream::start(rate_limited_slowly()).await, Some(background)).await;
+    let begin = |user| h.engine.begin(Request { user, at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
+    let (Begin::Pending(aborted), Begin::Pending(without_logger)) = (begin("first"), begin("second")) else {
+        panic!("expected a fetch and a joiner");
+    };
+    drop(aborted);
+    assert!(without_logger.wait(false).await.events.is_empty());
+    h.settle().await;
+    assert_eq!(names(&seen.lock().unwrap()), ["weather.rate_limited", "weather.backoff.state"]);
+}
+
+#[tokio::test]
+async fn a_retry_after_date_in_the_past_backs_off_instead_of_hammering() {
+    // #6: a provider whose clock is behind sends a date before its own `Date`.
+    let upstream = Upstream::start(|_| async {
+        Answer::Respond {
+            status: 429,
+            headers: vec![
+                ("Date".into(), "Sun, 06 Nov 1994 08:49:37 GMT".into()),
+                ("Retry-After".into(), "Sun, 06 Nov 1994 08:40:00 GMT".into()),
+            ],
+            body: br#"{"cod":429}"#.to_vec(),
+        }
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
+    assert_eq!(h.get("u", 2.0, 2.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
+    assert_eq!(h.upstream.hits(), 1, "the provider cools down for the backoff window");
 }
