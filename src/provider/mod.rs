@@ -2,6 +2,7 @@
 
 mod body;
 mod openweather;
+mod reading;
 mod redact;
 mod retry_after;
 
@@ -10,6 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use openweather::{OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
+pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
 pub use redact::Redactor;
 pub use retry_after::parse_retry_after;
 

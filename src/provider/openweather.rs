@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::{parse_retry_after, FetchFuture, Provider, ProviderError, Redactor};
+use super::{observation, parse_retry_after, FetchFuture, Provider, ProviderError, Redactor};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
@@ -118,10 +118,10 @@ struct Condition {
     main: Option<serde_json::Value>,
 }
 
-/// Extracts `current.temp` (must be a finite number: a missing reading is an error, never 0 °C)
-/// and `current.weather[0].main` (`"Unknown"` when absent). A 200 that carries an error object
+/// Extracts `current.temp` (a number in a physical range: a missing reading is an error, never
+/// 0 °C) and `current.weather[0].main` (`"Unknown"` when absent; see `reading.rs`). A 200 that carries an error object
 /// (`{"cod":429,…}`, `cod` as number or string) is treated as that error.
-fn parse_current(body: &[u8]) -> Result<Observation, ProviderError> {
+pub fn parse_current(body: &[u8]) -> Result<Observation, ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
     let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
     let cod = parsed.cod.as_ref().and_then(|c| match c {
@@ -143,14 +143,8 @@ fn parse_current(body: &[u8]) -> Result<Observation, ProviderError> {
         .and_then(serde_json::Value::as_f64)
         .filter(|t| t.is_finite())
         .ok_or_else(|| invalid("body lacks a numeric current.temp"))?;
-    let condition = current
-        .weather
-        .first()
-        .and_then(|w| w.main.as_ref())
-        .and_then(serde_json::Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("Unknown");
-    Ok(Observation { condition: condition.to_owned(), celsius })
+    let condition = current.weather.first().and_then(|w| w.main.as_ref()).and_then(serde_json::Value::as_str);
+    observation(celsius, condition)
 }
 
 fn endpoint(base_url: &str) -> Result<reqwest::Url, String> {
@@ -209,6 +203,18 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn impossible_readings_are_refused_and_conditions_tidied() {
+        // Issue 10 #13: -1e308 °C was cached and served as -Infinity °F.
+        assert!(matches!(
+            parse_current(br#"{"current":{"temp":-1e308,"weather":[{"main":"Clear"}]}}"#),
+            Err(ProviderError::InvalidResponse { .. })
+        ));
+        let huge = format!(r#"{{"current":{{"temp":1,"weather":[{{"main":"{}\u0007\n"}}]}}}}"#, "x".repeat(100_000));
+        let obs = parse_current(huge.as_bytes()).unwrap();
+        assert_eq!(obs.condition, "x".repeat(64));
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! What every provider's answer must look like before it may be cached: a temperature that can
+//! occur on Earth, and a short printable condition name. A provider's bug or a hostile server
+//! must not put `-1e308 °C` or 100 KB of control characters into every client's display.
+
+use super::ProviderError;
+use crate::cache::Observation;
+
+/// Coldest and hottest air temperatures accepted, in °C. The records are -89.2 °C (Vostok, 1983)
+/// and 56.7 °C (Death Valley, 1913); the margins leave room for readings at altitude and for
+/// sensors, never for a unit mix-up (a Kelvin or Fahrenheit value slips past at most rarely).
+pub const MIN_CELSIUS: f64 = -100.0;
+pub const MAX_CELSIUS: f64 = 70.0;
+
+/// Longest condition name kept, in characters.
+pub const MAX_CONDITION_CHARS: usize = 64;
+
+/// The condition when a provider gave none (or nothing printable).
+pub const UNKNOWN: &str = "Unknown";
+
+/// Builds an observation, refusing an impossible temperature (an invalid response, so the area
+/// cools down and nothing is cached) and tidying the condition: control characters removed,
+/// surrounding space trimmed, at most `MAX_CONDITION_CHARS` characters.
+pub fn observation(celsius: f64, condition: Option<&str>) -> Result<Observation, ProviderError> {
+    if !(MIN_CELSIUS..=MAX_CELSIUS).contains(&celsius) {
+        let shown = if celsius.is_finite() { format!("{celsius}") } else { "a non-finite number".to_owned() };
+        return Err(ProviderError::InvalidResponse {
+            message: format!("temperature {shown} °C is outside [{MIN_CELSIUS}, {MAX_CELSIUS}]"),
+        });
+    }
+    Ok(Observation { condition: tidy(condition.unwrap_or("")), celsius })
+}
+
+fn tidy(condition: &str) -> String {
+    let printable: String = condition.chars().filter(|c| !c.is_control()).take(MAX_CONDITION_CHARS * 2).collect();
+    let trimmed: String = printable.trim().chars().take(MAX_CONDITION_CHARS).collect();
+    let trimmed = trimmed.trim_end();
+    if trimmed.is_empty() {
+        UNKNOWN.to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_temperatures_are_invalid_responses() {
+        for celsius in [-1e308, -100.01, 70.01, 1e308, f64::INFINITY, f64::NAN, 293.15] {
+            assert!(
+                matches!(observation(celsius, Some("Clear")), Err(ProviderError::InvalidResponse { .. })),
+                "{celsius}"
+            );
+        }
+        assert_eq!(observation(-100.0, None).unwrap().celsius, -100.0);
+        assert_eq!(observation(70.0, None).unwrap().celsius, 70.0);
+    }
+
+    #[test]
+    fn conditions_are_short_and_printable() {
+        assert_eq!(observation(1.0, Some("Clouds")).unwrap().condition, "Clouds");
+        assert_eq!(observation(1.0, Some("Ra\u{0}in\r\n\u{1b}[31m")).unwrap().condition, "Rain[31m");
+        assert_eq!(observation(1.0, Some(&"x".repeat(100_000))).unwrap().condition.chars().count(), 64);
+        assert_eq!(observation(1.0, Some(&"é".repeat(100))).unwrap().condition, "é".repeat(64));
+        for blank in [None, Some(""), Some(" \t\n"), Some("\u{7}\u{7f}")] {
+            assert_eq!(observation(1.0, blank).unwrap().condition, "Unknown");
+        }
+    }
+}
