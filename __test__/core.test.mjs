@@ -143,7 +143,7 @@ test('coordinates go upstream rounded to coordinateDecimals, with the fixed quer
   }))
 
 test('no API key resolves null without an upstream call', async () => {
-  const { WeatherService } = await import('../index.js')
+  const { WeatherService } = await import('../main.js')
   const { startUpstream } = await import('./upstream.mjs')
   const upstream = await startUpstream()
   const saved = process.env.OPEN_WEATHER_API_KEY
@@ -160,7 +160,7 @@ test('no API key resolves null without an upstream call', async () => {
 })
 
 test('apiKey defaults to OPEN_WEATHER_API_KEY, read at construction', async () => {
-  const { WeatherService } = await import('../index.js')
+  const { WeatherService } = await import('../main.js')
   const { startUpstream, API_KEY } = await import('./upstream.mjs')
   const upstream = await startUpstream()
   process.env.OPEN_WEATHER_API_KEY = API_KEY

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { bucketKey, distanceKm } from '../index.js'
+import { bucketKey, distanceKm } from '../main.js'
 import { withService } from './helpers.mjs'
 
 /** The key formula as the TypeScript plan writes it (plus: 180 is -180, no "-0.00000"). */

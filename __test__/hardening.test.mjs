@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
-import { WeatherService } from '../index.js'
+import { WeatherService } from '../main.js'
 import { recordingLogger, until, withService } from './helpers.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
@@ -25,7 +25,7 @@ test('the default instance closed before its first use stays closed', async () =
   const upstream = await startUpstream()
   try {
     const { code, stdout, stderr } = await runModule(
-      `import { weatherService } from './index.js'
+      `import { weatherService } from './main.js'
        weatherService.close()
        const error = await weatherService.getForecast(null, 'u', 1, 1).then(() => null, (e) => e)
        console.log(JSON.stringify({ code: error?.code, weather: await weatherService.getWeather(null, 'u', 1, 1).catch((e) => e.code) }))`,
@@ -41,7 +41,7 @@ test('the default instance closed before its first use stays closed', async () =
 
 test('a bad OPEN_WEATHER_BASE_URL rejects (never throws) and says where it came from, without the query', async () => {
   const { code, stdout, stderr } = await runModule(
-    `import { weatherService } from './index.js'
+    `import { weatherService } from './main.js'
      let outcome
      try { outcome = await weatherService.getWeather(null, 'u', 1, 1).then(() => 'resolved', (e) => e.code + ' ' + e.message) }
      catch (e) { outcome = 'threw ' + e.message }
@@ -117,9 +117,152 @@ test('a huge Retry-After caps the cooldown at a day', () =>
     assert.equal(error.retryAfterMs, 86_400_000)
   }, answer.rateLimited('999999999999')))
 
-test('getWeather called on something else throws ERR_INVALID_THIS (no unsafe cast)', () => {
-  const getWeather = WeatherService.prototype.getWeather
-  for (const self of [{}, null, undefined, new Map(), Object.create(WeatherService.prototype)]) {
-    assert.throws(() => getWeather.call(self, null, 'u', 1, 1), { code: 'ERR_INVALID_THIS' })
+
+// Issue 10, binding defects: each test reproduces the reported misuse.
+
+const foreignThis = () => [{}, null, undefined, new Map(), Object.create(WeatherService.prototype), globalThis]
+
+test('#7: the constructor without `new` throws ERR_CONSTRUCT_CALL_REQUIRED and creates nothing', () => {
+  for (const call of [() => WeatherService(), () => WeatherService.call({}, {}), () => WeatherService.apply(globalThis, [{}])]) {
+    assert.throws(call, (e) => e instanceof TypeError && e.code === 'ERR_CONSTRUCT_CALL_REQUIRED')
   }
+  const target = {}
+  assert.throws(() => WeatherService.call(target, { apiKey: API_KEY }), { code: 'ERR_CONSTRUCT_CALL_REQUIRED' })
+  assert.deepEqual(Reflect.ownKeys(target), [])
+  assert.throws(() => WeatherService.prototype.stats.call(target), { code: 'ERR_INVALID_THIS' }, 'not a service')
+  assert.throws(() => WeatherService.prototype.stats.call(globalThis), { code: 'ERR_INVALID_THIS' }, 'globalThis untouched')
+  // Subclasses still work.
+  class Mine extends WeatherService {
+    hello() {
+      return this.stats().requests
+    }
+  }
+  const mine = new Mine({ clock: 'manual' })
+  assert.ok(mine instanceof WeatherService && mine instanceof Mine)
+  assert.equal(mine.hello(), 0)
+  assert.equal(WeatherService.prototype.constructor, WeatherService)
+  mine.close()
+})
+
+test('#8: on a foreign `this`, Promise methods reject ERR_INVALID_THIS and the others throw it', async () => {
+  const proto = WeatherService.prototype
+  for (const self of foreignThis()) {
+    for (const [method, args] of [['getWeather', [null, 'u', 1, 1]], ['getForecast', [null, 'u', 1, 1]], ['warmup', ['u', 1, 1]]]) {
+      let promise
+      assert.doesNotThrow(() => (promise = proto[method].call(self, ...args)), method)
+      await assert.rejects(promise, (e) => e instanceof TypeError && e.code === 'ERR_INVALID_THIS', method)
+    }
+    for (const [method, args] of [['clearUser', ['u']], ['advanceTime', [1]], ['stats', []], ['metricsText', []], ['close', []]]) {
+      assert.throws(() => proto[method].call(self, ...args), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_THIS', method)
+    }
+  }
+})
+
+test('#9: ids with lone surrogates are refused, never merged with U+FFFD', () =>
+  withService({}, async ({ service, upstream }) => {
+    for (const id of ['\uD800', '\uDC00', 'a\uD83D', '\uDE00b']) {
+      await assert.rejects(service.getWeather(null, id, 1, 1), { code: 'ERR_INVALID_ARG_VALUE' })
+      assert.throws(() => service.clearUser(id), { code: 'ERR_INVALID_ARG_VALUE' })
+    }
+    // Well-formed ids, U+FFFD and surrogate pairs included, are distinct users.
+    await service.getWeather(null, '\uFFFD', 1, 1)
+    await service.getWeather(null, '\uD83D\uDE00', 1, 1)
+    assert.equal(service.stats().users, 2)
+    service.clearUser('\uFFFD')
+    assert.equal(service.stats().users, 1, 'clearing one does not clear the other')
+    assert.equal(upstream.count, 1)
+  }))
+
+test('#10: an options getter or Proxy trap that throws makes the constructor throw', () => {
+  const boom = new Error('the getter failed')
+  assert.throws(() => new WeatherService({ get apiKey() { throw boom } }), (e) => e === boom)
+  assert.throws(() => new WeatherService({ get freshTtlMs() { throw boom } }), (e) => e === boom)
+  const hostile = new Proxy({}, { get() { throw boom } })
+  assert.throws(() => new WeatherService(hostile), (e) => e === boom)
+  const logger = { get warn() { throw boom } }
+  assert.throws(() => new WeatherService({ logger }), (e) => e === boom)
+})
+
+test('#11: getForecast settles whatever the signal does when the call ends', () =>
+  withService({}, async ({ service }) => {
+    let reads = 0
+    const signals = [
+      { aborted: false, addEventListener() {}, get removeEventListener() { throw new Error('getter') } },
+      { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('call') } },
+      { aborted: false, addEventListener() {}, removeEventListener: 'not a function' },
+      { get aborted() { if (reads++ > 0) throw new Error('second read'); return false }, addEventListener() {} },
+    ]
+    for (const [i, signal] of signals.entries()) {
+      const result = await Promise.race([
+        service.getForecast(null, `u${i}`, 10 + i, 10, { signal }),
+        new Promise((resolve) => setTimeout(() => resolve('never settled'), 2000)),
+      ])
+      assert.equal(result.meta?.source, 'network', `signal ${i}: ${result}`)
+    }
+  }, answer.delayed(20)))
+
+test('#12: a logger that returns a rejected Promise causes no unhandled rejection', async () => {
+  const unhandled = []
+  const onUnhandled = (reason) => unhandled.push(reason)
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    const asyncLogger = {}
+    for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal']) asyncLogger[level] = async () => Promise.reject(new Error(`async ${level}`))
+    await withService({ logLevel: 'debug', logger: asyncLogger }, async ({ service }) => {
+      assert.equal(await service.getWeather({ logger: asyncLogger }, 'u', 1, 1), null)
+      assert.equal(await service.getWeather(null, 'v', 2, 2), null) // events to the service logger
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }, answer.status(503))
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+  }
+  assert.deepEqual(unhandled.map(String), [])
+})
+
+test('#13: impossible temperatures are invalid responses; conditions are capped and printable', async () => {
+  await withService({}, async ({ service, upstream }) => {
+    await assert.rejects(service.getForecast(null, 'u', 1, 1), { code: 'ERR_UPSTREAM_INVALID_RESPONSE' })
+    await assert.rejects(service.getForecast(null, 'u', 1, 1), { code: 'ERR_UPSTREAM_INVALID_RESPONSE' }, 'cooling down')
+    assert.equal(upstream.count, 1, 'the area cools down, nothing was cached')
+    assert.equal(service.stats().sharedEntries, 0)
+  }, (req, res) => res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"current":{"temp":-1e308,"weather":[{"main":"Clear"}]}}'))
+  const condition = `Rain\u0000\u001b[2J${'x'.repeat(100_000)}`
+  await withService({}, async ({ service }) => {
+    const weather = await service.getWeather(null, 'u', 1, 1)
+    assert.equal(weather.condition, `Rain[2J${'x'.repeat(57)}`)
+    assert.equal(weather.condition.length, 64)
+  }, answer.fixed(12, condition))
+})
+
+test('#14: maxResponseBytes below 1 KiB is refused', () => {
+  for (const bytes of [0, 1, 1023]) {
+    assert.throws(() => new WeatherService({ maxResponseBytes: bytes }), { code: 'ERR_OUT_OF_RANGE' })
+  }
+  new WeatherService({ maxResponseBytes: 1024 }).close()
+})
+
+test('#5: the events of a 429 reach a waiter or the service logger when the initiator aborted', async () => {
+  const serviceLog = recordingLogger()
+  await withService({ logger: serviceLog.logger }, async ({ service }) => {
+    const joinerLog = recordingLogger()
+    const controller = new AbortController()
+    const initiator = service.getForecast({ logger: recordingLogger().logger }, 'first', 1, 1, { signal: controller.signal })
+    const joiner = service.getWeather({ logger: joinerLog.logger }, 'second', 1, 1)
+    controller.abort()
+    await assert.rejects(initiator, { code: 'ABORT_ERR' })
+    assert.equal(await joiner, null)
+    assert.deepEqual(joinerLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
+  }, answer.delayed(50, answer.rateLimited(30)))
+  assert.deepEqual(serviceLog.names(), [], 'delivered once, to the joiner')
+
+  await withService({ logger: serviceLog.logger }, async ({ service }) => {
+    const controller = new AbortController()
+    const initiator = service.getForecast({ logger: recordingLogger().logger }, 'first', 1, 1, { signal: controller.signal })
+    const joiner = service.getWeather(null, 'second', 1, 1) // no logger of its own
+    controller.abort()
+    await assert.rejects(initiator, { code: 'ABORT_ERR' })
+    assert.equal(await joiner, null)
+    await until(() => serviceLog.names().length === 2, 'the service logger')
+    assert.deepEqual(serviceLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
+  }, answer.delayed(50, answer.rateLimited(30)))
 })

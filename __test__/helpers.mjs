@@ -1,5 +1,5 @@
 // Shared test helpers: a service wired to a loopback upstream, on the manual clock.
-import { WeatherService } from '../index.js'
+import { WeatherService } from '../main.js'
 import { API_KEY, startUpstream } from './upstream.mjs'
 
 /** A fresh upstream and a service pointed at it (manual clock, no jitter). */

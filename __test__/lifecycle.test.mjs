@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 
-import { WeatherService } from '../index.js'
+import { WeatherService } from '../main.js'
 import { setup, withService } from './helpers.mjs'
 import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
 
@@ -69,7 +69,7 @@ test('a script that makes one request exits promptly (nothing keeps Node alive)'
   const upstream = await startUpstream()
   try {
     const script = `
-      const { WeatherService } = require('./index.js')
+      const { WeatherService } = require('./main.js')
       const service = new WeatherService({ apiKey: ${JSON.stringify(API_KEY)}, baseUrl: ${JSON.stringify(upstream.url)},
                                            logger: { warn() {}, debug() {} }, staleTtlMs: 1 })
       service.getWeather(null, 'u', 1, 1).then((w) => console.log(JSON.stringify(w)))`
@@ -86,11 +86,11 @@ test('a script that makes one request exits promptly (nothing keeps Node alive)'
 })
 
 test('require() and import both work, with the same exports', async () => {
-  const cjs = await runNode(['-e', "const m = require('./index.js'); console.log(Object.keys(m).sort().join(','))"])
+  const cjs = await runNode(['-e', "const m = require('./main.js'); console.log(Object.keys(m).sort().join(','))"])
   const esm = await runNode([
     '--input-type=module',
     '-e',
-    "import { WeatherService, weatherService, distanceKm, bucketKey } from './index.js'; import * as m from './index.js';" +
+    "import { WeatherService, weatherService, distanceKm, bucketKey } from './main.js'; import * as m from './main.js';" +
       "if (!(weatherService instanceof WeatherService)) throw new Error('default instance'); console.log(Object.keys(m).filter(k => k !== 'default').sort().join(','))",
   ])
   assert.equal(cjs.code, 0, cjs.stderr)
@@ -105,7 +105,7 @@ test('the default instance reads its configuration on first use, not at import',
   const upstream = await startUpstream()
   try {
     const script = `
-      import { weatherService } from './index.js'
+      import { weatherService } from './main.js'
       // Set after the import, as dotenv-style loaders often do.
       process.env.OPEN_WEATHER_API_KEY = ${JSON.stringify(API_KEY)}
       process.env.OPEN_WEATHER_BASE_URL = ${JSON.stringify(upstream.url)}

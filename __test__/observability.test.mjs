@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import { recordingLogger, until, withService } from './helpers.mjs'
 import { parsePrometheus } from './prometheus.mjs'
 import { API_KEY, answer, closedPort } from './upstream.mjs'
-import { WeatherService } from '../index.js'
+import { WeatherService } from '../main.js'
 
 const debug = { logLevel: 'debug' }
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { bucketKey } from '../index.js'
+import { bucketKey } from '../main.js'
 import { until, withService } from './helpers.mjs'
 import { answer } from './upstream.mjs'
 

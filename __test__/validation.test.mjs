@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { WeatherService, bucketKey, distanceKm } from '../index.js'
+import { WeatherService, bucketKey, distanceKm } from '../main.js'
 import { withService } from './helpers.mjs'
 
 const badCalls = [

@@ -3,7 +3,7 @@
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 
-import { WeatherService, noopResolved } from '../index.js'
+import { WeatherService, noopResolved } from '../main.js'
 import { LruWeatherService } from './references/lru.mjs'
 import { NaiveWeatherService } from './references/naive.mjs'
 

@@ -34,8 +34,13 @@ pub fn signal_arg<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<Object<'e>> {
     Ok(Object::from_raw(env.raw(), value.raw()))
 }
 
-pub fn is_aborted(signal: &Object) -> bool {
-    signal.get::<bool>("aborted").ok().flatten().unwrap_or(false)
+/// `signal.aborted`; a getter that throws counts as "not aborted" (its exception is cleared, or
+/// the call could never settle).
+pub fn is_aborted(env: &Env, signal: &Object) -> bool {
+    match property(env, signal, "aborted") {
+        Some(value) if type_of(&value) == ValueType::Boolean => unsafe { value.cast::<bool>() }.unwrap_or(false),
+        _ => false,
+    }
 }
 
 pub fn reason<'e>(env: &'e Env, signal: &Object<'e>) -> Unknown<'e> {
@@ -61,19 +66,21 @@ impl AbortWatch {
             signal.get_named_property("addEventListener")?;
         add.apply(signal, FnArgs::from(("abort", listener, options)))?;
         // Aborted while the call ran (by a logger, say): the listener came too late to hear it.
-        if is_aborted(signal) {
+        if is_aborted(env, signal) {
             notify.notify_one();
         }
         Ok((AbortWatch { signal: signal.create_ref()?, listener: listener.create_ref()? }, notify))
     }
 
     /// Removes the listener (on the JS thread, once the call settled) and returns the signal.
+    /// Whatever the signal's `removeEventListener` does (missing, a throwing getter, a throw), no
+    /// exception is left pending: the call must still settle.
     pub fn detach<'e>(self, env: &'e Env) -> Result<Object<'e>> {
         let signal = self.signal.get_value(env)?;
         let listener = self.listener.borrow_back(env)?;
-        if let Ok(remove) =
-            signal.get_named_property::<Function<FnArgs<(&str, Function<(), ()>)>, Unknown>>("removeEventListener")
-        {
+        if let Some(remove) = property(env, &signal, "removeEventListener").filter(|f| type_of(f) == ValueType::Function) {
+            // SAFETY: checked to be a function just above.
+            let remove: Function<FnArgs<(&str, Function<(), ()>)>, Unknown> = unsafe { remove.cast() }?;
             if remove.apply(signal, FnArgs::from(("abort", listener))).is_err() {
                 clear_pending_exception(env);
             }

@@ -18,7 +18,7 @@ pub struct UserId {
 
 impl UserId {
     pub fn as_str(&self) -> &str {
-        // Checked in `user_id`; N-API writes UTF-8 (lone surrogates become U+FFFD).
+        // Checked in `user_id`: valid UTF-8 from a well-formed JS string.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
@@ -127,7 +127,26 @@ fn string_user_id(env: &Env, value: &Unknown, name: &str) -> Checked<Option<User
     if std::str::from_utf8(&id.bytes[..id.len]).is_err() {
         return Err(invalid("a string that is not valid UTF-8".into()));
     }
+    // N-API writes a lone surrogate as U+FFFD, so '\uD800', '\uDC00' and '\uFFFD' would be one
+    // user (and `clearUser` of one would clear the others). Such ids are refused; the check
+    // reads the string again only when a U+FFFD appears, which real ids almost never contain.
+    if id.bytes[..id.len].windows(3).any(|w| w == "\u{FFFD}".as_bytes()) && has_lone_surrogate(env, value) {
+        let reason = "must be well-formed Unicode (no lone surrogates)".to_owned();
+        return Err(ArgError::Value { name: name.into(), reason, received: "a string with a lone surrogate".into() });
+    }
     Ok(Some(id))
+}
+
+/// Whether a JS string holds an unpaired UTF-16 surrogate. Only called for ids of at most
+/// `MAX_USER_ID_BYTES` UTF-8 bytes, which are at most that many UTF-16 units.
+fn has_lone_surrogate(env: &Env, value: &Unknown) -> bool {
+    let mut units = [0u16; MAX_USER_ID_BYTES + 1];
+    let mut len = 0usize;
+    // SAFETY: the buffer holds `units.len()` units including the terminating NUL.
+    let status = unsafe {
+        napi::sys::napi_get_value_string_utf16(env.raw(), value.raw(), units.as_mut_ptr(), units.len(), &mut len)
+    };
+    status != napi::sys::Status::napi_ok || char::decode_utf16(units[..len].iter().copied()).any(|c| c.is_err())
 }
 
 pub fn location(lat: &Unknown, lon: &Unknown, lat_name: &str, lon_name: &str) -> Checked<LatLon> {

@@ -19,6 +19,9 @@ pub enum ArgError {
     Value { name: String, reason: String, received: String },
     /// `ERR_INVALID_STATE` (Error): the call does not fit the service's state.
     State { message: String },
+    /// A getter or Proxy trap of the caller's object threw while we read it: that exception is
+    /// pending, and it is what the caller gets (never an options object silently read as empty).
+    Thrown,
 }
 
 impl ArgError {
@@ -28,6 +31,7 @@ impl ArgError {
             ArgError::Range { .. } => "ERR_OUT_OF_RANGE",
             ArgError::Value { .. } => "ERR_INVALID_ARG_VALUE",
             ArgError::State { .. } => "ERR_INVALID_STATE",
+            ArgError::Thrown => "ERR_INVALID_ARG_VALUE",
         }
     }
 
@@ -45,14 +49,20 @@ impl ArgError {
                 format!("The {} '{name}' {reason}. Received {received}", kind(name))
             }
             ArgError::State { message } => message.clone(),
+            ArgError::Thrown => "Reading the argument threw".to_owned(),
         }
     }
 
     /// The error as a JS value (TypeError / RangeError / Error, with `code`).
     pub fn to_js<'e>(&self, env: &'e Env) -> Result<Unknown<'e>> {
+        if let (ArgError::Thrown, Some(exception)) = (self, take_pending_exception(env)) {
+            return Ok(exception);
+        }
         let error = napi::Error::new(self.code().to_owned(), self.message());
         Ok(match self {
-            ArgError::Type { .. } | ArgError::Value { .. } => JsTypeError::from(error).into_unknown(*env),
+            ArgError::Type { .. } | ArgError::Value { .. } | ArgError::Thrown => {
+                JsTypeError::from(error).into_unknown(*env)
+            }
             ArgError::Range { .. } => JsRangeError::from(error).into_unknown(*env),
             ArgError::State { .. } => JsError::from(error).into_unknown(*env),
         })
@@ -125,6 +135,14 @@ pub fn js_number(n: f64) -> String {
     } else {
         format!("{n}")
     }
+}
+
+/// Whether user code left an exception pending (a throwing getter, say).
+pub fn exception_pending(env: &Env) -> bool {
+    let mut pending = false;
+    // SAFETY: plain N-API query on the current env.
+    unsafe { napi::sys::napi_is_exception_pending(env.raw(), &mut pending) };
+    pending
 }
 
 /// Takes (and discards) an exception that user code left pending: a throwing logger or getter

@@ -7,21 +7,51 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 
-use super::errors::clear_pending_exception;
+use super::errors::{clear_pending_exception, exception_pending};
 use crate::engine::{Event, Level};
+
+type LogMethod<'e> = Function<'e, FnArgs<(Object<'e>, &'static str)>, Unknown<'e>>;
 
 /// Calls `logger[method](fields, name)` for each event, on the JS thread.
 pub fn emit(env: &Env, logger: &Object, events: Vec<Event>) {
     for event in events {
         let method = event.level().method();
-        let Ok(Some(function)) = logger.get::<Function<FnArgs<(Object, &str)>, Unknown>>(method) else {
+        let Ok(Some(function)) = logger.get::<LogMethod>(method) else {
             clear_pending_exception(env);
             continue;
         };
         let Ok(fields) = fields(env, &event) else { continue };
-        if function.apply(logger, FnArgs::from((fields, event.name()))).is_err() {
-            clear_pending_exception(env);
-        }
+        settled(env, function.apply(logger, FnArgs::from((fields, event.name()))));
+    }
+}
+
+/// What a logger call returned is ignored, including how it fails: a throw is cleared, and a
+/// rejected Promise (an async logger) gets a handler, or it would surface as the application's
+/// unhandled rejection.
+fn settled(env: &Env, returned: Result<Unknown>) {
+    let Ok(value) = returned else {
+        clear_pending_exception(env);
+        return;
+    };
+    let mut is_promise = false;
+    // SAFETY: plain N-API query on a value of this scope.
+    unsafe { napi::sys::napi_is_promise(env.raw(), value.raw(), &mut is_promise) };
+    if !is_promise {
+        return;
+    }
+    // `Promise.prototype.then`, not the object's own `then`: a subclass could override it.
+    let swallowed = (|| -> Result<()> {
+        let global = env.get_global()?;
+        let promise: Function = global.get_named_property("Promise")?;
+        let prototype: Object = promise.get_named_property("prototype")?;
+        let then: Function<FnArgs<(Unknown, Function<Unknown, ()>)>, Unknown> = prototype.get_named_property("then")?;
+        let ignore = env.create_function_from_closure::<Unknown, (), _>("ignoreLoggerRejection", |_| Ok(()))?;
+        let undefined = ().into_unknown(env)?;
+        then.apply(value, FnArgs::from((undefined, ignore)))?;
+        Ok(())
+    })();
+    if swallowed.is_err() {
+        clear_pending_exception(env);
     }
 }
 
@@ -113,11 +143,16 @@ impl ServiceLogger {
 }
 
 /// `logger[method]`, bound and wrapped, as a weak threadsafe function; `None` if the logger has
-/// no such method.
+/// no such method. A getter that throws makes the constructor throw (as for any option).
 fn guarded_method(env: &Env, logger: &Object, method: &str) -> Result<Option<Dispatch>> {
-    let Some(function) = logger.get::<Function<FnArgs<(Object, &str)>, Unknown>>(method).ok().flatten() else {
-        clear_pending_exception(env);
-        return Ok(None);
+    let function = match logger.get::<Unknown>(method) {
+        Ok(Some(value)) if value.get_type()? == napi::ValueType::Function => {
+            // SAFETY: checked to be a function.
+            unsafe { value.cast::<Function<FnArgs<(Object, &str)>, Unknown>>() }?
+        }
+        Ok(_) => return Ok(None),
+        Err(error) if exception_pending(env) => return Err(error),
+        Err(_) => return Ok(None),
     };
     let bind: Function<FnArgs<(Object,)>, Function<FnArgs<(Object, &str)>, Unknown>> =
         function.get_named_property("bind")?;
@@ -126,9 +161,7 @@ fn guarded_method(env: &Env, logger: &Object, method: &str) -> Result<Option<Dis
     let guarded = env.create_function_from_closure::<FnArgs<(Object, &str)>, (), _>("weatherCacheLog", move |ctx| {
         let (fields, name) = (ctx.get::<Object>(0)?, ctx.get::<String>(1)?);
         if let Ok(bound) = bound_ref.borrow_back(ctx.env) {
-            if bound.call(FnArgs::from((fields, name.as_str()))).is_err() {
-                clear_pending_exception(ctx.env);
-            }
+            settled(ctx.env, bound.call(FnArgs::from((fields, name.as_str()))));
         }
         Ok(())
     })?;

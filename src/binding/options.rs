@@ -5,8 +5,8 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 
-use super::args::{finite, property, type_of};
-use super::errors::{describe, js_number, ArgError, Checked};
+use super::args::{finite, type_of};
+use super::errors::{clear_pending_exception, describe, js_number, ArgError, Checked};
 use crate::engine::{ClockKind, Config, ConfigError, Level, Preset, MAX_DURATION_MS};
 use crate::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
 
@@ -15,6 +15,8 @@ pub const API_KEY_ENV: &str = "OPEN_WEATHER_API_KEY";
 pub const BASE_URL_ENV: &str = "OPEN_WEATHER_BASE_URL";
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1_048_576;
+/// The smallest `maxResponseBytes`: an OpenWeather answer is about 500 bytes.
+pub const MIN_RESPONSE_BYTES: u64 = 1_024;
 
 pub struct Options<'e> {
     pub config: Config,
@@ -42,7 +44,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
     reader.duration("staleTtlMs", &mut c.stale_ttl_ms)?;
     reader.duration("minRefreshIntervalMs", &mut c.min_refresh_interval_ms)?;
     reader.duration("initialBackoffMs", &mut c.initial_backoff_ms)?;
-    if reader.get("maxBackoffMs").is_none() {
+    if reader.get("maxBackoffMs")?.is_none() {
         // Raising only the first window must not collide with the preset's cap.
         c.max_backoff_ms = c.max_backoff_ms.max(c.initial_backoff_ms);
     }
@@ -83,7 +85,15 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
             received: "0".into(),
         });
     }
-    let max_response_bytes = reader.integer("maxResponseBytes", 1 << 30)?.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES).max(1);
+    let max_response_bytes = reader.integer("maxResponseBytes", 1 << 30)?.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+    if max_response_bytes < MIN_RESPONSE_BYTES {
+        // A smaller limit refuses every real answer ("exceeds 1 bytes"): a mistake, not a policy.
+        return Err(ArgError::Range {
+            name: "options.maxResponseBytes".into(),
+            expected: format!("an integer >= {MIN_RESPONSE_BYTES} and <= {}", 1 << 30),
+            received: max_response_bytes.to_string(),
+        });
+    }
     let api_key = match reader.secret("apiKey")? {
         Some(key) => Some(key),
         None => env_var(env, API_KEY_ENV),
@@ -109,11 +119,17 @@ fn range_error(error: ConfigError) -> ArgError {
 }
 
 /// `process.env[name]`, read through JS so that values set by the application at runtime
-/// (dotenv and friends) are seen.
+/// (dotenv and friends) are seen. Anything odd (no `process`, a throwing getter, a non-string)
+/// reads as unset, with no exception left pending.
 pub fn env_var(env: &Env, name: &str) -> Option<String> {
-    let process: Object = env.get_global().ok()?.get_named_property("process").ok()?;
-    let vars: Object = process.get_named_property("env").ok()?;
-    vars.get::<String>(name).ok()?.filter(|v| !v.is_empty())
+    let read = || -> Option<String> {
+        let process: Object = env.get_global().ok()?.get_named_property("process").ok()?;
+        let vars: Object = process.get_named_property("env").ok()?;
+        vars.get::<String>(name).ok()?.filter(|v| !v.is_empty())
+    };
+    let value = read();
+    clear_pending_exception(env);
+    value
 }
 
 struct Reader<'e> {
@@ -122,8 +138,15 @@ struct Reader<'e> {
 }
 
 impl<'e> Reader<'e> {
-    fn get(&self, key: &str) -> Option<Unknown<'e>> {
-        self.object.as_ref().and_then(|o| property(self.env, o, key))
+    /// `options[key]`, `None` when undefined. A getter (or Proxy trap) that throws makes the
+    /// constructor throw that exception.
+    fn get(&self, key: &str) -> Checked<Option<Unknown<'e>>> {
+        let Some(object) = &self.object else { return Ok(None) };
+        match object.get::<Unknown>(key) {
+            Ok(Some(value)) if type_of(&value) != ValueType::Undefined => Ok(Some(value)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(ArgError::Thrown),
+        }
     }
 
     fn type_error(key: &str, expected: &'static str, value: &Unknown) -> ArgError {
@@ -131,7 +154,7 @@ impl<'e> Reader<'e> {
     }
 
     fn string(&self, key: &str) -> Checked<Option<String>> {
-        let Some(value) = self.get(key) else { return Ok(None) };
+        let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             return Err(Self::type_error(key, "string", &value));
         }
@@ -140,7 +163,7 @@ impl<'e> Reader<'e> {
 
     /// Like `string`, but a wrong value is never echoed in the error.
     fn secret(&self, key: &str) -> Checked<Option<String>> {
-        let Some(value) = self.get(key) else { return Ok(None) };
+        let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             let received = format!("type {}", format!("{:?}", type_of(&value)).to_lowercase());
             return Err(ArgError::Type { name: format!("options.{key}"), expected: "string", received });
@@ -149,7 +172,7 @@ impl<'e> Reader<'e> {
     }
 
     fn boolean(&self, key: &str) -> Checked<Option<bool>> {
-        let Some(value) = self.get(key) else { return Ok(None) };
+        let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::Boolean {
             return Err(Self::type_error(key, "boolean", &value));
         }
@@ -173,7 +196,7 @@ impl<'e> Reader<'e> {
     }
 
     fn number(&self, key: &str, target: &mut f64) -> Checked<()> {
-        if let Some(value) = self.get(key) {
+        if let Some(value) = self.get(key)? {
             *target = finite(&value, &format!("options.{key}"))?;
         }
         Ok(())
@@ -181,7 +204,7 @@ impl<'e> Reader<'e> {
 
     /// A non-negative integer no larger than `max`.
     fn integer(&self, key: &str, max: u64) -> Checked<Option<u64>> {
-        let Some(value) = self.get(key) else { return Ok(None) };
+        let Some(value) = self.get(key)? else { return Ok(None) };
         let n = finite(&value, &format!("options.{key}"))?;
         if n.fract() != 0.0 || n < 0.0 || n > max as f64 {
             return Err(ArgError::Range {
@@ -202,7 +225,7 @@ impl<'e> Reader<'e> {
 
     /// A pino-like logger: an object (methods are looked up per event).
     fn logger(&self) -> Checked<Option<Object<'e>>> {
-        let Some(value) = self.get("logger") else { return Ok(None) };
+        let Some(value) = self.get("logger")? else { return Ok(None) };
         match type_of(&value) {
             ValueType::Object | ValueType::Function => Ok(Some(Object::from_raw(self.env.raw(), value.raw()))),
             ValueType::Null => Ok(None),

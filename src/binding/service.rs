@@ -110,7 +110,7 @@ impl WeatherService {
             Ok(parsed) => parsed,
             Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
         };
-        if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(s)) {
+        if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(env, s)) {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }
         let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
@@ -240,15 +240,18 @@ impl WeatherService {
         };
         let (engine, summaries, background, level) =
             (service.engine.clone(), service.summaries.id(), service.logger.clone(), service.level);
+        // Only a caller with a logger of its own takes the flight's events; otherwise they reach
+        // the service's logger when the flight's landing is dropped (see `Landing`).
+        let take_events = logger.is_some();
         // The future always succeeds (failures travel inside `Reply`), so the callback always
         // runs and releases the references it holds.
         let waiting = async move {
             let reply = match aborted {
                 Some(aborted) => tokio::select! {
-                    reply = pending.wait() => Some(reply),
+                    reply = pending.wait(take_events) => Some(reply),
                     _ = aborted.notified() => None,
                 },
-                None => Some(pending.wait().await),
+                None => Some(pending.wait(take_events).await),
             };
             Ok(reply)
         };
