@@ -3,8 +3,9 @@ use std::sync::Arc;
 
 use super::shared::PER_CELL;
 use super::*;
-use crate::geo::{distance_km, normalize_lon, Grid, LatLon};
-use crate::test_support::Rng;
+use crate::geo::{distance_km, Grid, LatLon};
+use crate::test_support::strategies::{direction, grid_and_radius, offset, point};
+use proptest::prelude::*;
 
 fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {
     let location = LatLon::new(lat, lon);
@@ -95,46 +96,38 @@ fn a_cell_keeps_at_most_per_cell_entries() {
     assert!(shared.find(&grid, spot(PER_CELL + 3), 1.0, 100, &mut ignore).is_some());
 }
 
-/// Whatever the grid and radius, the store finds exactly what a scan of every entry finds.
-#[test]
-fn shared_lookup_matches_brute_force() {
-    let mut rng = Rng::new(42);
-    for &(deg, radius_km) in &[(0.045, 5.0), (0.1, 10.0), (0.045, 1.0), (0.5, 150.0), (0.001, 20.0)] {
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever the grid and radius, the store finds exactly what a scan of every entry finds:
+    /// every entry within the radius is seen, and the nearest one is returned.
+    #[test]
+    fn shared_lookup_matches_brute_force(
+        (deg, radius_km) in grid_and_radius(),
+        spots in prop::collection::vec(point(), 1..300),
+        queries in prop::collection::vec((any::<prop::sample::Index>(), direction()), 1..30),
+    ) {
         let grid = Grid::new(deg);
         let mut shared = SharedCache::new(nz(100_000));
-        let mut all = Vec::new();
-        for _ in 0..2_000 {
-            let lat = match rng.below(3) {
-                0 => rng.range(85.0, 90.0) * rng.sign(),
-                _ => rng.range(-90.0, 90.0),
-            };
-            let lon = match rng.below(3) {
-                0 => rng.range(179.0, 180.0) * rng.sign(),
-                _ => rng.range(-180.0, 180.0),
-            };
-            let e = entry(&grid, lat, lon, 0);
+        let mut all: Vec<Arc<Entry>> = spots.iter().map(|p| entry(&grid, p.lat, p.lon, 0)).collect();
+        for e in &all {
             shared.insert(e.clone());
-            all.push(e);
         }
-        // Huge polar cells may have dropped their oldest entries: compare with what is stored.
+        // Crowded cells may have dropped their oldest entries, and equal locations replaced
+        // each other: compare with what is stored.
         all.retain(|e| shared.contains(e));
-        assert!(all.len() > 1_500, "most entries are stored ({})", all.len());
-        for _ in 0..1_000 {
-            // Query next to a stored entry, so most queries have candidates.
-            let near = &all[rng.below(all.len() as u64) as usize];
-            let reach = radius_km / 111.0;
-            let p = LatLon::new(
-                (near.location.lat + rng.range(-reach, reach)).clamp(-90.0, 90.0),
-                normalize_lon(near.location.lon + rng.range(-reach, reach)),
-            );
+        for (index, d) in queries {
+            // Query next to a stored entry, so that most queries have candidates.
+            let near = index.get(&all);
+            let p = offset(near.location, radius_km, d);
             let expected = all.iter().filter(|e| distance_km(p, e.location) <= radius_km).count();
             let mut seen_within = 0;
             let found = shared.find(&grid, p, radius_km, 0, &mut |_, within| seen_within += within as usize);
-            assert_eq!(seen_within, expected, "g={deg} r={radius_km} p={p:?}");
-            assert_eq!(found.is_some(), expected > 0);
+            prop_assert_eq!(seen_within, expected, "p={:?}", p);
+            prop_assert_eq!(found.is_some(), expected > 0);
             if let Some(found) = found {
                 let nearest = all.iter().map(|e| distance_km(p, e.location)).fold(f64::INFINITY, f64::min);
-                assert_eq!(found.distance, nearest);
+                prop_assert_eq!(found.distance, nearest);
             }
         }
     }

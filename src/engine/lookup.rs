@@ -207,8 +207,14 @@ impl Inner {
             }
             return;
         }
-        if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
+        let radius = self.config.proximity_km;
+        if let Some(flight) = state.flights.find(&self.grid, request.at, radius) {
             flight.join(request.user);
+            return;
+        }
+        // The refresh fetches at the entry's location: a flight near there already refreshes
+        // the same area, even if it is too far from this request to answer it.
+        if state.flights.find(&self.grid, entry.location, radius).is_some() {
             return;
         }
         if self.refusal(state, entry.location, now).is_some() {

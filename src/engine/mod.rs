@@ -192,4 +192,6 @@ impl Inner {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

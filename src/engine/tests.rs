@@ -8,16 +8,15 @@ use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
 use crate::test_support::upstream::{json, weather, Answer, Switch, Upstream};
-use crate::test_support::Rng;
 
-const KEY: &str = "test-key-5f3a9c";
+pub(super) const KEY: &str = "test-key-5f3a9c";
 
-struct Harness {
-    engine: Engine,
-    upstream: Upstream,
+pub(super) struct Harness {
+    pub(super) engine: Engine,
+    pub(super) upstream: Upstream,
 }
 
-fn config(adjust: impl FnOnce(&mut Config)) -> Config {
+pub(super) fn config(adjust: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::preset(Preset::Resilient);
     config.clock = ClockKind::Manual;
     config.jitter_ratio = 0.0;
@@ -27,7 +26,7 @@ fn config(adjust: impl FnOnce(&mut Config)) -> Config {
     config
 }
 
-async fn harness_with(config: Config, upstream: Upstream, background: Option<BackgroundEvents>) -> Harness {
+pub(super) async fn harness_with(config: Config, upstream: Upstream, background: Option<BackgroundEvents>) -> Harness {
     let provider = OpenWeather::new(OpenWeatherConfig {
         api_key: Some(KEY.into()),
         base_url: upstream.url(),
@@ -80,12 +79,12 @@ impl Harness {
         results
     }
 
-    fn advance(&self, ms: u64) {
+    pub(super) fn advance(&self, ms: u64) {
         assert!(self.engine.advance_time(ms));
     }
 
     /// Lets spawned work (background refreshes) finish.
-    async fn settle(&self) {
+    pub(super) async fn settle(&self) {
         for _ in 0..200 {
             if self.engine.stats().inflight == 0 {
                 return;
@@ -104,7 +103,7 @@ fn names(events: &[Event]) -> Vec<&'static str> {
     events.iter().filter(|e| !matches!(e, Event::Distance { .. })).map(Event::name).collect()
 }
 
-fn assert_identity(stats: &Stats) {
+pub(super) fn assert_identity(stats: &Stats) {
     let classified =
         stats.user_hits + stats.shared_hits + stats.stale_hits + stats.misses + stats.coalesced + stats.rejected;
     assert_eq!(stats.requests, classified, "{stats:?}");
@@ -558,44 +557,6 @@ async fn warmup_fetches_once_and_then_is_satisfied() {
     assert_eq!(h.upstream.hits(), 2);
 }
 
-#[tokio::test]
-async fn stats_identities_hold_after_a_random_run() {
-    // A band that always fails (so some requests find nothing to fall back on), and scattered
-    // rate limits elsewhere.
-    let upstream = Upstream::start(|q| async move {
-        if q.lat >= 40.4 {
-            json(503, "{}")
-        } else if (q.lat * 100.0).round() as i64 % 13 == 0 {
-            json(429, "{}")
-        } else {
-            weather(q.lat / 10.0, "Clouds")
-        }
-    })
-    .await;
-    let h = harness_with(config(|c| c.initial_backoff_ms = 1_000), upstream, None).await;
-    let mut rng = Rng::new(99);
-    for round in 0..100 {
-        let batch: Vec<(String, f64, f64)> = (0..20)
-            .map(|_| (format!("user-{}", rng.below(50)), 40.0 + rng.range(0.0, 0.5), -3.0 + rng.range(0.0, 0.5)))
-            .collect();
-        let batch: Vec<(&str, f64, f64)> = batch.iter().map(|(u, a, b)| (u.as_str(), *a, *b)).collect();
-        h.burst(&batch).await;
-        h.advance(rng.below(120_000));
-        if round % 10 == 0 {
-            h.settle().await;
-        }
-    }
-    h.settle().await;
-    let stats = h.engine.stats();
-    assert_eq!(stats.requests, 2_000);
-    assert_identity(&stats);
-    assert!(
-        stats.user_hits > 0 && stats.shared_hits > 0 && stats.misses > 0 && stats.coalesced > 0 && stats.rejected > 0,
-        "{stats:?}"
-    );
-    assert_eq!(stats.upstream_requests as usize, h.upstream.hits());
-}
-
 #[test]
 fn begin_after_runtime_shutdown_neither_deadlocks_nor_hangs() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -856,4 +817,28 @@ async fn a_retry_after_date_in_the_past_backs_off_instead_of_hammering() {
     assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
     assert_eq!(h.get("u", 2.0, 2.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
     assert_eq!(h.upstream.hits(), 1, "the provider cools down for the backoff window");
+}
+
+#[tokio::test]
+async fn two_stale_neighbours_are_not_refreshed_at_once() {
+    // Found while writing the "one fetch per area" property: a forced refresh 2 km from an entry
+    // makes two entries of one area; once both are stale, requests on either side (each more
+    // than 5 km from the other entry) refreshed both at once, two calls for one area.
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        weather(8.0, "Clear")
+    })
+    .await;
+    let h = harness_with(config(|_| {}), upstream, None).await;
+    let (e, e2) = (LatLon::new(10.0, 10.0), LatLon::new(10.0, 10.018)); // 2 km apart
+    h.get("u", e.lat, e.lon).await.unwrap();
+    h.advance(6 * 60_000);
+    assert_eq!(source(&h.request("u", e2.lat, e2.lon, Mode::ForceRefresh).await.result), Source::Network);
+    h.advance(11 * 60_000);
+    let east = LatLon::new(10.0, 10.0545); // 4 km east of e2, 6 km from e
+    let west = LatLon::new(10.0, 9.9635); // 4 km west of e, 6 km from e2
+    let results = h.burst(&[("a", east.lat, east.lon), ("b", west.lat, west.lon)]).await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|s| s.source == Source::StaleCache)));
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 3, "one background refresh for the area, not two");
 }

@@ -153,7 +153,8 @@ pub fn normalize_lon(lon: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::geo::distance_km;
-    use crate::test_support::Rng;
+    use crate::test_support::strategies::{direction, grid_and_radius, offset, point};
+    use proptest::prelude::*;
     use std::collections::HashSet;
 
     fn key(lat: f64, lon: f64, deg: f64) -> String {
@@ -203,52 +204,28 @@ mod tests {
         cells
     }
 
-    fn random_point(rng: &mut Rng) -> LatLon {
-        // Half the points in the hard places: near the poles and near the antimeridian.
-        match rng.below(4) {
-            0 => LatLon::new(rng.range(85.0, 90.0) * rng.sign(), rng.range(-180.0, 180.0)),
-            1 => LatLon::new(rng.range(-90.0, 90.0), rng.range(179.0, 180.0) * rng.sign()),
-            _ => LatLon::new(rng.range(-90.0, 90.0), rng.range(-180.0, 180.0)),
-        }
-    }
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
 
-    /// A point at most `max_km` from `p`, in a random direction (it may cross a pole or the
-    /// antimeridian; latitude and longitude are folded back into range).
-    fn nearby(rng: &mut Rng, p: LatLon, max_km: f64) -> LatLon {
-        let reach = km_to_degrees(max_km);
-        let mut lat = p.lat + rng.range(-reach, reach);
-        let mut lon = p.lon + rng.range(-reach, reach) / (p.lat.to_radians().cos().max(0.01));
-        if lat > 90.0 {
-            lat = 180.0 - lat;
-            lon += 180.0;
-        } else if lat < -90.0 {
-            lat = -180.0 - lat;
-            lon += 180.0;
-        }
-        LatLon::new(lat, normalize_lon(lon).max(-180.0))
-    }
-
-    #[test]
-    fn cover_reaches_every_point_within_radius() {
-        let mut rng = Rng::new(0x5eed);
-        let mut checked = 0;
-        for &(deg, radius_km) in &[(0.045, 5.0), (0.1, 10.0), (0.045, 3.0), (0.01, 5.0), (1.0, 2.0), (0.5, 200.0)] {
+        /// Every point within the radius falls in a cell the cover visits, each cell once, and
+        /// `cover_len` counts exactly those cells.
+        #[test]
+        fn cover_reaches_every_point_within_radius(
+            (deg, radius_km) in grid_and_radius(),
+            p in point(),
+            directions in prop::collection::vec(direction(), 20),
+        ) {
             let grid = Grid::new(deg);
-            for _ in 0..2_000 {
-                let p = random_point(&mut rng);
-                let cells = covered(&grid, p, radius_km);
-                assert_eq!(cells.len() as u64, grid.cover_len(p, radius_km));
-                for _ in 0..20 {
-                    let e = nearby(&mut rng, p, radius_km * 1.5);
-                    if distance_km(p, e) <= radius_km {
-                        checked += 1;
-                        let cell = grid.cell_of(e);
-                        assert!(cells.contains(&cell), "g={deg} r={radius_km} p={p:?} e={e:?} cell={cell:?}");
-                    }
+            let cells = covered(&grid, p, radius_km);
+            prop_assert_eq!(cells.len() as u64, grid.cover_len(p, radius_km));
+            for d in directions {
+                let e = offset(p, radius_km * 1.5, d);
+                if distance_km(p, e) <= radius_km {
+                    let cell = grid.cell_of(e);
+                    prop_assert!(cells.contains(&cell), "p={:?} e={:?} cell={:?}", p, e, cell);
                 }
             }
         }
-        assert!(checked > 50_000, "only {checked} in-radius pairs were checked");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub fn max_rounding_error_km(decimals: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::Rng;
+    use crate::test_support::strategies::point;
+    use proptest::prelude::*;
 
     #[test]
     fn rounds_to_decimals() {
@@ -37,17 +38,16 @@ mod tests {
         assert_eq!(round_location(LatLon::new(89.996, 179.996), 2), LatLon::new(90.0, 180.0));
     }
 
-    #[test]
-    fn rounding_never_moves_a_point_further_than_the_bound() {
-        let mut rng = Rng::new(7);
-        for decimals in 0..=4 {
-            let bound = max_rounding_error_km(decimals);
-            for _ in 0..10_000 {
-                let p = LatLon::new(rng.range(-90.0, 90.0), rng.range(-180.0, 180.0));
-                let moved = distance_km(p, round_location(p, decimals));
-                assert!(moved <= bound * (1.0 + 1e-12), "d={decimals} p={p:?} moved {moved} > {bound}");
-            }
+    proptest! {
+        #[test]
+        fn rounding_never_moves_a_point_further_than_the_bound(decimals in 0u32..=4, p in point()) {
+            let moved = distance_km(p, round_location(p, decimals));
+            prop_assert!(moved <= max_rounding_error_km(decimals) * (1.0 + 1e-12), "moved {}", moved);
         }
+    }
+
+    #[test]
+    fn the_bound_at_two_decimals() {
         assert!((max_rounding_error_km(2) - 0.786).abs() < 0.001);
     }
 }
