@@ -216,6 +216,9 @@ mod tests {
             directions in prop::collection::vec(direction(), 20),
         ) {
             let grid = Grid::new(deg);
+            // Tiny cells over a pole cover whole rows of thousands of cells: worth checking, but
+            // not a million at a time (stores scan instead when a cover outgrows them).
+            prop_assume!(grid.cover_len(p, radius_km) <= 100_000);
             let cells = covered(&grid, p, radius_km);
             prop_assert_eq!(cells.len() as u64, grid.cover_len(p, radius_km));
             for d in directions {
