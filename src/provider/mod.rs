@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use openweather::{OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
+pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
 pub use redact::Redactor;
 pub use retry_after::parse_retry_after;

@@ -82,7 +82,7 @@ impl OpenWeather {
             return Err(ProviderError::Status { status });
         }
         let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
-        parse_current(&body)
+        parse_one_call(&body)
     }
 }
 
@@ -121,7 +121,7 @@ struct Condition {
 /// Extracts `current.temp` (a number in a physical range: a missing reading is an error, never
 /// 0 °C) and `current.weather[0].main` (`"Unknown"` when absent; see `reading.rs`). A 200 that carries an error object
 /// (`{"cod":429,…}`, `cod` as number or string) is treated as that error.
-pub fn parse_current(body: &[u8]) -> Result<Observation, ProviderError> {
+pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
     let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
     let cod = parsed.cod.as_ref().and_then(|c| match c {
@@ -181,9 +181,9 @@ mod tests {
 
     #[test]
     fn parses_current_conditions() {
-        let obs = parse_current(br#"{"current":{"temp":20.6,"weather":[{"main":"Clouds"}]}}"#).unwrap();
+        let obs = parse_one_call(br#"{"current":{"temp":20.6,"weather":[{"main":"Clouds"}]}}"#).unwrap();
         assert_eq!(obs, Observation { condition: "Clouds".into(), celsius: 20.6 });
-        let obs = parse_current(br#"{"current":{"temp":-3}}"#).unwrap();
+        let obs = parse_one_call(br#"{"current":{"temp":-3}}"#).unwrap();
         assert_eq!(obs.condition, "Unknown");
     }
 
@@ -198,7 +198,7 @@ mod tests {
             br#"{"current":{"temp":null}}"#,
         ] {
             assert!(
-                matches!(parse_current(body), Err(ProviderError::InvalidResponse { .. })),
+                matches!(parse_one_call(body), Err(ProviderError::InvalidResponse { .. })),
                 "{}",
                 String::from_utf8_lossy(body)
             );
@@ -209,26 +209,26 @@ mod tests {
     fn impossible_readings_are_refused_and_conditions_tidied() {
         // Issue 10 #13: -1e308 °C was cached and served as -Infinity °F.
         assert!(matches!(
-            parse_current(br#"{"current":{"temp":-1e308,"weather":[{"main":"Clear"}]}}"#),
+            parse_one_call(br#"{"current":{"temp":-1e308,"weather":[{"main":"Clear"}]}}"#),
             Err(ProviderError::InvalidResponse { .. })
         ));
         let huge = format!(r#"{{"current":{{"temp":1,"weather":[{{"main":"{}\u0007\n"}}]}}}}"#, "x".repeat(100_000));
-        let obs = parse_current(huge.as_bytes()).unwrap();
+        let obs = parse_one_call(huge.as_bytes()).unwrap();
         assert_eq!(obs.condition, "x".repeat(64));
     }
 
     #[test]
     fn error_objects_in_the_body() {
         assert_eq!(
-            parse_current(br#"{"cod":429,"message":"slow down"}"#),
+            parse_one_call(br#"{"cod":429,"message":"slow down"}"#),
             Err(ProviderError::RateLimited { retry_after: None })
         );
         assert_eq!(
-            parse_current(br#"{"cod":"429","message":"slow down"}"#),
+            parse_one_call(br#"{"cod":"429","message":"slow down"}"#),
             Err(ProviderError::RateLimited { retry_after: None })
         );
         assert_eq!(
-            parse_current(br#"{"cod":"401","message":"Invalid API key"}"#),
+            parse_one_call(br#"{"cod":"401","message":"Invalid API key"}"#),
             Err(ProviderError::Status { status: 401 })
         );
     }

@@ -1,0 +1,57 @@
+// `npm run fuzz [-- --seconds N] [--only a,b]`: runs every cargo-fuzz target (fuzz/fuzz_targets)
+// for a bounded time, one after the other, and reports executions and findings. Not part of
+// `npm test`. Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+//
+// Each target's working corpus is fuzz/corpus/<target> (ignored by git), grown from the seeds
+// committed in fuzz/seeds/<target>. A crash leaves its input in fuzz/artifacts/<target> and makes
+// this script exit 1; reproduce it with `cargo +nightly fuzz run <target> <artifact>`.
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+const fuzzDir = fileURLToPath(new URL('../fuzz/', import.meta.url))
+const args = process.argv.slice(2)
+const flag = (name) => {
+  const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`))
+  if (i < 0) return undefined
+  return args[i].includes('=') ? args[i].split('=')[1] : args[i + 1]
+}
+const seconds = Number(flag('seconds') ?? 60)
+if (!Number.isInteger(seconds) || seconds < 1) {
+  console.error('fuzz: --seconds must be a positive integer')
+  process.exit(2)
+}
+const targets = readdirSync(`${fuzzDir}fuzz_targets`).map((f) => f.replace(/\.rs$/, '')).sort()
+const only = flag('only')?.split(',')
+const chosen = only ? targets.filter((t) => only.includes(t)) : targets
+
+function run(command, argv) {
+  return new Promise((resolve) => {
+    const child = spawn(command, argv, { cwd: fuzzDir, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    child.on('exit', (code) => resolve({ code, output }))
+  })
+}
+
+const results = []
+for (const target of chosen) {
+  const corpus = `corpus/${target}`
+  mkdirSync(`${fuzzDir}${corpus}`, { recursive: true })
+  const seeds = existsSync(`${fuzzDir}seeds/${target}`) ? [`seeds/${target}`] : []
+  process.stdout.write(`fuzz: ${target} for ${seconds} s... `)
+  const started = Date.now()
+  const { code, output } = await run('cargo', ['+nightly', 'fuzz', 'run', '-O', target, corpus, ...seeds, '--', `-max_total_time=${seconds}`, '-timeout=10', '-rss_limit_mb=4096'])
+  const runs = Number(/Done (\d+) runs/.exec(output)?.[1] ?? /#(\d+)\s+DONE/.exec(output)?.[1] ?? NaN)
+  const coverage = /cov: (\d+)/g
+  let cov
+  for (let m; (m = coverage.exec(output)); ) cov = Number(m[1])
+  const artifacts = existsSync(`${fuzzDir}artifacts/${target}`) ? readdirSync(`${fuzzDir}artifacts/${target}`) : []
+  const result = { target, seconds: Math.round((Date.now() - started) / 1000), runs, coverage: cov, corpus: readdirSync(`${fuzzDir}${corpus}`).length, findings: artifacts.length, exit: code }
+  results.push(result)
+  console.log(code === 0 && artifacts.length === 0 ? `${runs.toLocaleString('en-US')} runs, no findings` : 'FAILED')
+  if (code !== 0) console.log(output.split('\n').slice(-40).join('\n'))
+}
+console.table(results)
+process.exitCode = results.every((r) => r.exit === 0 && r.findings === 0) ? 0 : 1
