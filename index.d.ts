@@ -57,7 +57,7 @@ export interface WeatherServiceOptions {
   errorCooldownMs?: number
   /** ± spread applied to backoff and cooldown windows. Default 0.1. */
   jitterRatio?: number
-  /** Larger upstream bodies are refused. Default 1048576. */
+  /** Larger upstream bodies are refused. Default 1048576; at least 1024. */
   maxResponseBytes?: number
   /** Events below this level are not built. Default `"info"`. */
   logLevel?: WeatherLogLevel
