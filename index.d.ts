@@ -141,6 +141,11 @@ export interface ForecastMeta {
   /** The rounded location the upstream was asked about. */
   location: GeoPoint
   bucketKey: string
+  /**
+   * Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+   * fetcher's name).
+   */
+  provider: string
 }
 
 export interface ForecastResult {
@@ -160,6 +165,15 @@ export interface GeoPoint {
  */
 export declare function noopResolved(): Promise<void>
 
+export interface ProviderStats {
+  name: string
+  upstreamRequests: number
+  upstreamErrors: number
+  rateLimited: number
+  /** End of this provider's rate-limit cooldown (epoch ms, service clock), 0 when none. */
+  backoffUntil: number
+}
+
 /**
  * The default instance, configured on first use (so `OPEN_WEATHER_API_KEY` is read when the
  * application first asks for weather, not when it imports the module).
@@ -169,7 +183,7 @@ export declare const weatherService: WeatherService
 /**
  * Monotonic counters (since construction) and gauges (now). Identities that always hold:
  * `requests == userHits + sharedHits + staleHits + misses + coalesced + rejected` and
- * `upstreamRequests == misses + backgroundRefreshes`.
+ * `misses + backgroundRefreshes == fetches + tierHits + budgetRejected + inflight`.
  */
 export interface WeatherStats {
   /** Calls accepted (valid arguments, open service); bad calls are not counted. */
@@ -178,25 +192,42 @@ export interface WeatherStats {
   sharedHits: number
   /** Answered from a stale entry (stale-while-revalidate, or cache served during a cooldown). */
   staleHits: number
-  /** Started an upstream fetch. */
+  /** Started a fetch (a flight: the shared tier, then the providers). */
   misses: number
   /** Waited for a fetch started by another request. */
   coalesced: number
-  /** Refused without a fetch: no API key, rate-limit cooldown, or the area cooling down. */
+  /**
+   * Refused without a fetch: no API key, rate-limit cooldown, budget spent, or the area
+   * cooling down.
+   */
   rejected: number
   /** Failed fetches answered from a stale entry instead. */
   staleIfError: number
+  /** Calls sent to providers, all of them (a fetch may fail over to several). */
   upstreamRequests: number
   /** Upstream failures other than 429. */
   upstreamErrors: number
   /** HTTP 429 answers. */
   rateLimited: number
   backgroundRefreshes: number
+  /** Fetches that went to the providers (including ones `close()` cancelled). */
+  fetches: number
+  /** Fetches the shared tier answered instead: upstream calls saved. */
+  tierHits: number
+  /** Failed shared-tier (Redis) operations. */
+  tierErrors: number
+  /** Fetches a call budget refused. */
+  budgetRejected: number
   sharedEntries: number
   users: number
+  /** Fetches in progress. */
   inflight: number
-  /** End of the rate-limit cooldown (epoch ms, service clock), 0 when none. */
+  /** Until when every provider is rate limited (epoch ms, service clock), 0 when one is not. */
   backoffUntil: number
+  /** With a shared tier: whether Redis answered the last operation. */
+  tierUp?: boolean
+  /** Per provider, in order of preference. */
+  providers: Array<ProviderStats>
 }
 
 export interface WeatherSummary {

@@ -82,7 +82,7 @@ test('an abort that fires during the call itself is not lost', () =>
     const controller = new AbortController()
     const log = recordingLogger()
     // A session logger that aborts the caller's signal while the call is still running.
-    const logger = { ...log.logger, debug: (obj, msg) => msg === 'weather.request.sent' && controller.abort() }
+    const logger = { ...log.logger, debug: (obj, msg) => msg === 'weather.cache.miss' && controller.abort() }
     const started = Date.now()
     await assert.rejects(service.getForecast({ logger }, 'u', 1, 1, { signal: controller.signal }), { code: 'ABORT_ERR' })
     assert.ok(Date.now() - started < 1000, 'rejected at once, not after the fetch')

@@ -89,9 +89,9 @@ test('429 with Retry-After: rate_limited and backoff.state at warn', () =>
       'weather.backoff.state',
     ])
     const [limited] = log.find('weather.rate_limited')
-    assert.deepEqual([limited.level, limited.obj], ['warn', { retryAfterMs: 120_000 }])
+    assert.deepEqual([limited.level, limited.obj], ['warn', { provider: 'openweather', retryAfterMs: 120_000 }])
     const [backoff] = log.find('weather.backoff.state')
-    assert.deepEqual([backoff.level, backoff.obj], ['warn', { scope: 'provider', backoffMs: 120_000 }])
+    assert.deepEqual([backoff.level, backoff.obj], ['warn', { provider: 'openweather', scope: 'provider', backoffMs: 120_000 }])
   }, answer.rateLimited(120)))
 
 test('network error: error.network with a code and a message, then the area backoff', async () => {
@@ -106,7 +106,7 @@ test('network error: error.network with a code and a message, then the area back
     assert.equal(error.obj.code, 'ERR_UPSTREAM_NETWORK')
     assert.match(error.obj.message, /refused/i)
     assert.ok(!error.obj.message.includes(API_KEY) && !error.obj.message.includes('appid'))
-    assert.deepEqual(log.find('weather.backoff.state')[0].obj, { scope: 'area', backoffMs: 5000 })
+    assert.deepEqual(log.find('weather.backoff.state')[0].obj, { provider: 'openweather', scope: 'area', backoffMs: 5000 })
   } finally {
     service.close()
   }
@@ -202,7 +202,7 @@ test('stats() identities hold after 10,000 randomized mixed requests; metricsTex
     const s = service.stats()
     assert.equal(s.requests, issued)
     assert.equal(s.requests, s.userHits + s.sharedHits + s.staleHits + s.misses + s.coalesced + s.rejected)
-    assert.equal(s.upstreamRequests, s.misses + s.backgroundRefreshes)
+    assert.equal(s.misses + s.backgroundRefreshes, s.fetches + s.tierHits + s.budgetRejected + s.inflight)
     assert.equal(s.upstreamRequests, upstream.count, 'every upstream request was counted once')
     for (const key of ['userHits', 'sharedHits', 'staleHits', 'misses', 'coalesced', 'rejected', 'upstreamErrors', 'rateLimited', 'backgroundRefreshes', 'staleIfError']) {
       assert.ok(s[key] > 0, `${key} was exercised`)

@@ -1,5 +1,6 @@
 // A strict check of the Prometheus text exposition format (every line), cross-checked with an
-// independent parser. Returns the sample values by metric name.
+// independent parser. Returns the sample values by metric name (summed over a family's series)
+// and by series (`name{provider="x"}`).
 import assert from 'node:assert/strict'
 
 import parsePrometheusText from 'parse-prometheus-text-format'
@@ -16,10 +17,14 @@ export function parsePrometheus(text) {
       types.set(m[1], m[2])
       continue
     }
-    m = /^(weather_cache_[a-z_]+) (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/.exec(line)
+    m = /^(weather_cache_[a-z_]+)(\{provider="(?:[^"\\\n]|\\["\\n])*"\})? (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/.exec(line)
     assert.ok(m, `not a valid sample line: ${JSON.stringify(line)}`)
     assert.ok(types.has(m[1]), `sample before its TYPE: ${m[1]}`)
-    values.set(m[1], Number(m[2]))
+    if (m[2]) {
+      assert.ok(!values.has(m[1] + m[2]), `duplicate series ${m[1]}${m[2]}`)
+      values.set(m[1] + m[2], Number(m[3]))
+    }
+    values.set(m[1], (values.get(m[1]) ?? 0) + Number(m[3]))
   }
   for (const [name, type] of types) {
     assert.equal(type === 'counter', name.endsWith('_total'), `${name} is a ${type}`)
@@ -28,7 +33,8 @@ export function parsePrometheus(text) {
   assert.equal(families.length, types.size)
   for (const family of families) {
     assert.equal(family.type, types.get(family.name).toUpperCase())
-    assert.equal(Number(family.metrics[0].value), values.get(family.name))
+    const total = family.metrics.reduce((sum, metric) => sum + Number(metric.value), 0)
+    assert.ok(Math.abs(total - values.get(family.name)) < 1e-6, family.name)
   }
   return values
 }

@@ -3,12 +3,15 @@
 //!
 //! The pipeline, one module per stage: `geo` (grid keys, haversine, neighbour search) →
 //! `cache` (per-user and shared stores) → `engine` (lookup order, coalescing, SWR, backoff,
-//! clock) → `provider` (upstream clients). `binding` is the thin napi layer on top.
+//! budgets, clock) → `provider` (upstream clients). Beside them, used by the engine and never
+//! using it: `tier` (the shared tier on Redis). `binding` is the thin napi layer on top.
 
 pub mod cache;
 pub mod engine;
 pub mod geo;
 pub mod provider;
+pub mod redact;
+pub mod tier;
 
 #[cfg(test)]
 mod test_support;

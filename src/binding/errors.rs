@@ -77,14 +77,18 @@ impl ArgError {
     }
 }
 
-/// `Error` with `code`, and `status` / `retryAfterMs` where they apply.
-pub fn request_error<'e>(env: &'e Env, error: &RequestError, provider: &str) -> Result<Unknown<'e>> {
-    let js = JsError::from(napi::Error::new(error.code().to_owned(), error.message(provider))).into_unknown(*env);
+/// `Error` with `code`, and `provider`, `status` and `retryAfterMs` where they apply.
+pub fn request_error<'e>(env: &'e Env, error: &RequestError) -> Result<Unknown<'e>> {
+    let js = JsError::from(napi::Error::new(error.code().to_owned(), error.message())).into_unknown(*env);
     let mut object = js.coerce_to_object()?;
-    match error {
-        RequestError::Status { status } => object.set("status", *status)?,
-        RequestError::RateLimited { retry_after_ms } => object.set("retryAfterMs", *retry_after_ms as f64)?,
-        _ => {}
+    if let Some(provider) = error.provider() {
+        object.set("provider", provider)?;
+    }
+    if let RequestError::Status { status, .. } = error {
+        object.set("status", *status)?;
+    }
+    if let Some(ms) = error.retry_after_ms() {
+        object.set("retryAfterMs", ms as f64)?;
     }
     Ok(object.to_unknown())
 }

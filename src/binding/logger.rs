@@ -90,15 +90,29 @@ pub fn fields<'e>(env: &'e Env, event: &Event) -> Result<Object<'e>> {
             o.set("bucketKey", key.as_str())?;
             o.set("sinceLastMs", *since_last_ms as f64)?;
         }
-        Event::RateLimited { retry_after_ms } => o.set("retryAfterMs", *retry_after_ms as f64)?,
-        Event::UpstreamError { key, code, message } => {
+        Event::RateLimited { provider, retry_after_ms } => {
+            o.set("provider", *provider)?;
+            o.set("retryAfterMs", *retry_after_ms as f64)?;
+        }
+        Event::UpstreamError { provider, key, code, message } => {
+            o.set("provider", *provider)?;
             o.set("bucketKey", key.as_str())?;
             o.set("code", *code)?;
             o.set("message", message.as_str())?;
         }
-        Event::BackoffState { scope, backoff_ms } => {
+        Event::BackoffState { provider, scope, backoff_ms } => {
+            o.set("provider", *provider)?;
             o.set("scope", scope.as_str())?;
             o.set("backoffMs", *backoff_ms as f64)?;
+        }
+        Event::TierDegraded { place, reason, retry_in_ms } => {
+            o.set("tier", place.as_str())?;
+            o.set("reason", reason.as_str())?;
+            o.set("retryInMs", *retry_in_ms as f64)?;
+        }
+        Event::TierRestored { place, down_ms } => {
+            o.set("tier", place.as_str())?;
+            o.set("downMs", *down_ms as f64)?;
         }
         Event::Distance { distance_km, within_km } => {
             o.set("distanceKm", *distance_km)?;

@@ -7,13 +7,17 @@ use napi::{Env, JsValue, ValueType};
 
 use super::args::{finite, type_of};
 use super::errors::{clear_pending_exception, describe, js_number, ArgError, Checked};
-use crate::engine::{ClockKind, Config, ConfigError, Level, Preset, MAX_DURATION_MS};
+use crate::engine::{BudgetConfig, ClockKind, Config, ConfigError, Level, Preset, WhenRedisDown, MAX_DURATION_MS};
 use crate::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
+use crate::tier::TierConfig;
 
 /// Environment variables read (at construction) when `apiKey` / `baseUrl` are not given.
 pub const API_KEY_ENV: &str = "OPEN_WEATHER_API_KEY";
 pub const BASE_URL_ENV: &str = "OPEN_WEATHER_BASE_URL";
-pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Read (on first use) by the default instance only: a shared tier is opt-in.
+pub const REDIS_URL_ENV: &str = "WEATHER_CACHE_REDIS_URL";
+pub const DEFAULT_KEY_PREFIX: &str = "weather-cache";
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1_048_576;
 /// The smallest `maxResponseBytes`: an OpenWeather answer is about 500 bytes.
 pub const MIN_RESPONSE_BYTES: u64 = 1_024;
@@ -25,15 +29,20 @@ pub struct Options<'e> {
     pub base_url_from: &'static str,
     /// The service's own logger (pino-like), for events no caller is waiting for.
     pub logger: Option<Object<'e>>,
+    /// OpenWeather's call budget.
+    pub budget: BudgetConfig,
+    /// The shared tier, and where its URL came from (for error messages).
+    pub redis: Option<(TierConfig, &'static str)>,
 }
 
-pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
+/// `default_instance`: the module's `weatherService`, which also reads `WEATHER_CACHE_REDIS_URL`.
+pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> Checked<Options<'e>> {
     let object = match type_of(value) {
         ValueType::Undefined => None,
         ValueType::Object => Some(Object::from_raw(env.raw(), value.raw())),
         _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(value) }),
     };
-    let reader = Reader { env, object };
+    let reader = Reader { env, object, path: "options" };
     let preset = match reader.choice("preset", &["resilient", "minimal"])? {
         Some("minimal") => Preset::Minimal,
         _ => Preset::Resilient,
@@ -75,16 +84,11 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
     if let Some(level) = reader.choice("logLevel", &levels)? {
         c.log_level = Level::parse(level).unwrap_or(Level::Info);
     }
-    config.validate().map_err(range_error)?;
-
-    let request_timeout_ms = reader.integer("requestTimeoutMs", MAX_DURATION_MS)?.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
-    if request_timeout_ms == 0 {
-        return Err(ArgError::Range {
-            name: "options.requestTimeoutMs".into(),
-            expected: ">= 1".into(),
-            received: "0".into(),
-        });
+    if let Some(ms) = reader.integer("requestTimeoutMs", MAX_DURATION_MS)? {
+        c.request_timeout_ms = ms;
     }
+    config.validate().map_err(range_error)?;
+    let request_timeout_ms = config.request_timeout_ms;
     let max_response_bytes = reader.integer("maxResponseBytes", 1 << 30)?.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
     if max_response_bytes < MIN_RESPONSE_BYTES {
         // A smaller limit refuses every real answer ("exceeds 1 bytes"): a mistake, not a policy.
@@ -111,7 +115,95 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>) -> Checked<Options<'e>> {
         max_response_bytes,
     };
     let logger = reader.logger()?;
-    Ok(Options { config, provider, base_url_from, logger })
+    let budget = budget(&reader)?;
+    let redis = match redis(&reader)? {
+        Some(tier) => Some((tier, "options.redis")),
+        None if default_instance => env_var(env, REDIS_URL_ENV).map(|url| {
+            let tier = TierConfig {
+                url,
+                key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+                timeout: Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS),
+            };
+            (tier, "process.env.WEATHER_CACHE_REDIS_URL")
+        }),
+        None => None,
+    };
+    Ok(Options { config, provider, base_url_from, logger, budget, redis })
+}
+
+/// `redis: string | { url, keyPrefix?, timeoutMs? }`. The URL is checked when the tier is
+/// made; no message ever repeats it (it may hold a password).
+fn redis(reader: &Reader) -> Checked<Option<TierConfig>> {
+    let Some(value) = reader.get("redis")? else { return Ok(None) };
+    let mut tier = TierConfig {
+        url: String::new(),
+        key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+        timeout: Duration::from_millis(DEFAULT_REDIS_TIMEOUT_MS),
+    };
+    match type_of(&value) {
+        ValueType::Null => return Ok(None),
+        ValueType::String => tier.url = unsafe { value.cast::<String>() }.unwrap_or_default(),
+        ValueType::Object => {
+            let options = reader.nested(&value, "options.redis");
+            tier.url = options.secret("url")?.ok_or_else(|| ArgError::Type {
+                name: "options.redis.url".into(),
+                expected: "string",
+                received: "undefined".into(),
+            })?;
+            if let Some(prefix) = options.string("keyPrefix")? {
+                let fits = !prefix.is_empty() && prefix.len() <= 64 && !prefix.contains(['{', '}']);
+                if !fits {
+                    return Err(ArgError::Value {
+                        name: "options.redis.keyPrefix".into(),
+                        reason: "must be 1 to 64 characters without braces".into(),
+                        received: format!("'{}'", prefix.chars().take(32).collect::<String>()),
+                    });
+                }
+                tier.key_prefix = prefix;
+            }
+            if let Some(ms) = options.integer("timeoutMs", 60_000)? {
+                if ms == 0 {
+                    return Err(ArgError::Range {
+                        name: "options.redis.timeoutMs".into(),
+                        expected: "an integer >= 1 and <= 60000".into(),
+                        received: "0".into(),
+                    });
+                }
+                tier.timeout = Duration::from_millis(ms);
+            }
+        }
+        _ => {
+            let received = format!("type {}", format!("{:?}", type_of(&value)).to_lowercase());
+            return Err(ArgError::Type { name: "options.redis".into(), expected: "string or object", received });
+        }
+    }
+    Ok(Some(tier))
+}
+
+/// `budget: { perMinute?, perDay?, whenRedisDown? }`.
+fn budget(reader: &Reader) -> Checked<BudgetConfig> {
+    let mut budget = BudgetConfig::UNLIMITED;
+    let Some(value) = reader.get("budget")? else { return Ok(budget) };
+    if type_of(&value) != ValueType::Object {
+        return Err(ArgError::Type { name: "options.budget".into(), expected: "object", received: describe(&value) });
+    }
+    let options = reader.nested(&value, "options.budget");
+    for (key, target) in [("perMinute", &mut budget.per_minute), ("perDay", &mut budget.per_day)] {
+        if let Some(n) = options.integer(key, u32::MAX as u64)? {
+            if n == 0 {
+                return Err(ArgError::Range {
+                    name: format!("options.budget.{key}"),
+                    expected: "an integer >= 1 (leave it out for no limit)".into(),
+                    received: "0".into(),
+                });
+            }
+            *target = n;
+        }
+    }
+    if options.choice("whenRedisDown", &["local", "closed"])? == Some("closed") {
+        budget.when_redis_down = WhenRedisDown::Closed;
+    }
+    Ok(budget)
 }
 
 fn range_error(error: ConfigError) -> ArgError {
@@ -135,9 +227,16 @@ pub fn env_var(env: &Env, name: &str) -> Option<String> {
 struct Reader<'e> {
     env: &'e Env,
     object: Option<Object<'e>>,
+    /// How errors name the object read (`options`, `options.redis`, ...).
+    path: &'static str,
 }
 
 impl<'e> Reader<'e> {
+    /// A reader of an object nested in this one (checked to be an object by the caller).
+    fn nested(&self, value: &Unknown<'e>, path: &'static str) -> Reader<'e> {
+        Reader { env: self.env, object: Some(Object::from_raw(self.env.raw(), value.raw())), path }
+    }
+
     /// `options[key]`, `None` when undefined. A getter (or Proxy trap) that throws makes the
     /// constructor throw that exception.
     fn get(&self, key: &str) -> Checked<Option<Unknown<'e>>> {
@@ -149,14 +248,18 @@ impl<'e> Reader<'e> {
         }
     }
 
-    fn type_error(key: &str, expected: &'static str, value: &Unknown) -> ArgError {
-        ArgError::Type { name: format!("options.{key}"), expected, received: describe(value) }
+    fn name(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    fn type_error(&self, key: &str, expected: &'static str, value: &Unknown) -> ArgError {
+        ArgError::Type { name: self.name(key), expected, received: describe(value) }
     }
 
     fn string(&self, key: &str) -> Checked<Option<String>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
-            return Err(Self::type_error(key, "string", &value));
+            return Err(self.type_error(key, "string", &value));
         }
         Ok(unsafe { value.cast::<String>() }.ok())
     }
@@ -166,7 +269,7 @@ impl<'e> Reader<'e> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             let received = format!("type {}", format!("{:?}", type_of(&value)).to_lowercase());
-            return Err(ArgError::Type { name: format!("options.{key}"), expected: "string", received });
+            return Err(ArgError::Type { name: self.name(key), expected: "string", received });
         }
         Ok(unsafe { value.cast::<String>() }.ok())
     }
@@ -174,7 +277,7 @@ impl<'e> Reader<'e> {
     fn boolean(&self, key: &str) -> Checked<Option<bool>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::Boolean {
-            return Err(Self::type_error(key, "boolean", &value));
+            return Err(self.type_error(key, "boolean", &value));
         }
         Ok(unsafe { value.cast::<bool>() }.ok())
     }
@@ -185,7 +288,7 @@ impl<'e> Reader<'e> {
         match choices.iter().find(|c| **c == text) {
             Some(choice) => Ok(Some(choice)),
             None => Err(ArgError::Value {
-                name: format!("options.{key}"),
+                name: self.name(key),
                 reason: format!(
                     "must be one of {}",
                     choices.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")
@@ -197,7 +300,7 @@ impl<'e> Reader<'e> {
 
     fn number(&self, key: &str, target: &mut f64) -> Checked<()> {
         if let Some(value) = self.get(key)? {
-            *target = finite(&value, &format!("options.{key}"))?;
+            *target = finite(&value, &self.name(key))?;
         }
         Ok(())
     }
@@ -205,10 +308,10 @@ impl<'e> Reader<'e> {
     /// A non-negative integer no larger than `max`.
     fn integer(&self, key: &str, max: u64) -> Checked<Option<u64>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
-        let n = finite(&value, &format!("options.{key}"))?;
+        let n = finite(&value, &self.name(key))?;
         if n.fract() != 0.0 || n < 0.0 || n > max as f64 {
             return Err(ArgError::Range {
-                name: format!("options.{key}"),
+                name: self.name(key),
                 expected: format!("an integer >= 0 and <= {max}"),
                 received: js_number(n),
             });
@@ -229,7 +332,7 @@ impl<'e> Reader<'e> {
         match type_of(&value) {
             ValueType::Object | ValueType::Function => Ok(Some(Object::from_raw(self.env.raw(), value.raw()))),
             ValueType::Null => Ok(None),
-            _ => Err(Self::type_error("logger", "object", &value)),
+            _ => Err(self.type_error("logger", "object", &value)),
         }
     }
 }

@@ -18,9 +18,11 @@ use super::options;
 use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
-    BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
+    tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
+    Upstream,
 };
 use crate::provider::OpenWeather;
+use crate::tier::SharedTier;
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
 #[napi]
@@ -63,7 +65,7 @@ type Settled<'e> = PromiseRaw<'e, Unknown<'e>>;
 impl WeatherService {
     #[napi(constructor, catch_unwind, ts_args_type = "options?: WeatherServiceOptions")]
     pub fn new(env: &Env, options: Unknown) -> Result<Self> {
-        let service = Service::new(env, &options)?;
+        let service = Service::new(env, &options, false)?;
         Ok(WeatherService { service: OnceLock::from(service), closed: AtomicBool::new(false) })
     }
 
@@ -190,7 +192,7 @@ impl WeatherService {
             return Ok(service);
         }
         let defaults = ().into_unknown(env)?;
-        let service = Service::new(env, &defaults)?;
+        let service = Service::new(env, &defaults, true)?;
         // A default instance closed before its first use stays closed.
         if self.closed.load(Ordering::Acquire) {
             service.engine.close();
@@ -216,7 +218,7 @@ impl WeatherService {
         }
         let pending = match begun {
             Begin::Ready(Err(RequestError::Closed)) => {
-                return PromiseRaw::reject(env, request_error(env, &RequestError::Closed, service.provider())?);
+                return PromiseRaw::reject(env, request_error(env, &RequestError::Closed)?);
             }
             Begin::Ready(Ok(served)) if shape == Shape::Summary => {
                 return service.summaries.resolved(env, &served.entry);
@@ -300,8 +302,8 @@ fn rejected<'e>(env: &'e Env, error: napi::Error) -> Result<Settled<'e>> {
 }
 
 impl Service {
-    fn new(env: &Env, options: &Unknown) -> Result<Service> {
-        let options = options::parse(env, options).map_err(|e| e.throw(env))?;
+    fn new(env: &Env, options: &Unknown, default_instance: bool) -> Result<Service> {
+        let options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
         // Never echo a URL's credentials, query or fragment: an API key could sit there.
         let received = match reqwest::Url::parse(&options.provider.base_url) {
             Ok(url) => format!("'{}://{}{}'", url.scheme(), url.host_str().unwrap_or(""), url.path()),
@@ -314,12 +316,20 @@ impl Service {
         let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
         let level = options.config.log_level;
-        let engine = Engine::new(options.config, Arc::new(provider), runtime, background);
+        let tier = match options.redis {
+            Some((config, from)) => {
+                let observer = tier_events(background.clone(), level);
+                let tier = SharedTier::new(config, &runtime, observer).map_err(|reason| {
+                    // The URL itself is never shown: it may hold a password.
+                    ArgError::Value { name: from.to_owned(), reason, received: "a URL (not shown)".to_owned() }.throw(env)
+                })?;
+                Some(tier)
+            }
+            None => None,
+        };
+        let upstreams = vec![Upstream { provider: Arc::new(provider), budget: options.budget }];
+        let engine = Engine::new(options.config, upstreams, tier, runtime, background);
         Ok(Service { engine, level, logger, summaries: Summaries::register(env) })
-    }
-
-    fn provider(&self) -> &'static str {
-        self.engine.provider_name()
     }
 
     /// Events of a call go to the session's logger, or else to the service's.
@@ -351,7 +361,7 @@ fn settle<'e>(
             let key = engine.grid().key(served.entry.cell);
             Ok(ForecastResult::of(&served, summary, key, engine.now()).into_unknown(env)?)
         }
-        (Shape::Forecast, Err(error)) => Err(request_error(env, &error, engine.provider_name())?),
+        (Shape::Forecast, Err(error)) => Err(request_error(env, &error)?),
         (Shape::Nothing, _) => Ok(().into_unknown(env)?),
     })
 }

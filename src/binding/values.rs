@@ -39,6 +39,9 @@ pub struct ForecastMeta {
     /// The rounded location the upstream was asked about.
     pub location: GeoPoint,
     pub bucket_key: String,
+    /// Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+    /// fetcher's name).
+    pub provider: String,
 }
 
 #[napi(object, object_from_js = false)]
@@ -60,6 +63,7 @@ impl ForecastResult {
                 age_ms: entry.age(now) as f64,
                 location: GeoPoint { lat: entry.location.lat, lon: entry.location.lon },
                 bucket_key,
+                provider: entry.provider.to_owned(),
             },
         }
     }
@@ -67,7 +71,7 @@ impl ForecastResult {
 
 /// Monotonic counters (since construction) and gauges (now). Identities that always hold:
 /// `requests == userHits + sharedHits + staleHits + misses + coalesced + rejected` and
-/// `upstreamRequests == misses + backgroundRefreshes`.
+/// `misses + backgroundRefreshes == fetches + tierHits + budgetRejected + inflight`.
 #[napi(object)]
 pub struct WeatherStats {
     /// Calls accepted (valid arguments, open service); bad calls are not counted.
@@ -76,24 +80,49 @@ pub struct WeatherStats {
     pub shared_hits: f64,
     /// Answered from a stale entry (stale-while-revalidate, or cache served during a cooldown).
     pub stale_hits: f64,
-    /// Started an upstream fetch.
+    /// Started a fetch (a flight: the shared tier, then the providers).
     pub misses: f64,
     /// Waited for a fetch started by another request.
     pub coalesced: f64,
-    /// Refused without a fetch: no API key, rate-limit cooldown, or the area cooling down.
+    /// Refused without a fetch: no API key, rate-limit cooldown, budget spent, or the area
+    /// cooling down.
     pub rejected: f64,
     /// Failed fetches answered from a stale entry instead.
     pub stale_if_error: f64,
+    /// Calls sent to providers, all of them (a fetch may fail over to several).
     pub upstream_requests: f64,
     /// Upstream failures other than 429.
     pub upstream_errors: f64,
     /// HTTP 429 answers.
     pub rate_limited: f64,
     pub background_refreshes: f64,
+    /// Fetches that went to the providers (including ones `close()` cancelled).
+    pub fetches: f64,
+    /// Fetches the shared tier answered instead: upstream calls saved.
+    pub tier_hits: f64,
+    /// Failed shared-tier (Redis) operations.
+    pub tier_errors: f64,
+    /// Fetches a call budget refused.
+    pub budget_rejected: f64,
     pub shared_entries: f64,
     pub users: f64,
+    /// Fetches in progress.
     pub inflight: f64,
-    /// End of the rate-limit cooldown (epoch ms, service clock), 0 when none.
+    /// Until when every provider is rate limited (epoch ms, service clock), 0 when one is not.
+    pub backoff_until: f64,
+    /// With a shared tier: whether Redis answered the last operation.
+    pub tier_up: Option<bool>,
+    /// Per provider, in order of preference.
+    pub providers: Vec<ProviderStats>,
+}
+
+#[napi(object)]
+pub struct ProviderStats {
+    pub name: String,
+    pub upstream_requests: f64,
+    pub upstream_errors: f64,
+    pub rate_limited: f64,
+    /// End of this provider's rate-limit cooldown (epoch ms, service clock), 0 when none.
     pub backoff_until: f64,
 }
 
@@ -112,10 +141,26 @@ impl From<crate::engine::Stats> for WeatherStats {
             upstream_errors: s.upstream_errors as f64,
             rate_limited: s.rate_limited as f64,
             background_refreshes: s.background_refreshes as f64,
+            fetches: s.fetches as f64,
+            tier_hits: s.tier_hits as f64,
+            tier_errors: s.tier_errors as f64,
+            budget_rejected: s.budget_rejected as f64,
             shared_entries: s.shared_entries as f64,
             users: s.users as f64,
             inflight: s.inflight as f64,
             backoff_until: s.backoff_until as f64,
+            tier_up: s.tier_up,
+            providers: s
+                .providers
+                .into_iter()
+                .map(|p| ProviderStats {
+                    name: p.name.to_owned(),
+                    upstream_requests: p.upstream_requests as f64,
+                    upstream_errors: p.upstream_errors as f64,
+                    rate_limited: p.rate_limited as f64,
+                    backoff_until: p.backoff_until as f64,
+                })
+                .collect(),
         }
     }
 }

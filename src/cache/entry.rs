@@ -94,6 +94,8 @@ pub struct Entry {
     pub location: LatLon,
     pub celsius: f64,
     pub summary: Summary,
+    /// Which provider answered (`"openweather"`, `"open-meteo"`, ...).
+    pub provider: &'static str,
     pub fetched_at: Millis,
     pub expires_at: Millis,
     pub stale_until: Millis,
@@ -145,6 +147,7 @@ mod tests {
             location: LatLon::new(0.0, 0.0),
             celsius: 1.0,
             summary: summary(1.0),
+            provider: "test",
             fetched_at: 1_000,
             expires_at: 2_000,
             stale_until: 3_000,

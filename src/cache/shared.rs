@@ -74,6 +74,19 @@ impl SharedCache {
         });
     }
 
+    /// Stores an entry that came from elsewhere (the shared tier), unless an entry at the same
+    /// location here is at least as recent: an older copy must never replace a newer one.
+    pub fn offer(&mut self, entry: Arc<Entry>) {
+        let (location, fetched_at) = (entry.location, entry.fetched_at);
+        let newer_here = self
+            .entries
+            .near_cell(entry.cell)
+            .any(|(_, old)| old.location == location && old.fetched_at >= fetched_at);
+        if !newer_here {
+            self.insert(entry);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -103,6 +103,17 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
         }
     }
 
+    /// The items of one cell.
+    pub fn near_cell(&self, cell: CellId) -> impl Iterator<Item = (&K, &V)> + '_ {
+        let items = &self.items;
+        self.cells
+            .get(&cell)
+            .map(CellKeys::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(move |key| items.peek(key).map(|value| (key, value)))
+    }
+
     /// Stores `value` under `key` in its cell. The cell's items for which `redundant` is true go
     /// first; then the cell's oldest past `per_cell`, and the least recently used item past
     /// capacity.

@@ -14,6 +14,7 @@ fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {
         location,
         celsius: 10.0,
         summary: Summary::from_observation(&Observation { condition: "Clear".into(), celsius: 10.0 }),
+        provider: "test",
         fetched_at,
         expires_at: fetched_at + 600_000,
         stale_until: fetched_at + 7_200_000,

@@ -83,6 +83,12 @@ impl RateLimit {
         window
     }
 
+    /// Cools down until `until` at least (another instance's 429, learnt from the shared tier):
+    /// no call of ours was answered 429, so the doubling is left alone.
+    pub fn hold_until(&mut self, until: Millis) {
+        self.until = self.until.max(until);
+    }
+
     /// A success ends the doubling. A cooldown already running is kept: the success answered a
     /// request sent before the 429 that started it.
     pub fn on_success(&mut self) {

@@ -39,6 +39,8 @@ pub struct Config {
     /// First cooldown of an area after an upstream error; 0 disables area cooldowns.
     pub error_cooldown_ms: u64,
     pub jitter_ratio: f64,
+    /// Upstream timeout (real time); a shared-tier lease lasts about this long.
+    pub request_timeout_ms: u64,
     pub clock: ClockKind,
     /// Events below this level are never built.
     pub log_level: Level,
@@ -66,6 +68,7 @@ impl Config {
             max_backoff_ms: 1_800_000,
             error_cooldown_ms: 5_000,
             jitter_ratio: 0.1,
+            request_timeout_ms: 10_000,
             clock: ClockKind::System,
             log_level: Level::Info,
         };
@@ -97,10 +100,12 @@ impl Config {
             ("initialBackoffMs", self.initial_backoff_ms),
             ("maxBackoffMs", self.max_backoff_ms),
             ("errorCooldownMs", self.error_cooldown_ms),
+            ("requestTimeoutMs", self.request_timeout_ms),
         ];
         for (option, value) in durations {
             check(option, value <= MAX_DURATION_MS, format!("<= {MAX_DURATION_MS}"), value)?;
         }
+        check("requestTimeoutMs", self.request_timeout_ms >= 1, ">= 1", self.request_timeout_ms)?;
         check(
             "maxBackoffMs",
             self.max_backoff_ms >= self.initial_backoff_ms,

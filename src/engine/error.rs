@@ -1,45 +1,80 @@
-//! Why a request got no weather. Each kind has a stable Node-style code.
+//! Why a request got no weather. Each kind has a stable Node-style code; those that come from a
+//! provider name it (with failover, the error a caller gets may come from any of them).
 
 use super::backoff::MAX_RETRY_AFTER_MS;
 use crate::provider::ProviderError;
 
+/// A provider's name, as events, messages and metrics show it.
+pub type ProviderName = &'static str;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestError {
-    NoApiKey,
-    RateLimited { retry_after_ms: i64 },
-    Status { status: u16 },
-    Timeout,
-    Network { message: String },
-    InvalidResponse { message: String },
+    NoApiKey { provider: ProviderName },
+    RateLimited { provider: ProviderName, retry_after_ms: i64 },
+    /// The call budget refused the call (per minute or per day, this instance or all of them).
+    BudgetExhausted { provider: ProviderName, retry_after_ms: i64 },
+    Status { provider: ProviderName, status: u16 },
+    Timeout { provider: ProviderName },
+    Network { provider: ProviderName, message: String },
+    InvalidResponse { provider: ProviderName, message: String },
     Closed,
 }
 
 impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
-            RequestError::NoApiKey => "ERR_NO_API_KEY",
+            RequestError::NoApiKey { .. } => "ERR_NO_API_KEY",
             RequestError::RateLimited { .. } => "ERR_RATE_LIMITED",
+            RequestError::BudgetExhausted { .. } => "ERR_BUDGET_EXHAUSTED",
             RequestError::Status { .. } => "ERR_UPSTREAM_STATUS",
-            RequestError::Timeout => "ERR_UPSTREAM_TIMEOUT",
+            RequestError::Timeout { .. } => "ERR_UPSTREAM_TIMEOUT",
             RequestError::Network { .. } => "ERR_UPSTREAM_NETWORK",
             RequestError::InvalidResponse { .. } => "ERR_UPSTREAM_INVALID_RESPONSE",
             RequestError::Closed => "ERR_SERVICE_CLOSED",
         }
     }
 
-    /// The message shown to callers; never contains a URL or the API key.
-    pub fn message(&self, provider: &str) -> String {
+    /// The provider the error came from, if any.
+    pub fn provider(&self) -> Option<ProviderName> {
         match self {
-            RequestError::NoApiKey => {
+            RequestError::NoApiKey { provider }
+            | RequestError::RateLimited { provider, .. }
+            | RequestError::BudgetExhausted { provider, .. }
+            | RequestError::Status { provider, .. }
+            | RequestError::Timeout { provider }
+            | RequestError::Network { provider, .. }
+            | RequestError::InvalidResponse { provider, .. } => Some(provider),
+            RequestError::Closed => None,
+        }
+    }
+
+    /// How long to wait before asking again, for the errors that know it.
+    pub fn retry_after_ms(&self) -> Option<i64> {
+        match self {
+            RequestError::RateLimited { retry_after_ms, .. } | RequestError::BudgetExhausted { retry_after_ms, .. } => {
+                Some(*retry_after_ms)
+            }
+            _ => None,
+        }
+    }
+
+    /// The message shown to callers; never contains a URL or the API key.
+    pub fn message(&self) -> String {
+        match self {
+            RequestError::NoApiKey { provider } if *provider == "openweather" => {
                 "No API key: pass options.apiKey or set OPEN_WEATHER_API_KEY before creating the service".to_owned()
             }
-            RequestError::RateLimited { retry_after_ms } => {
+            RequestError::NoApiKey { provider } => format!("No API key configured for {provider}"),
+            RequestError::RateLimited { provider, retry_after_ms } => {
                 format!("Upstream {provider} is rate limiting requests; retry in {retry_after_ms} ms")
             }
-            RequestError::Status { status } => format!("Upstream {provider} answered HTTP {status}"),
-            RequestError::Timeout => format!("Upstream {provider} did not answer in time"),
-            RequestError::Network { message } => format!("Could not reach upstream {provider}: {message}"),
-            RequestError::InvalidResponse { message } => {
+            RequestError::BudgetExhausted { provider, retry_after_ms } => {
+                format!("The call budget for {provider} is spent; retry in {retry_after_ms} ms")
+            }
+            RequestError::Status { provider, status } => format!("Upstream {provider} answered HTTP {status}"),
+            RequestError::Timeout { provider } => format!("Upstream {provider} did not answer in time"),
+            RequestError::Network { provider, message } => format!("Could not reach upstream {provider}: {message}"),
+            RequestError::InvalidResponse { provider, message } => {
                 format!("Upstream {provider} sent an invalid response: {message}")
             }
             RequestError::Closed => "The WeatherService is closed".to_owned(),
@@ -47,28 +82,54 @@ impl RequestError {
     }
 
     /// Errors that say something about one area (and so put it in cooldown), as opposed to a
-    /// missing key, a provider-wide rate limit, or shutdown.
+    /// missing key, a provider-wide rate limit, a budget, or shutdown.
     pub fn is_area_failure(&self) -> bool {
         matches!(
             self,
             RequestError::Status { .. }
-                | RequestError::Timeout
+                | RequestError::Timeout { .. }
                 | RequestError::Network { .. }
                 | RequestError::InvalidResponse { .. }
         )
     }
 
+    /// When every provider refused, the caller gets the most telling reason: a rate limit says
+    /// more (and when to come back) than a spent budget, which says more than an upstream's
+    /// answer, then a bad body, a timeout, a network error, and last a missing key (which may
+    /// just mean that provider is not set up). Lower is more telling.
+    pub fn rank(&self) -> u8 {
+        match self {
+            RequestError::RateLimited { .. } => 0,
+            RequestError::BudgetExhausted { .. } => 1,
+            RequestError::Status { .. } => 2,
+            RequestError::InvalidResponse { .. } => 3,
+            RequestError::Timeout { .. } => 4,
+            RequestError::Network { .. } => 5,
+            RequestError::NoApiKey { .. } => 6,
+            RequestError::Closed => 7,
+        }
+    }
+
     /// Converts a provider failure other than a rate limit (which needs the engine's clock).
-    pub fn from_provider(err: ProviderError) -> RequestError {
+    pub fn from_provider(err: ProviderError, provider: ProviderName) -> RequestError {
         match err {
-            ProviderError::NoApiKey => RequestError::NoApiKey,
+            ProviderError::NoApiKey => RequestError::NoApiKey { provider },
             ProviderError::RateLimited { retry_after } => RequestError::RateLimited {
+                provider,
                 retry_after_ms: retry_after.map_or(0, |d| d.as_millis().min(MAX_RETRY_AFTER_MS as u128) as i64),
             },
-            ProviderError::Status { status } => RequestError::Status { status },
-            ProviderError::Timeout => RequestError::Timeout,
-            ProviderError::Network { message } => RequestError::Network { message },
-            ProviderError::InvalidResponse { message } => RequestError::InvalidResponse { message },
+            ProviderError::Status { status } => RequestError::Status { provider, status },
+            ProviderError::Timeout => RequestError::Timeout { provider },
+            ProviderError::Network { message } => RequestError::Network { provider, message },
+            ProviderError::InvalidResponse { message } => RequestError::InvalidResponse { provider, message },
         }
+    }
+}
+
+/// Keeps the more telling of two errors (the first on a tie).
+pub fn most_telling(kept: Option<RequestError>, candidate: RequestError) -> Option<RequestError> {
+    match kept {
+        Some(kept) if kept.rank() <= candidate.rank() => Some(kept),
+        _ => Some(candidate),
     }
 }

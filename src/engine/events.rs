@@ -110,16 +110,30 @@ pub enum Event {
         since_last_ms: i64,
     },
     RateLimited {
+        provider: &'static str,
         retry_after_ms: i64,
     },
     UpstreamError {
+        provider: &'static str,
         key: String,
         code: &'static str,
         message: String,
     },
     BackoffState {
+        provider: &'static str,
         scope: BackoffScope,
         backoff_ms: i64,
+    },
+    /// The shared tier stopped answering: the instance runs on its local tier alone.
+    TierDegraded {
+        /// `host:port/db`, never credentials.
+        place: String,
+        reason: String,
+        retry_in_ms: i64,
+    },
+    TierRestored {
+        place: String,
+        down_ms: i64,
     },
     Distance {
         distance_km: f64,
@@ -141,12 +155,18 @@ impl Event {
             Event::UpstreamError { .. } => "weather.error.network",
             Event::BackoffState { .. } => "weather.backoff.state",
             Event::Distance { .. } => "weather.distance.computed",
+            Event::TierDegraded { .. } => "weather.tier.degraded",
+            Event::TierRestored { .. } => "weather.tier.restored",
         }
     }
 
     pub fn level(&self) -> Level {
         match self {
-            Event::RateLimited { .. } | Event::UpstreamError { .. } | Event::BackoffState { .. } => Level::Warn,
+            Event::RateLimited { .. }
+            | Event::UpstreamError { .. }
+            | Event::BackoffState { .. }
+            | Event::TierDegraded { .. } => Level::Warn,
+            Event::TierRestored { .. } => Level::Info,
             _ => Level::Debug,
         }
     }

@@ -1,23 +1,39 @@
-//! Running one upstream fetch: launch it as its own task, then store and broadcast its result.
+//! Running one fetch as its own task, then storing and broadcasting what came of it.
+//!
+//! A flight first asks the shared tier, when one is configured (see `tiered.rs`): another
+//! instance may have the entry already, or be fetching it right now. Then it asks the providers
+//! in order of preference. Each must be admitted (no key missing, no cooldown, budget left);
+//! on a 429, an error status, a timeout, a network error or an invalid body the flight moves on
+//! to the next provider, so that its waiters still see one fetch. Only when every provider
+//! refused does it fail, with the most telling reason.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use super::error::RequestError;
+use super::cooldown::CooldownPolicy;
+use super::error::{most_telling, RequestError};
 use super::events::{BackoffScope, Event, Level};
+use super::lookup::{Served, Source};
 use super::singleflight::{Landing, Takeoff, Ticket};
-use super::{cooldown::CooldownPolicy, Inner, State};
-use crate::cache::Observation;
+use super::tiered::{Lease, TierStep};
+use super::{Inner, State, WhenRedisDown};
+use crate::cache::{Entry, Freshness, Observation};
 use crate::geo::LatLon;
 use crate::provider::ProviderError;
+use crate::tier::{Admission, MAX_GEO_LATITUDE};
 
-/// How a fetch ended, before the engine interprets it.
-enum Outcome {
-    Observed(Observation),
-    Failed(ProviderError),
+/// How a flight ended, before the engine interprets it.
+pub(super) enum Outcome {
+    /// Provider `provider` (an index into the upstreams) answered.
+    Observed { observation: Observation, provider: usize },
+    /// The shared tier had an entry for every waiter: `answer`, among all it returned.
+    Tier { answer: Arc<Entry>, found: Vec<Arc<Entry>> },
+    /// No provider answered: the most telling reason, and whether any call was made.
+    Failed { error: RequestError, called: bool },
     /// The service closed (or the runtime is shutting down) first.
     Cancelled,
 }
@@ -27,12 +43,13 @@ enum Outcome {
 pub(super) struct Launch {
     guard: Guard,
     location: LatLon,
+    background: bool,
 }
 
 impl Launch {
     pub(super) fn spawn(self) {
         let runtime = self.guard.inner.runtime.clone();
-        runtime.spawn(fly(self.guard, self.location));
+        runtime.spawn(fly(self.guard, self.location, self.background));
     }
 }
 
@@ -42,23 +59,26 @@ impl Launch {
 struct Guard {
     inner: Arc<Inner>,
     takeoff: Option<Takeoff>,
+    /// The shared tier's lease on the area, once taken: given back when the flight lands.
+    lease: Option<Lease>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.takeoff.is_some() {
-            self.land(Outcome::Cancelled);
+            self.land(Outcome::Cancelled, Vec::new());
         }
     }
 }
 
 impl Guard {
-    fn land(&mut self, outcome: Outcome) {
+    fn land(&mut self, outcome: Outcome, events: Vec<Event>) {
         let Some(takeoff) = self.takeoff.take() else { return };
-        let (result, events) = self.inner.land(&takeoff, outcome);
+        let (result, events) = self.inner.land(&takeoff, outcome, self.lease.take(), events);
         match &result {
-            Ok(entry) => {
-                tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, celsius = entry.celsius, "landed")
+            Ok(served) => {
+                tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, source = served.source.as_str(),
+                    provider = served.entry.provider, "landed")
             }
             Err(error) => {
                 tracing::debug!(target: "weather_cache::flight", key = %takeoff.key, code = error.code(), "failed")
@@ -70,120 +90,323 @@ impl Guard {
 
 impl Inner {
     /// Registers a flight for `location` and queues its fetch in `state.launches` (the caller
-    /// spawns them after unlocking). Returns the ticket to wait on and the flight's bucket key.
+    /// spawns them after unlocking). `waiting` is the initiator's point; `None` makes it a
+    /// background refresh.
     pub(super) fn launch(
         self: &Arc<Self>,
         state: &mut State,
         location: LatLon,
         joiner: Option<&str>,
-        background: bool,
-    ) -> (Ticket, String) {
-        let (takeoff, ticket) = state.flights.start(&self.grid, location, joiner, !background);
-        let key = takeoff.key.clone();
-        self.counters.upstream_requests.inc();
-        if background {
-            self.background_event(|| Event::Sent { provider: self.provider.name(), key: key.clone(), at: location });
-        }
-        tracing::trace!(target: "weather_cache::flight", key = %key, background, "launched");
-        let guard = Guard { inner: self.clone(), takeoff: Some(takeoff) };
-        state.launches.push(Launch { guard, location });
-        (ticket, key)
+        waiting: Option<LatLon>,
+    ) -> Ticket {
+        let (takeoff, ticket) = state.flights.start(&self.grid, location, joiner, waiting);
+        tracing::trace!(target: "weather_cache::flight", key = %takeoff.key, background = waiting.is_none(), "launched");
+        let guard = Guard { inner: self.clone(), takeoff: Some(takeoff), lease: None };
+        state.launches.push(Launch { guard, location, background: waiting.is_none() });
+        ticket
     }
 
-    /// Stores a landed fetch's result; returns what its waiters get and the events it caused.
+    /// Starts a background refresh of `entry`'s area, unless it is younger than the minimum
+    /// interval, a flight near it is already refreshing it, or no provider may be asked.
+    /// `joiner`'s cache receives the result. Returns whether a refresh started.
+    pub(super) fn refresh(self: &Arc<Self>, state: &mut State, entry: &Entry, joiner: Option<&str>, now: i64) -> bool {
+        if entry.age(now) < self.config.min_refresh_interval_ms as i64
+            || state.flights.find(&self.grid, entry.location, self.config.proximity_km).is_some()
+            || self.refusal(state, entry.location, now).is_some()
+        {
+            return false;
+        }
+        self.counters.background_refreshes.inc();
+        self.launch(state, entry.location, joiner, None);
+        true
+    }
+
+    /// The flight's work: the shared tier, then the providers.
+    async fn fetch_area(
+        self: &Arc<Self>,
+        takeoff: (crate::geo::CellId, u64, String),
+        location: LatLon,
+        background: bool,
+        lease: &mut Option<Lease>,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        let (cell, id, key) = takeoff;
+        // Redis's GEO commands stop short of the poles: polar areas stay local.
+        if let Some(tier) = self.tier.clone().filter(|_| location.lat.abs() <= MAX_GEO_LATITUDE) {
+            match self.consult_tier(&tier, cell, id, location, background).await {
+                TierStep::Answered(outcome) => return outcome,
+                TierStep::Fetch(held) => *lease = held,
+            }
+        }
+        self.ask_providers(&key, location, background, events).await
+    }
+
+    /// Asks the providers in order until one answers.
+    async fn ask_providers(
+        self: &Arc<Self>,
+        key: &str,
+        location: LatLon,
+        background: bool,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        let mut reason = None;
+        let mut called = false;
+        for (index, upstream) in self.upstreams.iter().enumerate() {
+            let now = self.clock.now();
+            let refused = {
+                let mut state = self.lock();
+                state.providers[index].refusal(upstream, &self.grid, location, self.config.proximity_km, now)
+            };
+            if let Some(refused) = refused {
+                reason = most_telling(reason, refused);
+                continue;
+            }
+            if let Err(refused) = self.admit(index, background).await {
+                reason = most_telling(reason, refused);
+                continue;
+            }
+            called = true;
+            self.counters.providers[index].upstream_requests.inc();
+            if self.config.log_level <= Level::Debug {
+                events.push(Event::Sent { provider: upstream.name(), key: key.to_owned(), at: location });
+            }
+            let answer = match Contained(upstream.provider.fetch(location)).await {
+                Ok(answer) => answer,
+                // A bug in a provider is an upstream failure of that area (with its cooldown),
+                // not a closed service, and never a process abort.
+                Err(()) => Err(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
+            };
+            match answer {
+                Ok(observation) => return Outcome::Observed { observation, provider: index },
+                Err(failure) => reason = most_telling(reason, self.provider_failed(index, key, location, failure, events)),
+            }
+        }
+        Outcome::Failed { error: reason.unwrap_or(RequestError::Closed), called }
+    }
+
+    /// May provider `index` be called now? Its budget (in the shared tier, where the tier also
+    /// knows the provider's cooldown, or in this process) decides. A refusal is remembered, so
+    /// that requests are refused at once until it ends.
+    async fn admit(&self, index: usize, background: bool) -> Result<(), RequestError> {
+        let upstream = &self.upstreams[index];
+        let (provider, budget) = (upstream.name(), upstream.budget);
+        let limits = budget.limits(background);
+        if let Some(tier) = &self.tier {
+            match tier.admit(provider, limits).await {
+                Ok(Admission::Admitted) => return Ok(()),
+                Ok(Admission::Cooling { remaining }) => {
+                    // Another instance saw a 429: cool down here too, without a call.
+                    let until = self.clock.now().saturating_add(remaining.as_millis() as i64);
+                    self.lock().providers[index].rate_limit.hold_until(until);
+                    return Err(RequestError::RateLimited { provider, retry_after_ms: remaining.as_millis() as i64 });
+                }
+                Ok(Admission::OverBudget { retry_after }) => {
+                    let retry_after_ms = retry_after.as_millis() as i64;
+                    self.budget_spent(index, background, retry_after_ms);
+                    return Err(RequestError::BudgetExhausted { provider, retry_after_ms });
+                }
+                // Redis is down or slow: the budget follows `whenRedisDown`.
+                Err(_) if budget.is_limited() && budget.when_redis_down == WhenRedisDown::Closed => {
+                    return Err(RequestError::BudgetExhausted { provider, retry_after_ms: 1_000 });
+                }
+                Err(_) => {}
+            }
+        }
+        if !budget.is_limited() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let admitted = self.lock().providers[index].budget.admit(now, limits);
+        admitted.map_err(|retry_after_ms| {
+            self.budget_spent(index, background, retry_after_ms);
+            RequestError::BudgetExhausted { provider, retry_after_ms }
+        })
+    }
+
+    /// Remembers that provider `index` is out of budget for `retry_after_ms`. Not when only a
+    /// background refresh was refused: the reserve it may not touch is still there for
+    /// requests someone waits on.
+    fn budget_spent(&self, index: usize, background: bool, retry_after_ms: i64) {
+        if !background {
+            let until = self.clock.now().saturating_add(retry_after_ms);
+            let mut state = self.lock();
+            let provider = &mut state.providers[index];
+            provider.budget_closed_until = provider.budget_closed_until.max(until);
+        }
+    }
+
+    /// Records a provider's failure: a 429 cools the whole provider down (here, and in the shared
+    /// tier for every instance), anything else cools the area down for that provider.
+    fn provider_failed(
+        self: &Arc<Self>,
+        index: usize,
+        key: &str,
+        location: LatLon,
+        failure: ProviderError,
+        events: &mut Vec<Event>,
+    ) -> RequestError {
+        let provider = self.upstreams[index].name();
+        let counters = &self.counters.providers[index];
+        let warn = self.config.log_level <= Level::Warn;
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let own = &mut state.providers[index];
+        match failure {
+            ProviderError::RateLimited { retry_after } => {
+                counters.rate_limited.inc();
+                let (initial, max) = (self.config.initial_backoff_ms, self.config.max_backoff_ms);
+                if initial == 0 {
+                    // Rate-limit cooldowns are off (the minimal preset): report, do not wait.
+                    return RequestError::from_provider(ProviderError::RateLimited { retry_after }, provider);
+                }
+                let window = own.rate_limit.on_rate_limited(now, retry_after, initial, max, &mut state.jitter);
+                if warn {
+                    events.push(Event::RateLimited { provider, retry_after_ms: window });
+                    events.push(Event::BackoffState { provider, scope: BackoffScope::Provider, backoff_ms: window });
+                }
+                if let Some(tier) = self.tier.clone() {
+                    let window = Duration::from_millis(window.max(1) as u64);
+                    self.runtime.spawn(async move { tier.cool_down(provider, window).await });
+                }
+                RequestError::RateLimited { provider, retry_after_ms: own.rate_limit.remaining(now).unwrap_or(0) }
+            }
+            failure => {
+                counters.upstream_errors.inc();
+                let error = RequestError::from_provider(failure, provider);
+                let policy =
+                    CooldownPolicy { base_ms: self.config.error_cooldown_ms, max_ms: self.config.max_error_cooldown_ms() };
+                let window = if error.is_area_failure() {
+                    let radius = self.config.proximity_km;
+                    own.cooldowns.record(&self.grid, location, radius, now, error.clone(), &policy, &mut state.jitter)
+                } else {
+                    0
+                };
+                if warn {
+                    events.push(Event::UpstreamError {
+                        provider,
+                        key: key.to_owned(),
+                        code: error.code(),
+                        message: error.message(),
+                    });
+                    if window > 0 {
+                        events.push(Event::BackoffState { provider, scope: BackoffScope::Area, backoff_ms: window });
+                    }
+                }
+                error
+            }
+        }
+    }
+
+    /// Stores a landed flight's result; returns what its waiters get, and the flight's events.
     /// The flight leaves the table under the same lock that stores the entry (see `land` in
     /// singleflight.rs for why).
     fn land(
-        &self,
+        self: &Arc<Self>,
         takeoff: &Takeoff,
         outcome: Outcome,
-    ) -> (Result<Arc<crate::cache::Entry>, RequestError>, Vec<Event>) {
+        lease: Option<Lease>,
+        events: Vec<Event>,
+    ) -> (Result<Served, RequestError>, Vec<Event>) {
         let now = self.clock.now();
-        let warn = self.config.log_level <= Level::Warn;
-        let mut events = Vec::new();
         let mut state = self.lock();
-        let state = &mut *state;
         let joiners = state.flights.land(takeoff).map(|f| f.joiners).unwrap_or_default();
-        let result = match outcome {
-            Outcome::Cancelled => Err(RequestError::Closed),
-            Outcome::Observed(observation) => {
-                let entry = Arc::new(self.new_entry(takeoff, observation, now));
-                if !self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        let open = !self.is_closed();
+        let (result, stored) = match outcome {
+            Outcome::Cancelled => {
+                self.counters.fetches.inc();
+                (Err(RequestError::Closed), None)
+            }
+            Outcome::Observed { observation, provider } => {
+                self.counters.fetches.inc();
+                let entry = Arc::new(self.entry(takeoff.location, &observation, self.upstreams[provider].name(), now));
+                if open {
                     state.shared.insert(entry.clone());
                     for user in &joiners {
                         state.users.remember(user, entry.clone());
                     }
                 }
-                state.cooldowns.clear_near(&self.grid, takeoff.location, self.config.proximity_km);
-                state.rate_limit.on_success();
-                Ok(entry)
+                let own = &mut state.providers[provider];
+                own.cooldowns.clear_near(&self.grid, takeoff.location, self.config.proximity_km);
+                own.rate_limit.on_success();
+                (Ok(Served { entry: entry.clone(), source: Source::Network }), Some(entry))
             }
-            Outcome::Failed(ProviderError::RateLimited { retry_after }) => {
-                self.counters.rate_limited.inc();
-                let (initial, max) = (self.config.initial_backoff_ms, self.config.max_backoff_ms);
-                if initial == 0 {
-                    // Rate-limit cooldowns are off (the minimal preset): report, do not wait.
-                    Err(RequestError::from_provider(ProviderError::RateLimited { retry_after }))
-                } else {
-                    let window = state.rate_limit.on_rate_limited(now, retry_after, initial, max, &mut state.jitter);
-                    if warn {
-                        events.push(Event::RateLimited { retry_after_ms: window });
-                        events.push(Event::BackoffState { scope: BackoffScope::Provider, backoff_ms: window });
+            Outcome::Tier { answer, found } => {
+                self.counters.tier_hits.inc();
+                let fresh = answer.freshness(now) == Freshness::Fresh;
+                if open {
+                    for entry in found {
+                        state.shared.offer(entry);
                     }
-                    Err(RequestError::RateLimited { retry_after_ms: state.rate_limit.remaining(now).unwrap_or(0) })
-                }
-            }
-            Outcome::Failed(failure) => {
-                self.counters.upstream_errors.inc();
-                let error = RequestError::from_provider(failure);
-                let policy = CooldownPolicy {
-                    base_ms: self.config.error_cooldown_ms,
-                    max_ms: self.config.max_error_cooldown_ms(),
-                };
-                let window = if error.is_area_failure() {
-                    let radius = self.config.proximity_km;
-                    state.cooldowns.record(&self.grid, takeoff.location, radius, now, error.clone(), &policy, &mut state.jitter)
-                } else {
-                    0
-                };
-                if warn {
-                    let message = error.message(self.provider.name());
-                    events.push(Event::UpstreamError { key: takeoff.key.clone(), code: error.code(), message });
-                    if window > 0 {
-                        events.push(Event::BackoffState { scope: BackoffScope::Area, backoff_ms: window });
+                    for user in &joiners {
+                        state.users.remember(user, answer.clone());
+                    }
+                    // Stale-while-revalidate, as for a stale local entry.
+                    if !fresh {
+                        self.refresh(&mut state, &answer, None, now);
                     }
                 }
-                Err(error)
+                let source = if fresh { Source::Cache } else { Source::StaleCache };
+                (Ok(Served { entry: answer, source }), None)
+            }
+            Outcome::Failed { error, called } => {
+                if !called && matches!(error, RequestError::BudgetExhausted { .. }) {
+                    self.counters.budget_rejected.inc();
+                } else {
+                    self.counters.fetches.inc();
+                }
+                (Err(error), None)
             }
         };
+        let launches = std::mem::take(&mut state.launches);
+        drop(state);
+        for launch in launches {
+            launch.spawn();
+        }
+        self.write_through(stored, lease);
         (result, events)
     }
 
-    fn background_event(&self, event: impl FnOnce() -> Event) {
-        if let Some(background) = &self.background {
-            if self.config.log_level <= Level::Debug {
-                background(vec![event()]);
+    /// Stores a fetched entry in the shared tier (releasing the lease with it), or just gives
+    /// the lease back. In the background: waiters never wait on Redis for it.
+    fn write_through(&self, entry: Option<Arc<Entry>>, lease: Option<Lease>) {
+        let Some(tier) = self.tier.clone() else { return };
+        let ttl_ms = if self.config.stale_ttl_ms > 0 { self.config.stale_ttl_ms } else { self.config.fresh_ttl_ms };
+        let ttl = Duration::from_millis(ttl_ms.max(1));
+        match entry.filter(|e| e.location.lat.abs() <= MAX_GEO_LATITUDE) {
+            Some(entry) => {
+                let stored = crate::tier::Stored {
+                    celsius: entry.celsius,
+                    condition: entry.summary.condition.as_str().to_owned(),
+                    fetched_at: entry.fetched_at,
+                    location: entry.location,
+                    provider: entry.provider.to_owned(),
+                };
+                self.runtime.spawn(async move {
+                    let _ = tier.store(&stored, ttl, lease.as_ref().map(|l| l.token.as_str())).await;
+                });
+            }
+            None => {
+                if let Some(lease) = lease {
+                    self.runtime.spawn(async move { tier.release(&lease.member, &lease.token).await });
+                }
             }
         }
     }
 }
 
-async fn fly(mut guard: Guard, location: LatLon) {
+async fn fly(mut guard: Guard, location: LatLon, background: bool) {
     let inner = guard.inner.clone();
+    let Some(takeoff) = guard.takeoff.as_ref().map(|t| (t.cell, t.id, t.key.clone())) else { return };
     let mut shutdown = inner.shutdown.subscribe();
+    let mut events = Vec::new();
     let outcome = tokio::select! {
         // `wait_for` checks the current value first, so a flight launched just as the service
         // closed is cancelled at once rather than missed.
         _ = shutdown.wait_for(|closed| *closed) => Outcome::Cancelled,
-        result = Contained(inner.provider.fetch(location)) => match result {
-            Ok(Ok(observation)) => Outcome::Observed(observation),
-            Ok(Err(failure)) => Outcome::Failed(failure),
-            // A bug in a provider is an upstream failure of that area (with its cooldown),
-            // not a closed service, and never a process abort.
-            Err(()) => Outcome::Failed(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
-        },
+        outcome = inner.fetch_area(takeoff, location, background, &mut guard.lease, &mut events) => outcome,
     };
-    guard.land(outcome);
+    guard.land(outcome, events);
 }
 
 /// Polls a future, turning a panic into `Err(())`.

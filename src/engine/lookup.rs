@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::error::RequestError;
+use super::error::{most_telling, RequestError};
 use super::events::{Event, EventSink, Level, Scope};
 use super::singleflight::Ticket;
 use super::{Begin, Inner, State};
@@ -85,7 +85,7 @@ impl Pending {
         let landing = self.ticket.landed().await;
         let events = if take_events { landing.take_events() } else { Vec::new() };
         let result = match &landing.result {
-            Ok(entry) => Ok(Served { entry: entry.clone(), source: Source::Network }),
+            Ok(served) => Ok(served.clone()),
             Err(error) => self.inner.stale_if_error(self.fallback, error.clone()),
         };
         Reply { result, events }
@@ -94,16 +94,18 @@ impl Pending {
 
 impl Inner {
     pub(super) fn begin(self: &Arc<Self>, request: Request<'_>, sink: &mut impl EventSink) -> Begin {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.is_closed() {
             return Begin::Ready(Err(RequestError::Closed));
         }
-        self.counters.requests.inc();
         let now = self.clock.now();
         if sink.enabled(Level::Debug) {
             let key = self.grid.key(self.grid.cell_of(request.at));
             sink.emit(Event::Attempted { user: request.user.into(), key, at: request.at });
         }
         let mut state = self.lock();
+        // Counted under the lock with its class, so that a snapshot never sees one without
+        // the other.
+        self.counters.requests.inc();
         let begun = self.decide(&mut state, request, now, sink);
         let launches = std::mem::take(&mut state.launches);
         drop(state);
@@ -207,21 +209,13 @@ impl Inner {
             }
             return;
         }
-        let radius = self.config.proximity_km;
-        if let Some(flight) = state.flights.find(&self.grid, request.at, radius) {
+        if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
             flight.join(request.user);
             return;
         }
-        // The refresh fetches at the entry's location: a flight near there already refreshes
-        // the same area, even if it is too far from this request to answer it.
-        if state.flights.find(&self.grid, entry.location, radius).is_some() {
-            return;
-        }
-        if self.refusal(state, entry.location, now).is_some() {
-            return;
-        }
-        self.counters.background_refreshes.inc();
-        self.launch(state, entry.location, Some(request.user), true);
+        // `refresh` also skips the refresh when a flight near the entry's own location already
+        // refreshes the area, even one too far from this request to answer it.
+        self.refresh(state, &entry, Some(request.user), now);
     }
 
     /// The request needs the network: join a covering flight, or start one unless refused.
@@ -237,8 +231,7 @@ impl Inner {
         let debug = sink.enabled(Level::Debug);
         if self.config.coalesce {
             if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
-                flight.join(request.user);
-                flight.waiters += 1;
+                flight.wait(request.user, request.at);
                 self.counters.coalesced.inc();
                 if debug {
                     let (key, waiters) = (flight.key.clone(), flight.waiters);
@@ -261,22 +254,21 @@ impl Inner {
             let key = self.grid.key(self.grid.cell_of(request.at));
             sink.emit(Event::Miss { user: request.user.into(), key });
         }
-        let (ticket, key) = self.launch(state, location, Some(request.user), false);
-        if debug {
-            sink.emit(Event::Sent { provider: self.provider.name(), key, at: location });
-        }
+        let ticket = self.launch(state, location, Some(request.user), Some(request.at));
         Begin::Pending(self.pending(ticket, covering.map(|c| c.found.entry)))
     }
 
-    /// Why no upstream request may be made for `p` now, if one may not.
-    fn refusal(&self, state: &mut State, p: LatLon, now: i64) -> Option<RequestError> {
-        if let Err(error) = self.provider.ready() {
-            return Some(RequestError::from_provider(error));
+    /// Why no upstream request may be made for `p` now: `None` as soon as one provider may
+    /// be asked, otherwise the most telling of their refusals.
+    pub(super) fn refusal(&self, state: &mut State, p: LatLon, now: i64) -> Option<RequestError> {
+        let mut refusal = None;
+        for (upstream, provider) in self.upstreams.iter().zip(&mut state.providers) {
+            match provider.refusal(upstream, &self.grid, p, self.config.proximity_km, now) {
+                None => return None,
+                Some(reason) => refusal = most_telling(refusal, reason),
+            }
         }
-        if let Some(left) = state.rate_limit.remaining(now) {
-            return Some(RequestError::RateLimited { retry_after_ms: left });
-        }
-        state.cooldowns.active(&self.grid, p, self.config.proximity_km, now).map(|(error, _)| error)
+        refusal
     }
 
     fn pending(self: &Arc<Self>, ticket: Ticket, fallback: Option<Arc<Entry>>) -> Pending {
@@ -289,7 +281,7 @@ impl Inner {
     /// The user's cache is left alone: the entry is already where it was found, and writing it
     /// back here would undo a `clearUser` that ran while the fetch was in flight.
     fn stale_if_error(&self, fallback: Option<Arc<Entry>>, error: RequestError) -> Result<Served, RequestError> {
-        if error == RequestError::Closed || self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if error == RequestError::Closed || self.is_closed() {
             return Err(RequestError::Closed);
         }
         let now = self.clock.now();

@@ -1,7 +1,9 @@
-//! The cache engine: lookup order, coalescing, stale-while-revalidate, backoff and the clock.
-//! Pure Rust (no napi), so `cargo test` drives it directly.
+//! The cache engine: lookup order, coalescing, stale-while-revalidate, the shared tier's use,
+//! failover between providers, backoff, budgets and the clock. Pure Rust (no napi), so
+//! `cargo test` drives it directly.
 
 mod backoff;
+mod budget;
 mod clock;
 mod config;
 mod cooldown;
@@ -9,8 +11,10 @@ mod error;
 mod events;
 mod flight;
 mod lookup;
+mod providers;
 mod singleflight;
 mod stats;
+mod tiered;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,22 +22,24 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
+pub use budget::{BudgetConfig, WhenRedisDown, BACKGROUND_RESERVE};
 pub use config::{ClockKind, Config, ConfigError, Preset, MAX_DURATION_MS};
-pub use error::RequestError;
+pub use error::{ProviderName, RequestError};
 pub use events::{BackoffScope, Event, EventSink, Level, Recorder, Scope};
 pub use lookup::{Mode, Pending, Reply, Request, Served, Source};
-pub use stats::Stats;
+pub use providers::Upstream;
+pub use stats::{ProviderStats, Stats};
 
-use self::backoff::{Jitter, RateLimit};
+use self::backoff::Jitter;
 use self::clock::Clock;
-use self::cooldown::AreaCooldowns;
+use self::providers::ProviderState;
 use self::singleflight::FlightTable;
 use self::stats::Counters;
 use crate::cache::{Entry, SharedCache, UserCache};
 use crate::geo::Grid;
-use crate::provider::Provider;
+use crate::tier::{SharedTier, Transition};
 
-/// Receives the events of work no caller is waiting for (background refreshes).
+/// Receives the events of work no caller is waiting for (background refreshes, the tier).
 pub type BackgroundEvents = Arc<dyn Fn(Vec<Event>) + Send + Sync>;
 
 /// What a request gets immediately: an answer, or something to wait on.
@@ -52,7 +58,11 @@ struct Inner {
     config: Config,
     grid: Grid,
     clock: Clock,
-    provider: Arc<dyn Provider>,
+    /// In order of preference.
+    upstreams: Vec<Upstream>,
+    tier: Option<Arc<SharedTier>>,
+    /// Tells this instance's leases apart from other instances'.
+    instance: u64,
     runtime: tokio::runtime::Handle,
     counters: Counters,
     state: Mutex<State>,
@@ -66,39 +76,43 @@ struct State {
     users: UserCache,
     shared: SharedCache,
     flights: FlightTable,
-    cooldowns: AreaCooldowns,
-    rate_limit: RateLimit,
+    /// One per upstream, in the same order.
+    providers: Vec<ProviderState>,
     jitter: Jitter,
     /// Fetches decided under the lock, spawned by `begin` once it is released.
     launches: Vec<flight::Launch>,
 }
 
 impl Engine {
-    /// `config` must have passed `validate()`. Fetches run on `runtime`.
+    /// `config` must have passed `validate()`; `upstreams` must not be empty. Fetches run on
+    /// `runtime`.
     pub fn new(
         config: Config,
-        provider: Arc<dyn Provider>,
+        upstreams: Vec<Upstream>,
+        tier: Option<Arc<SharedTier>>,
         runtime: tokio::runtime::Handle,
         background: Option<BackgroundEvents>,
     ) -> Engine {
+        assert!(!upstreams.is_empty(), "an engine needs at least one upstream");
         let capacity = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         let clock = Clock::new(config.clock);
-        let seed = clock.now() as u64 ^ (Arc::as_ptr(&provider) as *const () as u64);
+        let instance = instance_id(&clock);
         let state = State {
             users: UserCache::new(capacity(config.max_users), capacity(config.per_user_capacity)),
             shared: SharedCache::new(capacity(config.shared_capacity)),
             flights: FlightTable::default(),
-            cooldowns: AreaCooldowns::new(capacity(config.shared_capacity)),
-            rate_limit: RateLimit::default(),
-            jitter: Jitter::new(config.jitter_ratio, seed),
+            providers: upstreams.iter().map(|_| ProviderState::new(capacity(config.shared_capacity))).collect(),
+            jitter: Jitter::new(config.jitter_ratio, instance),
             launches: Vec::new(),
         };
         let inner = Inner {
             grid: Grid::new(config.grid_deg),
             clock,
-            provider,
+            counters: Counters::new(upstreams.len()),
+            upstreams,
+            tier,
+            instance,
             runtime,
-            counters: Counters::default(),
             state: Mutex::new(state),
             closed: AtomicBool::new(false),
             shutdown: watch::Sender::new(false),
@@ -116,8 +130,13 @@ impl Engine {
         &self.inner.grid
     }
 
-    pub fn provider_name(&self) -> &'static str {
-        self.inner.provider.name()
+    /// The configured upstreams, in order of preference.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.inner.upstreams
+    }
+
+    pub fn tier(&self) -> Option<&Arc<SharedTier>> {
+        self.inner.tier.as_ref()
     }
 
     pub fn now(&self) -> i64 {
@@ -155,19 +174,69 @@ impl Engine {
         let mut state = self.inner.lock();
         state.users.clear();
         state.shared.clear();
-        state.cooldowns.clear();
+        for provider in &mut state.providers {
+            provider.cooldowns.clear();
+        }
     }
 
+    /// Counters and gauges, read under the lock: the identities in `stats.rs` hold exactly.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.inner.counters.snapshot();
         let now = self.inner.clock.now();
         let state = self.inner.lock();
+        let mut stats = self.inner.counters.snapshot();
         stats.shared_entries = state.shared.len() as u64;
         stats.users = state.users.len() as u64;
         stats.inflight = state.flights.len() as u64;
-        stats.backoff_until = state.rate_limit.until(now);
+        for ((out, upstream), provider) in stats.providers.iter_mut().zip(&self.inner.upstreams).zip(&state.providers) {
+            out.name = upstream.name();
+            out.backoff_until = provider.rate_limit.until(now);
+        }
+        let all_limited = stats.providers.iter().all(|p| p.backoff_until > 0);
+        stats.backoff_until =
+            if all_limited { stats.providers.iter().map(|p| p.backoff_until).min().unwrap_or(0) } else { 0 };
+        drop(state);
+        if let Some(tier) = &self.inner.tier {
+            stats.tier_errors = tier.errors();
+            stats.tier_up = Some(tier.is_up());
+        }
         stats
     }
+}
+
+/// Turns the tier's health changes into events for the service's logger (one per transition).
+pub fn tier_events(background: Option<BackgroundEvents>, level: Level) -> Box<dyn Fn(&Transition, &str) + Send + Sync> {
+    Box::new(move |transition, reason| {
+        let Some(background) = &background else { return };
+        let event = match transition {
+            Transition::Degraded { retry_in } => Event::TierDegraded {
+                place: place_of(reason),
+                reason: reason.to_owned(),
+                retry_in_ms: retry_in.as_millis() as i64,
+            },
+            Transition::Restored { down_for } => {
+                Event::TierRestored { place: String::new(), down_ms: down_for.as_millis() as i64 }
+            }
+        };
+        if event.level() >= level && level != Level::Silent {
+            background(vec![event]);
+        }
+    })
+}
+
+/// The `host:port/db` a tier failure reason starts with ("Redis at host:port/db: ...").
+fn place_of(reason: &str) -> String {
+    reason.strip_prefix("Redis at ").and_then(|r| r.split_once(": ")).map_or_else(String::new, |(p, _)| p.to_owned())
+}
+
+/// A number that tells this engine's leases from any other's: the clock, the process and an
+/// address, mixed.
+fn instance_id(clock: &Clock) -> u64 {
+    let address = clock as *const Clock as u64;
+    let mut x = (clock.now() as u64) ^ (u64::from(std::process::id()) << 32) ^ address.rotate_left(17);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x | 1
 }
 
 impl Inner {
@@ -177,16 +246,28 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn new_entry(&self, takeoff: &singleflight::Takeoff, observation: crate::cache::Observation, now: i64) -> Entry {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// An entry for a reading taken at `location` at `fetched_at` (service clock).
+    fn entry(
+        &self,
+        location: crate::geo::LatLon,
+        observation: &crate::cache::Observation,
+        provider: &'static str,
+        fetched_at: i64,
+    ) -> Entry {
         let ms = |d: u64| i64::try_from(d).unwrap_or(i64::MAX / 4);
         Entry {
-            cell: takeoff.cell,
-            location: takeoff.location,
+            cell: self.grid.cell_of(location),
+            location,
             celsius: observation.celsius,
-            summary: crate::cache::Summary::from_observation(&observation),
-            fetched_at: now,
-            expires_at: now.saturating_add(ms(self.config.fresh_ttl_ms)),
-            stale_until: now.saturating_add(ms(self.config.stale_ttl_ms)),
+            summary: crate::cache::Summary::from_observation(observation),
+            provider,
+            fetched_at,
+            expires_at: fetched_at.saturating_add(ms(self.config.fresh_ttl_ms)),
+            stale_until: fetched_at.saturating_add(ms(self.config.stale_ttl_ms)),
         }
     }
 }

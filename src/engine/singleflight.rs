@@ -13,13 +13,15 @@ use tokio::sync::watch;
 
 use super::error::RequestError;
 use super::events::Event;
+use super::lookup::Served;
 use super::BackgroundEvents;
-use crate::cache::{Entry, Nearby};
+use crate::cache::Nearby;
 use crate::geo::{distance_km, CellId, Grid, LatLon};
 
 /// What a flight delivers to its waiters.
 pub struct Landing {
-    pub result: Result<Arc<Entry>, RequestError>,
+    /// The entry (fetched, or found in the shared tier) or why there is none.
+    pub result: Result<Served, RequestError>,
     /// Events of the fetch itself (rate limit, error, backoff). They must reach someone: the
     /// first waiter that can log them takes them; if none does (nobody waits, or every waiter
     /// gave up or has no logger of its own), they go to the background sink when the landing
@@ -29,7 +31,7 @@ pub struct Landing {
 }
 
 impl Landing {
-    pub fn new(result: Result<Arc<Entry>, RequestError>, events: Vec<Event>, background: Option<BackgroundEvents>) -> Landing {
+    pub fn new(result: Result<Served, RequestError>, events: Vec<Event>, background: Option<BackgroundEvents>) -> Landing {
         Landing { result, events: Mutex::new(events), background }
     }
 
@@ -66,6 +68,9 @@ pub struct Flight {
     pub joiners: HashSet<Box<str>>,
     /// Requests waiting on it (the initiator counts; a background refresh has none).
     pub waiters: usize,
+    /// Where the waiting requests are: an entry found elsewhere (the shared tier) may answer
+    /// the flight only if it is within the radius of every one of them.
+    pub points: Vec<LatLon>,
     landing: watch::Receiver<Option<Arc<Landing>>>,
 }
 
@@ -74,9 +79,22 @@ impl Flight {
         Ticket(self.landing.clone())
     }
 
+    /// `user`'s cache receives the result (a request that does not wait on it, such as a
+    /// stale hit whose area this flight refreshes).
     pub fn join(&mut self, user: &str) {
         if !self.joiners.contains(user) {
             self.joiners.insert(user.into());
+        }
+    }
+
+    /// A request at `p` waits on the flight.
+    pub fn wait(&mut self, user: &str, p: LatLon) {
+        self.join(user);
+        self.waiters += 1;
+        // Points close to one already kept add nothing to the coverage check: with 1,000
+        // drones polling one spot the list stays short.
+        if !self.points.iter().any(|q| distance_km(*q, p) < 0.01) {
+            self.points.push(p);
         }
     }
 }
@@ -153,9 +171,20 @@ impl FlightTable {
         self.by_cell.get_mut(&cell).map(|flights| &mut flights[index])
     }
 
+    /// The flight `takeoff` names, while it is in the air.
+    pub fn get(&self, cell: CellId, id: u64) -> Option<&Flight> {
+        self.by_cell.get(&cell)?.iter().find(|f| f.id == id)
+    }
+
     /// Registers a new flight; the caller must hand the `Takeoff` to the task that fetches.
-    /// `waited` is false for a background refresh (nobody waits on it).
-    pub fn start(&mut self, grid: &Grid, location: LatLon, joiner: Option<&str>, waited: bool) -> (Takeoff, Ticket) {
+    /// `waiting` is the initiator's point, `None` for a background refresh (nobody waits).
+    pub fn start(
+        &mut self,
+        grid: &Grid,
+        location: LatLon,
+        joiner: Option<&str>,
+        waiting: Option<LatLon>,
+    ) -> (Takeoff, Ticket) {
         let cell = grid.cell_of(location);
         let key = grid.key(cell);
         self.next_id += 1;
@@ -166,7 +195,8 @@ impl FlightTable {
             key: key.clone(),
             location,
             joiners: joiner.map(Box::from).into_iter().collect(),
-            waiters: usize::from(waited),
+            waiters: usize::from(waiting.is_some()),
+            points: waiting.into_iter().collect(),
             landing,
         };
         self.by_cell.entry(cell).or_default().push(flight);
@@ -174,9 +204,6 @@ impl FlightTable {
         (Takeoff { id: self.next_id, cell, key, location, sender }, ticket)
     }
 
-    /// Removes a flight as it lands. The caller stores the result in the caches under the same
-    /// lock, so that a request arriving meanwhile sees either the flight or the entry, never
-    /// neither (which would start a duplicate fetch).
     #[cfg(test)]
     pub fn joiners(&self) -> usize {
         self.by_cell.values().flatten().map(|f| f.joiners.len()).sum()
@@ -189,6 +216,9 @@ impl FlightTable {
         }
     }
 
+    /// Removes a flight as it lands. The caller stores the result in the caches under the same
+    /// lock, so that a request arriving meanwhile sees either the flight or the entry, never
+    /// neither (which would start a duplicate fetch).
     pub fn land(&mut self, takeoff: &Takeoff) -> Option<Flight> {
         let flights = self.by_cell.get_mut(&takeoff.cell)?;
         let index = flights.iter().position(|f| f.id == takeoff.id)?;

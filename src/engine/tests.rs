@@ -9,6 +9,7 @@ use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
 use crate::test_support::upstream::{json, weather, Answer, Switch, Upstream};
 
+pub(super) const OW: &str = "openweather";
 pub(super) const KEY: &str = "test-key-5f3a9c";
 
 pub(super) struct Harness {
@@ -35,7 +36,7 @@ pub(super) async fn harness_with(config: Config, upstream: Upstream, background:
         max_response_bytes: 1 << 20,
     })
     .unwrap();
-    let engine = Engine::new(config, Arc::new(provider), tokio::runtime::Handle::current(), background);
+    let engine = Engine::new(config, vec![super::Upstream::new(Arc::new(provider))], None, tokio::runtime::Handle::current(), background);
     Harness { engine, upstream }
 }
 
@@ -107,7 +108,8 @@ pub(super) fn assert_identity(stats: &Stats) {
     let classified =
         stats.user_hits + stats.shared_hits + stats.stale_hits + stats.misses + stats.coalesced + stats.rejected;
     assert_eq!(stats.requests, classified, "{stats:?}");
-    assert_eq!(stats.upstream_requests, stats.misses + stats.background_refreshes, "{stats:?}");
+    let flights = stats.fetches + stats.tier_hits + stats.budget_rejected + stats.inflight;
+    assert_eq!(stats.misses + stats.background_refreshes, flights, "{stats:?}");
 }
 
 #[tokio::test]
@@ -162,12 +164,12 @@ async fn one_failure_reaches_every_waiter() {
     let requests: Vec<(&str, f64, f64)> = (0..50).map(|_| ("drone", 5.0, 5.0)).collect();
     let results = h.burst(&requests).await;
     assert_eq!(h.upstream.hits(), 1);
-    assert!(results.iter().all(|r| r.as_ref().err() == Some(&RequestError::Status { status: 500 })));
+    assert!(results.iter().all(|r| r.as_ref().err() == Some(&RequestError::Status { provider: OW, status: 500 })));
     // The failure is not cached, and the area cools down: no call until the window ends.
-    assert_eq!(h.get("late", 5.0, 5.0).await.unwrap_err(), RequestError::Status { status: 500 });
+    assert_eq!(h.get("late", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500 });
     assert_eq!(h.upstream.hits(), 1);
     h.advance(5_000);
-    assert_eq!(h.get("later", 5.0, 5.0).await.unwrap_err(), RequestError::Status { status: 500 });
+    assert_eq!(h.get("later", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500 });
     assert_eq!(h.upstream.hits(), 2);
     let stats = h.engine.stats();
     assert_eq!((stats.upstream_errors, stats.rejected), (2, 1));
@@ -330,13 +332,13 @@ async fn rate_limit_with_retry_after_stops_every_area() {
     let upstream = Upstream::switched(&limited, too_many, || weather(1.0, "Clear")).await;
     let h = harness_with(config(|_| {}), upstream, None).await;
     let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
-    assert_eq!(reply.result.unwrap_err(), RequestError::RateLimited { retry_after_ms: 120_000 });
-    assert!(reply.events.contains(&Event::RateLimited { retry_after_ms: 120_000 }));
-    assert!(reply.events.contains(&Event::BackoffState { scope: BackoffScope::Provider, backoff_ms: 120_000 }));
+    assert_eq!(reply.result.unwrap_err(), RequestError::RateLimited { provider: OW, retry_after_ms: 120_000 });
+    assert!(reply.events.contains(&Event::RateLimited { provider: OW, retry_after_ms: 120_000 }));
+    assert!(reply.events.contains(&Event::BackoffState { provider: OW, scope: BackoffScope::Provider, backoff_ms: 120_000 }));
     limited.set(false);
     h.advance(60_000);
     // Another area, same key: still cooling down, no call.
-    assert_eq!(h.get("v", -30.0, 150.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
+    assert_eq!(h.get("v", -30.0, 150.0).await.unwrap_err(), RequestError::RateLimited { provider: OW, retry_after_ms: 60_000 });
     assert_eq!(h.upstream.hits(), 1);
     assert_eq!(h.engine.stats().backoff_until, h.engine.now() + 60_000);
     h.advance(60_000);
@@ -350,7 +352,7 @@ async fn rate_limit_backoff_doubles_without_retry_after() {
     let mut windows = Vec::new();
     for _ in 0..7 {
         match h.get("u", 1.0, 1.0).await {
-            Err(RequestError::RateLimited { retry_after_ms }) => windows.push(retry_after_ms),
+            Err(RequestError::RateLimited { retry_after_ms, .. }) => windows.push(retry_after_ms),
             other => panic!("{other:?}"),
         }
         h.advance(*windows.last().unwrap() as u64);
@@ -374,7 +376,7 @@ async fn errors_cool_an_area_down_not_the_provider() {
         None,
     )
     .await;
-    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Status { status: 502 });
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 502 });
     // 1,000 requests for the failing area during its window: no upstream call.
     for i in 0..1_000 {
         assert!(h.get(&format!("d{i}"), 1.0 + (i % 10) as f64 * 1e-3, 1.0).await.is_err());
@@ -428,7 +430,7 @@ async fn slow_upstream_times_out_and_closed_port_is_a_network_error() {
     })
     .await;
     let h = harness_with(config(|_| {}), slow, None).await;
-    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Timeout);
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Timeout { provider: OW });
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_url = format!("http://{}", listener.local_addr().unwrap());
@@ -441,7 +443,7 @@ async fn slow_upstream_times_out_and_closed_port_is_a_network_error() {
         max_response_bytes: 1 << 20,
     })
     .unwrap();
-    let engine = Engine::new(config(|_| {}), Arc::new(provider), tokio::runtime::Handle::current(), None);
+    let engine = Engine::new(config(|_| {}), vec![super::Upstream::new(Arc::new(provider))], None, tokio::runtime::Handle::current(), None);
     let Begin::Pending(pending) = engine
         .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Trace))
     else {
@@ -450,7 +452,7 @@ async fn slow_upstream_times_out_and_closed_port_is_a_network_error() {
     let reply = pending.wait(true).await;
     let error = reply.result.unwrap_err();
     assert_eq!(error.code(), "ERR_UPSTREAM_NETWORK");
-    let text = format!("{} {:?}", error.message("openweather"), reply.events);
+    let text = format!("{} {:?}", error.message(), reply.events);
     assert!(!text.contains(KEY) && !text.contains("appid") && !text.contains("http://"), "{text}");
 }
 
@@ -465,10 +467,10 @@ async fn no_api_key_rejects_without_a_call() {
         max_response_bytes: 1 << 20,
     })
     .unwrap();
-    let engine = Engine::new(config(|_| {}), Arc::new(provider), tokio::runtime::Handle::current(), None);
+    let engine = Engine::new(config(|_| {}), vec![super::Upstream::new(Arc::new(provider))], None, tokio::runtime::Handle::current(), None);
     let begun = engine
         .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
-    assert!(matches!(begun, Begin::Ready(Err(RequestError::NoApiKey))));
+    assert!(matches!(begun, Begin::Ready(Err(RequestError::NoApiKey { .. }))));
     assert_eq!(upstream.hits(), 0);
     assert_eq!(engine.stats().rejected, 1);
 }
@@ -568,7 +570,7 @@ fn begin_after_runtime_shutdown_neither_deadlocks_nor_hangs() {
         max_response_bytes: 1 << 20,
     })
     .unwrap();
-    let engine = Engine::new(config(|_| {}), Arc::new(provider), runtime.handle().clone(), None);
+    let engine = Engine::new(config(|_| {}), vec![super::Upstream::new(Arc::new(provider))], None, runtime.handle().clone(), None);
     drop(runtime);
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -600,7 +602,7 @@ impl crate::provider::Provider for Panicking {
 
 #[tokio::test]
 async fn a_panicking_provider_is_an_area_failure_not_a_closed_service() {
-    let engine = Engine::new(config(|_| {}), Arc::new(Panicking), tokio::runtime::Handle::current(), None);
+    let engine = Engine::new(config(|_| {}), vec![super::Upstream::new(Arc::new(Panicking))], None, tokio::runtime::Handle::current(), None);
     let begun = engine
         .begin(Request { user: "u", at: LatLon::new(1.0, 1.0), mode: Mode::Normal }, &mut Recorder::new(Level::Silent));
     let Begin::Pending(pending) = begun else { panic!("expected a fetch") };
@@ -681,9 +683,9 @@ async fn two_failing_areas_in_one_cell_each_cool_down() {
     let mut windows = Vec::new();
     for (lat, lon) in [a, b, a, b, a, b] {
         let reply = h.request("u", lat, lon, Mode::Normal).await;
-        assert_eq!(reply.result.unwrap_err(), RequestError::Status { status: 503 });
+        assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503 });
         windows.extend(reply.events.iter().filter_map(|e| match e {
-            Event::BackoffState { scope: BackoffScope::Area, backoff_ms } => Some(*backoff_ms),
+            Event::BackoffState { provider: OW, scope: BackoffScope::Area, backoff_ms } => Some(*backoff_ms),
             _ => None,
         }));
     }
@@ -779,7 +781,7 @@ async fn a_flights_events_reach_a_joiner_when_the_initiator_gave_up() {
     drop(initiator);
     let reply = joiner.wait(true).await;
     assert!(matches!(reply.result, Err(RequestError::RateLimited { .. })));
-    assert_eq!(names(&reply.events), ["weather.rate_limited", "weather.backoff.state"]);
+    assert_eq!(names(&reply.events), ["weather.request.sent", "weather.rate_limited", "weather.backoff.state"]);
 }
 
 #[tokio::test]
@@ -796,7 +798,7 @@ async fn a_flights_events_reach_the_background_sink_when_no_waiter_takes_them() 
     drop(aborted);
     assert!(without_logger.wait(false).await.events.is_empty());
     h.settle().await;
-    assert_eq!(names(&seen.lock().unwrap()), ["weather.rate_limited", "weather.backoff.state"]);
+    assert_eq!(names(&seen.lock().unwrap()), ["weather.request.sent", "weather.rate_limited", "weather.backoff.state"]);
 }
 
 #[tokio::test]
@@ -814,8 +816,8 @@ async fn a_retry_after_date_in_the_past_backs_off_instead_of_hammering() {
     })
     .await;
     let h = harness_with(config(|_| {}), upstream, None).await;
-    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
-    assert_eq!(h.get("u", 2.0, 2.0).await.unwrap_err(), RequestError::RateLimited { retry_after_ms: 60_000 });
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::RateLimited { provider: OW, retry_after_ms: 60_000 });
+    assert_eq!(h.get("u", 2.0, 2.0).await.unwrap_err(), RequestError::RateLimited { provider: OW, retry_after_ms: 60_000 });
     assert_eq!(h.upstream.hits(), 1, "the provider cools down for the backoff window");
 }
 

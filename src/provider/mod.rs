@@ -1,9 +1,9 @@
 //! Upstream weather APIs behind one trait, so the engine never sees HTTP.
 
 mod body;
+mod names;
 mod openweather;
 mod reading;
-mod redact;
 mod retry_after;
 
 use std::future::Future;
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
-pub use redact::Redactor;
+pub use crate::redact::Redactor;
+pub use names::intern;
 pub use retry_after::parse_retry_after;
 
 use crate::cache::Observation;

@@ -1,5 +1,6 @@
-//! Helpers for `cargo test`: proptest strategies for places on Earth, and a loopback
-//! OpenWeather server.
+//! Helpers for `cargo test`: proptest strategies for places on Earth, a loopback OpenWeather
+//! server, and a real `redis-server` for the shared tier.
 
+pub mod redis;
 pub mod strategies;
 pub mod upstream;

@@ -1,4 +1,4 @@
-//! Keeps the API key out of every message that leaves the provider.
+//! Keeps secrets (the API key, the Redis password) out of every message that leaves the crate.
 
 /// Replaces each occurrence of a secret (raw and URL-encoded) with `[redacted]`.
 #[derive(Clone, Default)]

@@ -1,0 +1,146 @@
+//! The tier's scripts and failure handling against a real `redis-server`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::test_support::redis::RedisServer;
+
+type Seen = Arc<Mutex<Vec<(Transition, String)>>>;
+
+fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let observer = Box::new(move |t: &Transition, reason: &str| record.lock().unwrap().push((t.clone(), reason.to_owned())));
+    let config = TierConfig { url: url.to_owned(), key_prefix: "test".into(), timeout: Duration::from_millis(timeout_ms) };
+    (SharedTier::new(config, &tokio::runtime::Handle::current(), observer).unwrap(), seen)
+}
+
+fn stored(lat: f64, lon: f64, fetched_at: i64) -> Stored {
+    Stored { celsius: 12.5, condition: "Rain".into(), fetched_at, location: LatLon::new(lat, lon), provider: "openweather".into() }
+}
+
+fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> LeaseRequest<'a> {
+    LeaseRequest { at, radius_km: 5.0, member, token, lease: Duration::from_secs(10), now_ms, fresh_ms: 600_000 }
+}
+
+#[tokio::test]
+async fn find_or_lease_then_store_then_fresh() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let (a, _) = tier_at(&server.url(), 1_000);
+    let (b, _) = tier_at(&server.url(), 1_000);
+    let here = LatLon::new(48.86, 2.35);
+    let near = LatLon::new(48.87, 2.37); // 1.8 km away, across a cell border or not
+    let now = 1_700_000_000_000;
+    let first = a.find_or_lease(&request(here, &member(here), "token-a", now)).await.unwrap();
+    assert_eq!((first.status, first.entries.len()), (LeaseStatus::Acquired, 0));
+    // B, 1.8 km away, sees A's lease: it waits instead of fetching.
+    let second = b.find_or_lease(&request(near, &member(near), "token-b", now)).await.unwrap();
+    assert!(matches!(second.status, LeaseStatus::Held { remaining } if remaining > Duration::from_secs(9)));
+    a.store(&stored(here.lat, here.lon, now), Duration::from_secs(7_200), Some("token-a")).await.unwrap();
+    let third = b.find_or_lease(&request(near, &member(near), "token-b", now + 1_000)).await.unwrap();
+    assert_eq!(third.status, LeaseStatus::Fresh);
+    assert_eq!(third.entries, vec![stored(here.lat, here.lon, now)]);
+    // Stale by the reader's clock: returned, but the reader takes the lease to refresh.
+    let later = b.find_or_lease(&request(near, &member(near), "token-b", now + 600_000)).await.unwrap();
+    assert_eq!((later.status, later.entries.len()), (LeaseStatus::Acquired, 1));
+    // Far away: nothing.
+    let far = LatLon::new(40.0, -3.0);
+    let elsewhere = a.find_or_lease(&request(far, &member(far), "token-a", now)).await.unwrap();
+    assert_eq!((elsewhere.status, elsewhere.entries.len()), (LeaseStatus::Acquired, 0));
+}
+
+#[tokio::test]
+async fn a_released_lease_is_announced_and_free() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let (a, _) = tier_at(&server.url(), 1_000);
+    let (b, _) = tier_at(&server.url(), 1_000);
+    let mut heard = b.announcements();
+    let here = LatLon::new(10.0, 10.0);
+    let m = member(here);
+    assert_eq!(a.find_or_lease(&request(here, &m, "a", 0)).await.unwrap().status, LeaseStatus::Acquired);
+    // Give B's subscription a moment to be in place (it is made in the background).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.release(&m, "not-the-owner").await.unwrap();
+    assert!(matches!(b.find_or_lease(&request(here, &m, "b", 0)).await.unwrap().status, LeaseStatus::Held { .. }));
+    a.release(&m, "a").await.unwrap();
+    let announcement = tokio::time::timeout(Duration::from_secs(2), heard.recv()).await.unwrap().unwrap();
+    assert_eq!(announcement.at, here);
+    assert_eq!(b.find_or_lease(&request(here, &m, "b", 0)).await.unwrap().status, LeaseStatus::Acquired);
+}
+
+#[tokio::test]
+async fn admission_counts_the_budget_and_honours_cooldowns() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let (a, _) = tier_at(&server.url(), 1_000);
+    let (b, _) = tier_at(&server.url(), 1_000);
+    let limits = Limits { per_minute: 3, per_day: 0 };
+    let mut admitted = 0;
+    for tier in [&a, &b, &a, &b, &a] {
+        match tier.admit("openweather", limits).await.unwrap() {
+            Admission::Admitted => admitted += 1,
+            Admission::OverBudget { retry_after } => assert!(retry_after <= Duration::from_secs(60)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(admitted, 3, "the budget is shared by both instances");
+    assert_eq!(a.admit("open-meteo", limits).await.unwrap(), Admission::Admitted, "budgets are per provider");
+    b.cool_down("open-meteo", Duration::from_secs(30)).await.unwrap();
+    b.cool_down("open-meteo", Duration::from_secs(1)).await.unwrap(); // never shortens
+    match a.admit("open-meteo", limits).await.unwrap() {
+        Admission::Cooling { remaining } => assert!(remaining > Duration::from_secs(28)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dead_server_opens_the_circuit_and_a_restart_closes_it() {
+    let Some(mut server) = RedisServer::start(None) else { return };
+    let (tier, seen) = tier_at(&server.url(), 200);
+    let here = LatLon::new(1.0, 1.0);
+    tier.find_or_lease(&request(here, &member(here), "t", 0)).await.unwrap();
+    server.kill();
+    let started = std::time::Instant::now();
+    assert!(matches!(tier.find_or_lease(&request(here, &member(here), "t", 0)).await, Err(TierError::Failed(_))));
+    assert!(started.elapsed() < Duration::from_millis(500), "within the deadline");
+    // While the circuit is open nothing is attempted at all.
+    assert_eq!(tier.find_or_lease(&request(here, &member(here), "t", 0)).await.unwrap_err(), TierError::Skipped);
+    assert_eq!(tier.errors(), 1);
+    assert!(!tier.is_up());
+    server.restart();
+    tokio::time::sleep(circuit::FIRST_BACKOFF).await;
+    // The probe may meet the manager's stale connection once; then it is back.
+    let mut back = false;
+    for _ in 0..20 {
+        if tier.find_or_lease(&request(here, &member(here), "t", 0)).await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back && tier.is_up(), "recovered by itself");
+    let seen = seen.lock().unwrap();
+    assert!(matches!(seen.first(), Some((Transition::Degraded { .. }, _))));
+    assert!(matches!(seen.last(), Some((Transition::Restored { .. }, _))));
+    assert_eq!(seen.iter().filter(|(t, _)| matches!(t, Transition::Degraded { .. })).count(), 1, "one event per transition");
+}
+
+#[tokio::test]
+async fn the_password_appears_in_no_message() {
+    let Some(server) = RedisServer::start(Some("s3cret-Pa55word")) else { return };
+    let wrong = format!("redis://:wrong-Pa55word@127.0.0.1:{}/0", server.port);
+    let (tier, seen) = tier_at(&wrong, 500);
+    let here = LatLon::new(1.0, 1.0);
+    let error = tier.find_or_lease(&request(here, &member(here), "t", 0)).await.unwrap_err();
+    let text = format!("{error:?} {:?} {}", seen.lock().unwrap(), tier.place());
+    assert!(!text.contains("Pa55word"), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{}", server.port)), "{text}");
+    // And the right one works.
+    let (tier, _) = tier_at(&server.url(), 500);
+    assert!(tier.find_or_lease(&request(here, &member(here), "t", 0)).await.is_ok());
+    for bad in ["http://x", "redis://", "redis://h/not-a-db", "rediss://:pw@/0"] {
+        let config = TierConfig { url: bad.into(), key_prefix: "p".into(), timeout: Duration::from_millis(100) };
+        let message = SharedTier::new(config, &tokio::runtime::Handle::current(), Box::new(|_: &Transition, _: &str| {})).err().unwrap();
+        assert!(!message.contains("pw"), "{message}");
+    }
+}
