@@ -252,8 +252,9 @@ test('#5: the events of a 429 reach a waiter or the service logger when the init
     await assert.rejects(initiator, { code: 'ABORT_ERR' })
     assert.equal(await joiner, null)
     assert.deepEqual(joinerLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
+    await new Promise((resolve) => setTimeout(resolve, 100)) // any queued service-logger delivery
+    assert.deepEqual(serviceLog.names(), [], 'delivered once, to the joiner')
   }, answer.delayed(50, answer.rateLimited(30)))
-  assert.deepEqual(serviceLog.names(), [], 'delivered once, to the joiner')
 
   await withService({ logger: serviceLog.logger }, async ({ service }) => {
     const controller = new AbortController()
@@ -266,3 +267,69 @@ test('#5: the events of a 429 reach a waiter or the service logger when the init
     assert.deepEqual(serviceLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
   }, answer.delayed(50, answer.rateLimited(30)))
 })
+
+// Found in review of the above.
+
+test('the native getWeather checks its receiver too (the type tag before any cast)', async () => {
+  const { WeatherService: Native } = await import('../lib/binding.js').then((m) => m.default)
+  const getWeather = Native.prototype.getWeather
+  for (const self of [{}, null, undefined, new Map(), Object.create(Native.prototype)]) {
+    assert.throws(() => getWeather.call(self, null, 'u', 1, 1), { code: 'ERR_INVALID_THIS' })
+  }
+})
+
+test('an async logger is handled even when the app replaced globalThis.Promise', async () => {
+  const unhandled = []
+  const onUnhandled = (reason) => unhandled.push(reason)
+  process.on('unhandledRejection', onUnhandled)
+  const original = globalThis.Promise
+  // A promise library whose `then` refuses native promises (as some do).
+  globalThis.Promise = class extends original {
+    then(...args) {
+      if (!(this instanceof globalThis.Promise)) throw new TypeError('not one of ours')
+      return super.then(...args)
+    }
+  }
+  try {
+    const logger = { warn: async () => original.reject(new Error('async logger')) }
+    await withService({}, async ({ service }) => {
+      assert.equal(await service.getWeather({ logger }, 'u', 1, 1), null)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }, answer.status(503))
+  } finally {
+    globalThis.Promise = original
+    process.off('unhandledRejection', onUnhandled)
+  }
+  assert.deepEqual(unhandled.map(String), [])
+})
+
+test("a session logger without warn leaves a fetch's events to the service logger", async () => {
+  const serviceLog = recordingLogger()
+  await withService({ logger: serviceLog.logger }, async ({ service }) => {
+    assert.equal(await service.getWeather({ logger: { info() {} } }, 'u', 1, 1), null)
+    await until(() => serviceLog.names().length === 2, 'the service logger')
+    assert.deepEqual(serviceLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
+  }, answer.rateLimited(30))
+})
+
+test('cooldowns stay per area with sharedCapacity: 1', () =>
+  withService({ sharedCapacity: 1 }, async ({ service, upstream }) => {
+    for (const [lat, lon] of [[9.97, 9.99], [10.01, 10.02], [9.97, 9.99], [10.01, 10.02], [9.97, 9.99], [10.01, 10.02]]) {
+      assert.equal(await service.getWeather(null, 'u', lat, lon), null)
+    }
+    assert.equal(upstream.count, 2)
+  }, answer.status(503)))
+
+test('getForecast options whose getter throws reject with that error', () =>
+  withService({}, async ({ service, upstream }) => {
+    const boom = new Error('options getter')
+    await assert.rejects(service.getForecast(null, 'u', 1, 1, { get signal() { throw boom } }), (e) => e === boom)
+    await assert.rejects(service.getForecast(null, 'u', 1, 1, { get forceRefresh() { throw boom } }), (e) => e === boom)
+    await assert.rejects(service.getForecast(null, 'u', 1, 1, new Proxy({}, { get() { throw boom } })), (e) => e === boom)
+    assert.equal(upstream.count, 0)
+  }))
+
+test('conditions lose invisible and reordering characters too', () =>
+  withService({}, async ({ service }) => {
+    assert.equal((await service.getWeather(null, 'u', 1, 1)).condition, 'Rain')
+  }, answer.fixed(5, '\u202ERa\u200Bin\u2028\uFEFF')))

@@ -183,8 +183,19 @@ pub fn finite(value: &Unknown, name: &str) -> Checked<f64> {
     Ok(n)
 }
 
-/// Reads `object[key]`; `None` when undefined or when a getter throws (the exception is
-/// cleared: a hostile session must not make our call throw).
+/// Reads `object[key]` of an options object; `None` when undefined. A getter (or Proxy trap)
+/// that throws is the caller's error: `ArgError::Thrown` carries its exception, which the call
+/// rejects (or throws) with. Never an options object silently read as empty.
+pub fn option<'e>(object: &Object<'e>, key: &str) -> Checked<Option<Unknown<'e>>> {
+    match object.get::<Unknown>(key) {
+        Ok(Some(value)) if type_of(&value) != ValueType::Undefined => Ok(Some(value)),
+        Ok(_) => Ok(None),
+        Err(_) => Err(ArgError::Thrown),
+    }
+}
+
+/// Reads `object[key]` of a session or a signal; `None` when undefined or when a getter throws
+/// (the exception is cleared: a hostile session must not make our call throw).
 pub fn property<'e>(env: &Env, object: &Object<'e>, key: &str) -> Option<Unknown<'e>> {
     match object.get::<Unknown>(key) {
         Ok(Some(value)) if type_of(&value) != ValueType::Undefined => Some(value),

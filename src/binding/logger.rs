@@ -39,14 +39,22 @@ fn settled(env: &Env, returned: Result<Unknown>) {
     if !is_promise {
         return;
     }
-    // `Promise.prototype.then`, not the object's own `then`: a subclass could override it.
+    // The intrinsic `%Promise.prototype%.then`, read off a promise N-API makes: neither the
+    // object's own `then` (a subclass could override it) nor `globalThis.Promise` (an app may
+    // have replaced it with a library whose `then` refuses native promises).
     let swallowed = (|| -> Result<()> {
-        let global = env.get_global()?;
-        let promise: Function = global.get_named_property("Promise")?;
-        let prototype: Object = promise.get_named_property("prototype")?;
+        let (mut deferred, mut promise, mut prototype) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        let undefined = ().into_unknown(env)?;
+        // SAFETY: plain N-API calls on the JS thread; the deferred is resolved at once (an
+        // unsettled one would leak).
+        unsafe {
+            check_status!(napi::sys::napi_create_promise(env.raw(), &mut deferred, &mut promise))?;
+            check_status!(napi::sys::napi_resolve_deferred(env.raw(), deferred, undefined.raw()))?;
+            check_status!(napi::sys::napi_get_prototype(env.raw(), promise, &mut prototype))?;
+        }
+        let prototype = Object::from_raw(env.raw(), prototype);
         let then: Function<FnArgs<(Unknown, Function<Unknown, ()>)>, Unknown> = prototype.get_named_property("then")?;
         let ignore = env.create_function_from_closure::<Unknown, (), _>("ignoreLoggerRejection", |_| Ok(()))?;
-        let undefined = ().into_unknown(env)?;
         then.apply(value, FnArgs::from((undefined, ignore)))?;
         Ok(())
     })();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 
-use super::args::{finite, type_of};
+use super::args::{finite, option, type_of};
 use super::errors::{clear_pending_exception, describe, js_number, ArgError, Checked};
 use crate::engine::{BudgetConfig, ClockKind, Config, ConfigError, Level, Preset, WhenRedisDown, MAX_DURATION_MS};
 use crate::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
@@ -240,12 +240,7 @@ impl<'e> Reader<'e> {
     /// `options[key]`, `None` when undefined. A getter (or Proxy trap) that throws makes the
     /// constructor throw that exception.
     fn get(&self, key: &str) -> Checked<Option<Unknown<'e>>> {
-        let Some(object) = &self.object else { return Ok(None) };
-        match object.get::<Unknown>(key) {
-            Ok(Some(value)) if type_of(&value) != ValueType::Undefined => Ok(Some(value)),
-            Ok(_) => Ok(None),
-            Err(_) => Err(ArgError::Thrown),
-        }
+        self.object.as_ref().map_or(Ok(None), |object| option(object, key))
     }
 
     fn name(&self, key: &str) -> String {

@@ -242,9 +242,10 @@ impl WeatherService {
         };
         let (engine, summaries, background, level) =
             (service.engine.clone(), service.summaries.id(), service.logger.clone(), service.level);
-        // Only a caller with a logger of its own takes the flight's events; otherwise they reach
-        // the service's logger when the flight's landing is dropped (see `Landing`).
-        let take_events = logger.is_some();
+        // Only a caller whose own logger can log them (a flight's events are warnings, with a
+        // debug `sent`) takes the flight's events; otherwise they reach the service's logger
+        // when the flight's landing is dropped (see `Landing`).
+        let take_events = logger.is_some() && call.session.as_ref().is_some_and(|s| logs_warnings(env, s));
         // The future always succeeds (failures travel inside `Reply`), so the callback always
         // runs and releases the references it holds.
         let waiting = async move {
@@ -372,6 +373,13 @@ fn session_logger_object<'e>(env: &Env, session: &Object<'e>) -> Option<Object<'
         .then(|| Object::from_raw(env.raw(), logger.raw()))
 }
 
+/// Whether `session.logger.warn` is a function.
+fn logs_warnings(env: &Env, session: &Object) -> bool {
+    session_logger_object(env, session)
+        .and_then(|logger| property(env, &logger, "warn"))
+        .is_some_and(|warn| type_of(&warn) == ValueType::Function)
+}
+
 /// A reference to `session.logger`, kept alive until the call settles.
 fn session_logger(env: &Env, session: &Object) -> Result<Option<ObjectRef<false>>> {
     session_logger_object(env, session).map(|logger| logger.create_ref()).transpose()
@@ -384,7 +392,7 @@ fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Opti
         ValueType::Object => Object::from_raw(env.raw(), value.raw()),
         _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(&value) }),
     };
-    let force = match property(env, &object, "forceRefresh") {
+    let force = match args::option(&object, "forceRefresh")? {
         None => false,
         Some(v) if type_of(&v) == ValueType::Boolean => unsafe { v.cast::<bool>() }.unwrap_or(false),
         Some(v) => {
@@ -395,6 +403,6 @@ fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Opti
             })
         }
     };
-    let signal = property(env, &object, "signal").map(|v| abort::signal_arg(env, v)).transpose()?;
+    let signal = args::option(&object, "signal")?.map(|v| abort::signal_arg(env, v)).transpose()?;
     Ok((force, signal))
 }

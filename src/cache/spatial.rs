@@ -23,10 +23,17 @@ pub trait Placed {
 }
 
 pub struct SpatialLru<K, V> {
-    items: LruCache<K, V>,
+    items: LruCache<K, Slot<V>>,
     cells: HashMap<CellId, CellKeys<K>>,
     nearby: Nearby,
     per_cell: usize,
+    /// Ticks at every insert and promotion: a full cell evicts its least recently used item.
+    uses: u64,
+}
+
+struct Slot<V> {
+    value: V,
+    used: u64,
 }
 
 impl<K: Hash + Eq, V> std::fmt::Debug for SpatialLru<K, V> {
@@ -64,7 +71,7 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
     /// cell (its oldest go first): only a grid much coarser than the radius fills a cell, and the
     /// cap bounds the work one lookup can do there.
     pub fn new(capacity: NonZeroUsize, per_cell: usize) -> Self {
-        SpatialLru { items: LruCache::sparse(capacity), cells: HashMap::new(), nearby: Nearby::default(), per_cell }
+        SpatialLru { items: LruCache::sparse(capacity), cells: HashMap::new(), nearby: Nearby::default(), per_cell, uses: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -76,7 +83,7 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
     }
 
     pub fn peek(&self, key: &K) -> Option<&V> {
-        self.items.peek(key)
+        self.items.peek(key).map(|slot| &slot.value)
     }
 
     pub fn contains(&self, key: &K) -> bool {
@@ -85,7 +92,9 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
 
     /// Marks an item as just used; `false` if it is not (or no longer) stored.
     pub fn promote(&mut self, key: &K) -> bool {
-        self.items.promote(key)
+        self.uses += 1;
+        let uses = self.uses;
+        self.items.get_mut(key).map(|slot| slot.used = uses).is_some()
     }
 
     /// Every item that may lie within `radius_km` of `p`: those of the cells the radius reaches,
@@ -97,9 +106,9 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
                 cover
                     .filter_map(move |cell| cells.get(&cell))
                     .flat_map(CellKeys::as_slice)
-                    .filter_map(move |key| items.peek(key).map(|value| (key, value))),
+                    .filter_map(move |key| items.peek(key).map(|slot| (key, &slot.value))),
             ),
-            None => Near::All(items.iter()),
+            None => Near::All(items.iter().map(|(key, slot)| (key, &slot.value))),
         }
     }
 
@@ -111,12 +120,12 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
             .map(CellKeys::as_slice)
             .unwrap_or_default()
             .iter()
-            .filter_map(move |key| items.peek(key).map(|value| (key, value)))
+            .filter_map(move |key| items.peek(key).map(|slot| (key, &slot.value)))
     }
 
     /// Stores `value` under `key` in its cell. The cell's items for which `redundant` is true go
-    /// first; then the cell's oldest past `per_cell`, and the least recently used item past
-    /// capacity.
+    /// first; then the cell's least recently used past `per_cell`, and the least recently used
+    /// item of all past capacity.
     pub fn insert(&mut self, key: K, value: V, mut redundant: impl FnMut(&V) -> bool) {
         let cell = value.cell();
         let old = self.cells.remove(&cell);
@@ -124,34 +133,35 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
         let mut kept = Vec::with_capacity(old.len() + 1);
         for &old_key in old {
             match self.items.peek(&old_key) {
-                Some(item) if redundant(item) => {
+                Some(slot) if redundant(&slot.value) => {
                     self.items.pop(&old_key);
                 }
                 Some(_) => kept.push(old_key),
                 None => {}
             }
         }
-        if kept.len() >= self.per_cell {
-            // `kept` is in insertion order: the cell's oldest items go.
-            for old_key in kept.drain(..kept.len() + 1 - self.per_cell) {
-                self.items.pop(&old_key);
-            }
+        while kept.len() >= self.per_cell.max(1) {
+            let items = &self.items;
+            let used = |k: &K| items.peek(k).map_or(0, |slot| slot.used);
+            let (index, _) = kept.iter().enumerate().min_by_key(|(_, k)| used(k)).expect("the cell is full");
+            self.items.pop(&kept.remove(index));
         }
         kept.push(key);
         if let Some(keys) = CellKeys::from_vec(kept) {
             self.cells.insert(cell, keys);
         }
-        if let Some((evicted_key, evicted)) = self.items.push(key, value) {
+        self.uses += 1;
+        if let Some((evicted_key, evicted)) = self.items.push(key, Slot { value, used: self.uses }) {
             if evicted_key != key {
-                self.unindex(evicted_key, evicted.cell());
+                self.unindex(evicted_key, evicted.value.cell());
             }
         }
     }
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let value = self.items.pop(key)?;
-        self.unindex(*key, value.cell());
-        Some(value)
+        let slot = self.items.pop(key)?;
+        self.unindex(*key, slot.value.cell());
+        Some(slot.value)
     }
 
     pub fn clear(&mut self) {

@@ -93,8 +93,15 @@ fn a_cell_keeps_at_most_per_cell_entries() {
         shared.insert(entry(&grid, spot(i).lat, spot(i).lon, i as i64));
     }
     assert_eq!(shared.len(), PER_CELL);
-    assert!(shared.find(&grid, spot(0), 1.0, 100, &mut ignore).is_none(), "the oldest went");
+    assert!(shared.find(&grid, spot(0), 1.0, 100, &mut ignore).is_none(), "the least recently used went");
     assert!(shared.find(&grid, spot(PER_CELL + 3), 1.0, 100, &mut ignore).is_some());
+    // A hot entry survives its cell filling up: the cell evicts by use, not by age.
+    assert!(shared.find(&grid, spot(4), 1.0, 100, &mut ignore).is_some());
+    let fill_from = PER_CELL + 4;
+    for i in fill_from..fill_from + PER_CELL - 1 {
+        shared.insert(entry(&grid, spot(i % 100).lat + 0.001, spot(i % 100).lon, i as i64));
+    }
+    assert!(shared.find(&grid, spot(4), 1.0, 200, &mut ignore).is_some(), "the hot entry stayed");
 }
 
 proptest! {

@@ -101,7 +101,7 @@ impl Engine {
             users: UserCache::new(capacity(config.max_users), capacity(config.per_user_capacity)),
             shared: SharedCache::new(capacity(config.shared_capacity)),
             flights: FlightTable::default(),
-            providers: upstreams.iter().map(|_| ProviderState::new(capacity(config.shared_capacity))).collect(),
+            providers: upstreams.iter().map(|_| ProviderState::new(capacity(cooldown_capacity(&config)))).collect(),
             jitter: Jitter::new(config.jitter_ratio, instance),
             launches: Vec::new(),
         };
@@ -201,6 +201,12 @@ impl Engine {
         }
         stats
     }
+}
+
+/// Records of failing areas kept per provider: as many as shared entries, but never so few
+/// that a small cache (`sharedCapacity: 1`) makes failing areas evict each other's cooldowns.
+fn cooldown_capacity(config: &Config) -> usize {
+    config.shared_capacity.max(1_024)
 }
 
 /// Turns the tier's health changes into events for the service's logger (one per transition).

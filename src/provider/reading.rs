@@ -31,7 +31,7 @@ pub fn observation(celsius: f64, condition: Option<&str>) -> Result<Observation,
 }
 
 fn tidy(condition: &str) -> String {
-    let printable: String = condition.chars().filter(|c| !c.is_control()).take(MAX_CONDITION_CHARS * 2).collect();
+    let printable: String = condition.chars().filter(|c| !hidden(*c)).take(MAX_CONDITION_CHARS * 2).collect();
     let trimmed: String = printable.trim().chars().take(MAX_CONDITION_CHARS).collect();
     let trimmed = trimmed.trim_end();
     if trimmed.is_empty() {
@@ -39,6 +39,18 @@ fn tidy(condition: &str) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// Characters that print nothing or rearrange what prints: controls (Cc), Unicode's format
+/// characters (Cf: bidirectional overrides, zero-width joiners, the BOM...) and the line and
+/// paragraph separators. A display line must read as it is.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c as u32,
+            0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+            | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+            | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 #[cfg(test)]
@@ -61,6 +73,8 @@ mod tests {
     fn conditions_are_short_and_printable() {
         assert_eq!(observation(1.0, Some("Clouds")).unwrap().condition, "Clouds");
         assert_eq!(observation(1.0, Some("Ra\u{0}in\r\n\u{1b}[31m")).unwrap().condition, "Rain[31m");
+        let hostile = "\u{202E}sdu\u{200B}olC\u{2028}\u{FEFF}";
+        assert_eq!(observation(1.0, Some(hostile)).unwrap().condition, "sduolC", "no bidi override, no zero-width");
         assert_eq!(observation(1.0, Some(&"x".repeat(100_000))).unwrap().condition.chars().count(), 64);
         assert_eq!(observation(1.0, Some(&"é".repeat(100))).unwrap().condition, "é".repeat(64));
         for blank in [None, Some(""), Some(" \t\n"), Some("\u{7}\u{7f}")] {
