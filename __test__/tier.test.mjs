@@ -1,0 +1,324 @@
+// The shared tier on a real redis-server: N instances (several in their own processes) cost
+// the upstream what one does, share 429s and budgets, and ride out Redis dying and coming back.
+import assert from 'node:assert/strict'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { after, before, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+import { WeatherService } from '../main.js'
+import { recordingLogger, until } from './helpers.mjs'
+import { redisAvailable, startRedis } from './redis.mjs'
+import { API_KEY, answer, startUpstream } from './upstream.mjs'
+
+const skip = !redisAvailable && 'redis-server is not installed'
+const fixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Like `until`, for an async condition. */
+async function untilAsync(condition, what, timeoutMs = 5000) {
+  const started = Date.now()
+  while (!(await condition())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+let redis
+before(async () => {
+  if (!skip) redis = await startRedis()
+})
+after(async () => {
+  await redis?.stop()
+})
+
+/** A fresh key prefix per test: tests share one server but never each other's keys. */
+let namespaces = 0
+const namespace = () => `t${process.pid}-${++namespaces}`
+
+/** A weather-cache instance in a child process, driven over IPC. */
+async function processInstance(options) {
+  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = once(child, 'exit')
+  await once(child, 'message')
+  const pending = new Map()
+  let next = 0
+  child.on('message', (m) => {
+    if (m.id === undefined) return
+    pending.get(m.id)(m)
+    pending.delete(m.id)
+  })
+  const call = (type, args = {}) =>
+    new Promise((resolve, reject) => {
+      const id = next++
+      pending.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.error.message), m.error))))
+      child.send({ id, type, ...args })
+    })
+  await call('create', { options })
+  return { call, child, exited, kill: () => child.kill('SIGKILL') }
+}
+
+test('four processes, 250 simultaneous requests each for one spot: one upstream call, 1,000 equal answers', { skip }, async () => {
+  const upstream = await startUpstream(answer.delayed(500, answer.fixed(17.4, 'Rain')))
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() } }
+  const instances = await Promise.all([0, 1, 2, 3].map(() => processInstance(options)))
+  try {
+    const bursts = await Promise.all(instances.map((instance, i) => instance.call('burst', { count: 250, lat: 48.8566, lon: 2.3522, user: `p${i}` })))
+    const results = bursts.flatMap((b) => b.results)
+    assert.equal(results.length, 1000)
+    assert.deepEqual(results.filter((r) => r.error), [])
+    assert.ok(results.every((r) => r.summary.tempC === 17 && r.summary.condition === 'Rain'), 'equal answers')
+    assert.equal(upstream.count, 1, 'exactly one upstream call')
+    const stats = await Promise.all(instances.map((instance) => instance.call('stats')))
+    assert.equal(stats.reduce((n, s) => n + s.fetches, 0), 1)
+    assert.equal(stats.reduce((n, s) => n + s.tierHits, 0), 3, 'the three others were answered by the tier')
+    for (const s of stats) assert.equal(s.misses + s.backgroundRefreshes, s.fetches + s.tierHits + s.budgetRejected + s.inflight)
+  } finally {
+    for (const instance of instances) instance.kill()
+    await upstream.close()
+  }
+})
+
+test("instance A fetches; a user of instance B 3 km away is answered from Redis, no upstream call", { skip }, async () => {
+  const upstream = await startUpstream(answer.fixed(20.6, 'Clouds'))
+  const prefix = namespace()
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix } }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    const first = await a.getForecast(null, 'alice', 48.8566, 2.3522)
+    assert.equal(first.meta.source, 'network')
+    // The write-through runs in the background, just after A's answer: wait for it in Redis.
+    await untilAsync(async () => (await redis.command('KEYS', `{${prefix}}:e:*`)).startsWith('*1'), 'the write-through')
+    const second = await b.getForecast(null, 'bob', 48.8566 + 0.027, 2.3522) // ~3 km north
+    assert.equal(second.meta.source, 'cache')
+    assert.equal(second.meta.provider, 'openweather')
+    assert.deepEqual({ ...second.summary }, { condition: 'Clouds', tempC: 21, tempF: 69 })
+    assert.equal(upstream.count, 1, 'no upstream call for B')
+    assert.equal(b.stats().tierHits, 1)
+    // B copied it into its local stores: the next request is a local hit.
+    assert.equal((await b.getForecast(null, 'bob', 48.8566 + 0.027, 2.3522)).meta.source, 'cache')
+    assert.equal(b.stats().userHits, 1)
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+  }
+})
+
+test('a 429 with Retry-After: 30 seen by A: B, C and D make no upstream call for the window', { skip }, async () => {
+  const upstream = await startUpstream(answer.rateLimited(30))
+  const prefix = namespace()
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix } }
+  const [a, b, c, d] = [0, 1, 2, 3].map(() => new WeatherService(options))
+  try {
+    const limited = await a.getForecast(null, 'u', 10, 10).catch((e) => e)
+    assert.equal(limited.code, 'ERR_RATE_LIMITED')
+    assert.equal(limited.retryAfterMs, 30_000)
+    upstream.behave(answer.weather) // a call now would succeed, and be counted
+    const cooling = async () => Number(/^:(-?\d+)/.exec(await redis.command('PTTL', `{${prefix}}:cooldown:openweather`))?.[1])
+    await untilAsync(async () => (await cooling()) > 25_000, 'the cooldown in Redis')
+    for (const [i, service] of [b, c, d].entries()) {
+      const error = await service.getForecast(null, 'v', -20 - i * 10, 100 + i * 10).catch((e) => e)
+      assert.equal(error.code, 'ERR_RATE_LIMITED', `instance ${i}`)
+      assert.ok(error.retryAfterMs > 25_000 && error.retryAfterMs <= 30_000, String(error.retryAfterMs))
+      // And now each knows it locally: refused without asking anyone.
+      await assert.rejects(service.getForecast(null, 'w', 40, -3), { code: 'ERR_RATE_LIMITED' })
+      assert.equal(service.stats().rejected, 1)
+    }
+    assert.equal(upstream.count, 1, 'nobody else called upstream')
+  } finally {
+    for (const service of [a, b, c, d]) service.close()
+    await upstream.close()
+  }
+})
+
+test('budget perMinute: 5 over three instances and 30 far-apart areas: at most 5 upstream calls', { skip }, async () => {
+  // The minute window is the Redis server's: start well inside one.
+  const seconds = () => redis.command('TIME').then((t) => Number(t.split('\r\n')[2]) % 60)
+  if ((await seconds()) > 40) await sleep((61 - (await seconds())) * 1000)
+  const upstream = await startUpstream(answer.weather)
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() }, budget: { perMinute: 5 } }
+  const instances = [0, 1, 2].map(() => new WeatherService(options))
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => instances[i % 3].getForecast(null, `u${i}`, -60 + i * 4, -170 + i * 11).catch((e) => e)),
+    )
+    const served = answers.filter((a) => a.meta)
+    const refused = answers.filter((a) => a.code === 'ERR_BUDGET_EXHAUSTED')
+    assert.equal(upstream.count, 5)
+    assert.equal(served.length, 5)
+    assert.equal(refused.length, 25)
+    assert.ok(refused.every((e) => e.retryAfterMs > 0 && e.retryAfterMs <= 60_000 && e.provider === 'openweather'))
+    const stats = instances.map((s) => s.stats())
+    assert.equal(stats.reduce((n, s) => n + s.budgetRejected, 0) + stats.reduce((n, s) => n + s.rejected, 0), 25)
+    // getWeather resolves null, as for a rate limit.
+    assert.equal(await instances[0].getWeather(null, 'late', 33, 33), null)
+  } finally {
+    for (const service of instances) service.close()
+    await upstream.close()
+  }
+})
+
+test('kill -9 of redis-server during a burst: every call settles in time, answers keep coming; a restart brings tier hits back', { skip }, async () => {
+  const upstream = await startUpstream(answer.delayed(30))
+  const log = recordingLogger()
+  const requestTimeoutMs = 2000
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs, redis: { url: redis.url, keyPrefix: namespace(), timeoutMs: 100 }, logger: log.logger }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  const timed = async (promise) => {
+    const started = Date.now()
+    const value = await promise
+    return { value, ms: Date.now() - started }
+  }
+  try {
+    let area = 0
+    const burst = (service, n) => Promise.all(Array.from({ length: n }, () => timed(service.getWeather(null, `u${area}`, -50 + (area % 100), -170 + 3 * (area++ % 100)))))
+    const before = await burst(a, 20)
+    assert.ok(before.every((r) => r.value), 'answers before')
+    const during = burst(a, 40)
+    await sleep(5)
+    await redis.kill()
+    const results = [...(await during), ...(await burst(a, 40)), ...(await burst(b, 40))]
+    for (const r of results) {
+      assert.ok(r.value, 'answered from the upstream with Redis gone')
+      assert.ok(r.ms <= requestTimeoutMs + 100 + 300, `settled in ${r.ms} ms`)
+    }
+    assert.ok(a.stats().tierErrors > 0 && a.stats().tierUp === false)
+    await until(() => log.find('weather.tier.degraded').length >= 2, 'a degraded event per instance')
+    assert.equal(log.find('weather.tier.degraded')[0].level, 'warn')
+
+    await redis.start()
+    // Without restarting the services, the tier comes back: B is answered from A's entries.
+    const hitsBefore = b.stats().tierHits
+    const started = Date.now()
+    while (b.stats().tierHits === hitsBefore) {
+      assert.ok(Date.now() - started < 20_000, 'tier hits never came back')
+      const spot = 1000 + Math.floor(Math.random() * 1e6)
+      await a.getWeather(null, 'a', (spot % 160) - 80, ((spot * 7) % 340) - 170)
+      await sleep(50)
+      await b.getWeather(null, 'b', (spot % 160) - 80, ((spot * 7) % 340) - 170)
+    }
+    await until(() => log.find('weather.tier.restored').length >= 1, 'the restored event')
+    assert.equal(log.find('weather.tier.restored')[0].level, 'info')
+    assert.equal(b.stats().tierUp, true)
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+    await redis.start() // for the tests after this one, if it failed half-way
+  }
+})
+
+test("the lease holder's process is killed mid-fetch: the others fetch once the lease expires", { skip }, async () => {
+  let calls = 0
+  // The first call never answers (its process dies); later ones answer at once.
+  const upstream = await startUpstream((req, res, q) => (++calls === 1 ? undefined : answer.fixed(5)(req, res, q)))
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs: 1500, redis: { url: redis.url, keyPrefix: namespace(), timeoutMs: 100 } }
+  const holder = await processInstance(options)
+  const waiter = new WeatherService(options)
+  try {
+    holder.call('burst', { count: 1, lat: 30, lon: 30 }).catch(() => {})
+    await until(() => upstream.count === 1, 'the holder fetching')
+    const started = Date.now()
+    const answerPromise = waiter.getForecast(null, 'w', 30.001, 30.001)
+    await sleep(200)
+    holder.kill()
+    await holder.exited
+    const result = await answerPromise
+    const waited = Date.now() - started
+    assert.equal(result.meta.source, 'network')
+    assert.equal(upstream.count, 2)
+    assert.ok(waited >= 1000, `waited for the lease (${waited} ms)`)
+    assert.ok(waited < 1500 + 300 + 1500 + 1000, `but not forever (${waited} ms)`)
+  } finally {
+    holder.kill()
+    waiter.close()
+    await upstream.close()
+  }
+})
+
+test('a password-protected Redis: the password is in no error, event, metric or result', { skip }, async () => {
+  const password = 'Sup3r-Secret-Pa55'
+  const secured = await startRedis({ password })
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const wrong = `redis://:Wr0ng-${password}@127.0.0.1:${secured.port}/0`
+  try {
+    const denied = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: wrong, logLevel: 'debug', logger: log.logger })
+    const weather = await denied.getForecast({ logger: log.logger }, 'u', 1, 1)
+    assert.equal(weather.meta.source, 'network', 'served without the tier')
+    await until(() => log.find('weather.tier.degraded').length === 1, 'the degraded event')
+    const everything = JSON.stringify([log.records.map((r) => [r.msg, r.obj]), denied.stats(), denied.metricsText(), weather])
+    assert.ok(!everything.includes(password) && !everything.includes('Pa55'), everything)
+    assert.match(JSON.stringify(log.find('weather.tier.degraded')[0].obj), /127\.0\.0\.1/)
+    denied.close()
+    const allowed = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: secured.url })
+    await allowed.getForecast(null, 'u', 2, 2)
+    assert.equal(allowed.stats().tierUp, true)
+    assert.equal(allowed.stats().tierErrors, 0)
+    allowed.close()
+    for (const url of [`http://u:${password}@x`, `redis://:${password}@/0`, `redis://:${password}@h/x`]) {
+      assert.throws(() => new WeatherService({ redis: url }), (e) => e.code === 'ERR_INVALID_ARG_VALUE' && !e.message.includes(password) && /options\.redis/.test(e.message))
+    }
+  } finally {
+    await secured.stop()
+    await upstream.close()
+  }
+})
+
+test('redis and budget options are checked', () => {
+  const cases = [
+    [{ redis: 42 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ redis: {} }, 'ERR_INVALID_ARG_TYPE'],
+    [{ redis: { url: 'redis://h', keyPrefix: 'a{b}' } }, 'ERR_INVALID_ARG_VALUE'],
+    [{ redis: { url: 'redis://h', timeoutMs: 0 } }, 'ERR_OUT_OF_RANGE'],
+    [{ budget: 5 }, 'ERR_INVALID_ARG_TYPE'],
+    [{ budget: { perMinute: 0 } }, 'ERR_OUT_OF_RANGE'],
+    [{ budget: { perDay: 1.5 } }, 'ERR_OUT_OF_RANGE'],
+    [{ budget: { whenRedisDown: 'open' } }, 'ERR_INVALID_ARG_VALUE'],
+  ]
+  for (const [options, code] of cases) assert.throws(() => new WeatherService(options), { code }, JSON.stringify(options))
+  new WeatherService({ redis: null, budget: { perMinute: 60, perDay: 1000, whenRedisDown: 'closed' } }).close()
+})
+
+test('without Redis the budget holds per process, in service-clock minutes; getWeather resolves null', async () => {
+  const upstream = await startUpstream(answer.weather)
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', budget: { perMinute: 2 } })
+  try {
+    assert.ok(await service.getWeather(null, 'u', 10, 10))
+    assert.ok(await service.getWeather(null, 'u', 20, 20))
+    const refused = await service.getForecast(null, 'u', 30, 30).catch((e) => e)
+    assert.equal(refused.code, 'ERR_BUDGET_EXHAUSTED')
+    assert.ok(refused.retryAfterMs > 0 && refused.retryAfterMs <= 60_000)
+    assert.equal(await service.getWeather(null, 'u', 40, 40), null, 'refused at once: the budget is known spent')
+    assert.equal(upstream.count, 2)
+    // Cached areas are still served.
+    assert.ok(await service.getWeather(null, 'v', 10, 10))
+    service.advanceTime(60_000)
+    assert.ok(await service.getWeather(null, 'u', 30, 30), 'a new minute')
+    const s = service.stats()
+    assert.equal(s.budgetRejected, 1)
+    assert.equal(s.misses + s.backgroundRefreshes, s.fetches + s.tierHits + s.budgetRejected + s.inflight)
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+})
+
+test('whenRedisDown: "closed" makes no upstream call while Redis is unreachable; cache still answers', async () => {
+  const upstream = await startUpstream(answer.weather)
+  const closedPort = 'redis://127.0.0.1:9/0'
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: closedPort, timeoutMs: 50 }, budget: { perDay: 1000, whenRedisDown: 'closed' } })
+  const local = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: closedPort, timeoutMs: 50 }, budget: { perDay: 1000 } })
+  try {
+    const error = await service.getForecast(null, 'u', 1, 1).catch((e) => e)
+    assert.equal(error.code, 'ERR_BUDGET_EXHAUSTED')
+    assert.equal(upstream.count, 0)
+    assert.equal((await local.getForecast(null, 'u', 1, 1)).meta.source, 'network', '"local" (the default) goes on alone')
+    assert.equal(upstream.count, 1)
+  } finally {
+    service.close()
+    local.close()
+    await upstream.close()
+  }
+})
