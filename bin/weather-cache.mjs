@@ -2,6 +2,7 @@
 // weather-cache's command line: `serve` (the drone proxy) and `demo` (the fleet simulation).
 import { UsageError } from '../lib/cli-args.mjs'
 import { DEMO_HELP, demoOptions, formatSummary, progressBar, runDemo } from '../lib/demo.mjs'
+import { formatInstancesSummary, runInstancesDemo } from '../lib/demo-instances.mjs'
 import { SERVE_HELP, serveOptions, startServer } from '../lib/serve.mjs'
 
 const HELP = `Usage: weather-cache <command> [options]
@@ -42,6 +43,8 @@ async function serve(args) {
 async function demo(args) {
   const options = demoOptions(args)
   if (options.help) return console.log(DEMO_HELP)
+  if (options.redis && options.instances === 1) throw new UsageError('--redis goes with --instances')
+  if (options.instances > 1) return instancesDemo(options)
   const tty = process.stdout.isTTY && !options.json
   let lastLine = 0
   const onProgress = (done, total, stats) => {
@@ -61,4 +64,20 @@ async function demo(args) {
   const summary = await runDemo(options, onProgress)
   if (options.json) console.log(JSON.stringify(summary))
   else console.log(`${tty ? '\n' : ''}\n${formatSummary(summary)}`)
+}
+
+async function instancesDemo(options) {
+  const tty = process.stdout.isTTY && !options.json
+  if (!options.json) console.log(`weather-cache demo: ${options.drones.toLocaleString('en-US')} drones through 1 and ${options.instances} instances, with and without a shared tier`)
+  let summary
+  try {
+    summary = await runInstancesDemo(options, (label, done, total) => {
+      if (tty && (done % 10 === 0 || done === total)) process.stdout.write(`\r  ${label}: ${done}/${total} steps   `)
+    })
+  } catch (error) {
+    if (error.usage) throw new UsageError(error.message)
+    throw error
+  }
+  if (options.json) console.log(JSON.stringify(summary))
+  else console.log(`${tty ? '\n' : ''}\n${formatInstancesSummary(summary)}`)
 }

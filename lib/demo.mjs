@@ -23,6 +23,10 @@ Options:
   --rate-limit-per-min <n>  upstream requests allowed per minute before 429 (default 60,
                             like OpenWeather's free tier)
   --seed <n>                the fleet and the faults (default 1); same seed, same counts
+  --instances <n>           also fly the fleet through n instances, without and with a shared
+                            tier on Redis, and compare upstream calls (no rate limit unless
+                            --rate-limit-per-min is given)
+  --redis <url>             the Redis for --instances (default: a throwaway redis-server)
   --json                    print one JSON object instead of the table
   -h, --help                this text`
 
@@ -33,6 +37,8 @@ const FLAGS = {
   'fault-rate': { type: 'number', min: 0, max: 1 },
   'rate-limit-per-min': { type: 'int', min: 1 },
   seed: { type: 'int', min: 0, max: 2 ** 32 - 1 },
+  instances: { type: 'int', min: 2, max: 64 },
+  redis: { type: 'string' },
   json: { type: 'boolean' },
 }
 
@@ -49,8 +55,10 @@ export function demoOptions(argv) {
     minutes: values.minutes ?? 60,
     latencyMs: values['latency-ms'] ?? 20,
     faultRate: values['fault-rate'] ?? 0,
-    rateLimitPerMin: values['rate-limit-per-min'] ?? 60,
+    rateLimitPerMin: values['rate-limit-per-min'] ?? (values.instances ? Infinity : 60),
     seed: values.seed ?? 1,
+    instances: values.instances ?? 1,
+    redis: values.redis,
     json: values.json ?? false,
   }
 }

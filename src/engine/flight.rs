@@ -18,7 +18,7 @@ use super::cooldown::CooldownPolicy;
 use super::error::{most_telling, RequestError};
 use super::events::{BackoffScope, Event, Level};
 use super::lookup::{Served, Source};
-use super::singleflight::{Landing, Takeoff, Ticket};
+use super::singleflight::{Herald, Landing, Need, Takeoff, Ticket};
 use super::tiered::{Lease, TierStep};
 use super::{Inner, State, WhenRedisDown};
 use crate::cache::{Entry, Freshness, Observation};
@@ -28,9 +28,10 @@ use crate::tier::{Admission, MAX_GEO_LATITUDE};
 
 /// How a flight ended, before the engine interprets it.
 pub(super) enum Outcome {
-    /// Provider `provider` (an index into the upstreams) answered.
-    Observed { observation: Observation, provider: usize },
-    /// The shared tier had an entry for every waiter: `answer`, among all it returned.
+    /// Provider `provider` (an index into the upstreams) answered, about `at`.
+    Observed { observation: Observation, provider: usize, at: LatLon },
+    /// The shared tier had an entry for every waiter (each takes the best for its point, see
+    /// `Pending::wait`); `answer` is the one for the flight's own location.
     Tier { answer: Arc<Entry>, found: Vec<Arc<Entry>> },
     /// No provider answered: the most telling reason, and whether any call was made.
     Failed { error: RequestError, called: bool },
@@ -97,7 +98,7 @@ impl Inner {
         state: &mut State,
         location: LatLon,
         joiner: Option<&str>,
-        waiting: Option<LatLon>,
+        waiting: Option<(LatLon, Need)>,
     ) -> Ticket {
         let (takeoff, ticket) = state.flights.start(&self.grid, location, joiner, waiting);
         tracing::trace!(target: "weather_cache::flight", key = %takeoff.key, background = waiting.is_none(), "launched");
@@ -108,8 +109,16 @@ impl Inner {
 
     /// Starts a background refresh of `entry`'s area, unless it is younger than the minimum
     /// interval, a flight near it is already refreshing it, or no provider may be asked.
-    /// `joiner`'s cache receives the result. Returns whether a refresh started.
-    pub(super) fn refresh(self: &Arc<Self>, state: &mut State, entry: &Entry, joiner: Option<&str>, now: i64) -> bool {
+    /// `asker` is the request that found the entry stale: its cache receives the result, and
+    /// with a shared tier a fresh entry there that covers it answers the refresh instead.
+    /// Returns whether a refresh started.
+    pub(super) fn refresh(
+        self: &Arc<Self>,
+        state: &mut State,
+        entry: &Entry,
+        asker: Option<(&str, LatLon)>,
+        now: i64,
+    ) -> bool {
         if entry.age(now) < self.config.min_refresh_interval_ms as i64
             || state.flights.find(&self.grid, entry.location, self.config.proximity_km).is_some()
             || self.refusal(state, entry.location, now).is_some()
@@ -117,28 +126,35 @@ impl Inner {
             return false;
         }
         self.counters.background_refreshes.inc();
-        self.launch(state, entry.location, joiner, None);
+        self.launch(state, entry.location, asker.map(|(user, _)| user), None);
+        if let Some((_, at)) = asker {
+            // Not a waiter (it was served the stale entry): a point the refresh is for.
+            if let Some(flight) = state.flights.find(&self.grid, entry.location, 0.0) {
+                flight.points.push((at, Need::Fresh));
+            }
+        }
         true
     }
 
     /// The flight's work: the shared tier, then the providers.
     async fn fetch_area(
         self: &Arc<Self>,
-        takeoff: (crate::geo::CellId, u64, String),
+        takeoff: (crate::geo::CellId, u64, String, Herald),
         location: LatLon,
         background: bool,
         lease: &mut Option<Lease>,
         events: &mut Vec<Event>,
     ) -> Outcome {
-        let (cell, id, key) = takeoff;
+        let (cell, id, key, herald) = takeoff;
+        let mut at = location;
         // Redis's GEO commands stop short of the poles: polar areas stay local.
         if let Some(tier) = self.tier.clone().filter(|_| location.lat.abs() <= MAX_GEO_LATITUDE) {
-            match self.consult_tier(&tier, cell, id, location, background).await {
+            match self.consult_tier(&tier, &herald, cell, id, location, background).await {
                 TierStep::Answered(outcome) => return outcome,
-                TierStep::Fetch(held) => *lease = held,
+                TierStep::Fetch { at: spot, lease: held } => (at, *lease) = (spot, held),
             }
         }
-        self.ask_providers(&key, location, background, events).await
+        self.ask_providers(&key, at, background, events).await
     }
 
     /// Asks the providers in order until one answers.
@@ -177,7 +193,7 @@ impl Inner {
                 Err(()) => Err(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
             };
             match answer {
-                Ok(observation) => return Outcome::Observed { observation, provider: index },
+                Ok(observation) => return Outcome::Observed { observation, provider: index, at: location },
                 Err(failure) => reason = most_telling(reason, self.provider_failed(index, key, location, failure, events)),
             }
         }
@@ -317,9 +333,9 @@ impl Inner {
                 self.counters.fetches.inc();
                 (Err(RequestError::Closed), None)
             }
-            Outcome::Observed { observation, provider } => {
+            Outcome::Observed { observation, provider, at } => {
                 self.counters.fetches.inc();
-                let entry = Arc::new(self.entry(takeoff.location, &observation, self.upstreams[provider].name(), now));
+                let entry = Arc::new(self.entry(at, &observation, self.upstreams[provider].name(), now));
                 if open {
                     state.shared.insert(entry.clone());
                     for user in &joiners {
@@ -327,26 +343,20 @@ impl Inner {
                     }
                 }
                 let own = &mut state.providers[provider];
-                own.cooldowns.clear_near(&self.grid, takeoff.location, self.config.proximity_km);
+                own.cooldowns.clear_near(&self.grid, at, self.config.proximity_km);
                 own.rate_limit.on_success();
                 (Ok(Served { entry: entry.clone(), source: Source::Network }), Some(entry))
             }
             Outcome::Tier { answer, found } => {
                 self.counters.tier_hits.inc();
-                let fresh = answer.freshness(now) == Freshness::Fresh;
                 if open {
-                    for entry in found {
-                        state.shared.offer(entry);
-                    }
-                    for user in &joiners {
-                        state.users.remember(user, answer.clone());
-                    }
-                    // Stale-while-revalidate, as for a stale local entry.
-                    if !fresh {
-                        self.refresh(&mut state, &answer, None, now);
+                    // Already offered to the local store when decided (see `tier_decision`).
+                    // Stale-while-revalidate, as for stale local entries.
+                    for entry in found.iter().filter(|e| e.freshness(now) == Freshness::Stale) {
+                        self.refresh(&mut state, entry, None, now);
                     }
                 }
-                let source = if fresh { Source::Cache } else { Source::StaleCache };
+                let source = if answer.freshness(now) == Freshness::Fresh { Source::Cache } else { Source::StaleCache };
                 (Ok(Served { entry: answer, source }), None)
             }
             Outcome::Failed { error, called } => {
@@ -397,7 +407,7 @@ impl Inner {
 
 async fn fly(mut guard: Guard, location: LatLon, background: bool) {
     let inner = guard.inner.clone();
-    let Some(takeoff) = guard.takeoff.as_ref().map(|t| (t.cell, t.id, t.key.clone())) else { return };
+    let Some(takeoff) = guard.takeoff.as_ref().map(|t| (t.cell, t.id, t.key.clone(), t.herald())) else { return };
     let mut shutdown = inner.shutdown.subscribe();
     let mut events = Vec::new();
     let outcome = tokio::select! {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::error::{most_telling, RequestError};
 use super::events::{Event, EventSink, Level, Scope};
-use super::singleflight::Ticket;
+use super::singleflight::{Need, Ticket};
 use super::{Begin, Inner, State};
 use crate::cache::{Entry, Found, Freshness};
 use crate::geo::{round_location, LatLon};
@@ -66,6 +66,9 @@ struct Covering {
 pub struct Pending {
     ticket: Ticket,
     inner: Arc<Inner>,
+    /// Where the request is, and what it accepts from entries the flight finds before landing.
+    at: LatLon,
+    need: Need,
     /// The entry that covered the request when it was made (a forced refresh or a warmup of a
     /// stale area): the answer if the fetch fails while it is still servable.
     fallback: Option<Arc<Entry>>,
@@ -82,11 +85,28 @@ impl Pending {
     /// (rate limit, errors) unless another waiter took them first; a caller with nowhere to log
     /// them passes `false`, and they reach the service's background sink instead.
     pub async fn wait(self, take_events: bool) -> Reply {
-        let landing = self.ticket.landed().await;
-        let events = if take_events { landing.take_events() } else { Vec::new() };
-        let result = match &landing.result {
-            Ok(served) => Ok(served.clone()),
-            Err(error) => self.inner.stale_if_error(self.fallback, error.clone()),
+        let Pending { ticket, inner, at, need, fallback } = self;
+        let news = ticket.news(|news| inner.found_for(&news.found, at, need).is_some()).await;
+        let landing = news.landing.as_ref();
+        let events = match landing {
+            Some(landing) if take_events => landing.take_events(),
+            _ => Vec::new(),
+        };
+        // The flight's own fetch beats an entry found elsewhere: fresher, and (usually) at its
+        // location. A flight that fetched at a waiter's spot covers every waiter it had then.
+        let radius = inner.config.proximity_km;
+        let fetched = landing
+            .and_then(|l| l.result.as_ref().ok())
+            .filter(|s| s.source == Source::Network && crate::geo::distance_km(at, s.entry.location) <= radius);
+        let result = match (fetched, inner.found_for(&news.found, at, need)) {
+            (Some(served), _) => Ok(served.clone()),
+            (None, Some(served)) => Ok(served),
+            (None, None) => match landing.map(|l| &l.result) {
+                // Answered by the shared tier for every waiter (which this one then was).
+                Some(Ok(served)) => Ok(served.clone()),
+                Some(Err(error)) => inner.stale_if_error(fallback, error.clone()),
+                None => Err(RequestError::Closed),
+            },
         };
         Reply { result, events }
     }
@@ -215,7 +235,7 @@ impl Inner {
         }
         // `refresh` also skips the refresh when a flight near the entry's own location already
         // refreshes the area, even one too far from this request to answer it.
-        self.refresh(state, &entry, Some(request.user), now);
+        self.refresh(state, &entry, Some((request.user, request.at)), now);
     }
 
     /// The request needs the network: join a covering flight, or start one unless refused.
@@ -231,14 +251,14 @@ impl Inner {
         let debug = sink.enabled(Level::Debug);
         if self.config.coalesce {
             if let Some(flight) = state.flights.find(&self.grid, request.at, self.config.proximity_km) {
-                flight.wait(request.user, request.at);
+                flight.wait(request.user, request.at, need(request.mode));
                 self.counters.coalesced.inc();
                 if debug {
                     let (key, waiters) = (flight.key.clone(), flight.waiters);
                     sink.emit(Event::Coalesced { user: request.user.into(), key, waiters });
                 }
                 let fallback = covering.map(|c| c.found.entry);
-                return Begin::Pending(self.pending(flight.ticket(), fallback));
+                return Begin::Pending(self.pending(flight.ticket(), request, fallback));
             }
         }
         if let Some(refusal) = self.refusal(state, request.at, now) {
@@ -254,8 +274,8 @@ impl Inner {
             let key = self.grid.key(self.grid.cell_of(request.at));
             sink.emit(Event::Miss { user: request.user.into(), key });
         }
-        let ticket = self.launch(state, location, Some(request.user), Some(request.at));
-        Begin::Pending(self.pending(ticket, covering.map(|c| c.found.entry)))
+        let ticket = self.launch(state, location, Some(request.user), Some((request.at, need(request.mode))));
+        Begin::Pending(self.pending(ticket, request, covering.map(|c| c.found.entry)))
     }
 
     /// Why no upstream request may be made for `p` now: `None` as soon as one provider may
@@ -271,8 +291,8 @@ impl Inner {
         refusal
     }
 
-    fn pending(self: &Arc<Self>, ticket: Ticket, fallback: Option<Arc<Entry>>) -> Pending {
-        Pending { ticket, inner: self.clone(), fallback }
+    fn pending(self: &Arc<Self>, ticket: Ticket, request: Request<'_>, fallback: Option<Arc<Entry>>) -> Pending {
+        Pending { ticket, inner: self.clone(), at: request.at, need: need(request.mode), fallback }
     }
 
     /// Stale-if-error: a failed fetch is answered from the entry that covered the request when
@@ -291,6 +311,15 @@ impl Inner {
         self.counters.stale_if_error.inc();
         let fresh = entry.freshness(now) == Freshness::Fresh;
         Ok(Served { source: if fresh { Source::Cache } else { Source::StaleCache }, entry })
+    }
+}
+
+/// What a request in `mode` accepts from entries its flight finds before landing.
+fn need(mode: Mode) -> Need {
+    match mode {
+        Mode::Normal => Need::Any,
+        Mode::Warmup => Need::Fresh,
+        Mode::ForceRefresh => Need::Fetch,
     }
 }
 

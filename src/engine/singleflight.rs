@@ -5,6 +5,10 @@
 //! the flight's location is within the proximity radius, i.e. when the result is certain to be
 //! a cache hit for it. The fetch runs as its own task, so a waiter that gives up (an aborted
 //! signal) never cancels it for the others; the result still fills the cache.
+//!
+//! With a shared tier a flight has news before it lands: entries other instances stored. A
+//! waiter within the radius of one of them leaves with it at once; the flight goes on for the
+//! others. Instances thus adopt each other's entries instead of each growing its own set.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +19,7 @@ use super::error::RequestError;
 use super::events::Event;
 use super::lookup::Served;
 use super::BackgroundEvents;
-use crate::cache::Nearby;
+use crate::cache::{Entry, Nearby};
 use crate::geo::{distance_km, CellId, Grid, LatLon};
 
 /// What a flight delivers to its waiters.
@@ -56,6 +60,27 @@ impl std::fmt::Debug for Landing {
     }
 }
 
+/// What a flight's waiters can see so far.
+#[derive(Debug, Default)]
+pub struct News {
+    /// Entries the shared tier returned: a waiter within the radius of one may leave with it
+    /// before the flight lands.
+    pub found: Vec<Arc<Entry>>,
+    /// How the flight ended, once it has.
+    pub landing: Option<Arc<Landing>>,
+}
+
+/// What a waiting request accepts from entries found before its flight lands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// A plain request: fresh, or stale (served while the area is refreshed).
+    Any,
+    /// A warmup: only a fresh entry will do.
+    Fresh,
+    /// A forced refresh: only the flight's own fetch.
+    Fetch,
+}
+
 /// A flight in progress, as the table sees it.
 #[derive(Debug)]
 pub struct Flight {
@@ -68,15 +93,18 @@ pub struct Flight {
     pub joiners: HashSet<Box<str>>,
     /// Requests waiting on it (the initiator counts; a background refresh has none).
     pub waiters: usize,
-    /// Where the waiting requests are: an entry found elsewhere (the shared tier) may answer
-    /// the flight only if it is within the radius of every one of them.
-    pub points: Vec<LatLon>,
-    landing: watch::Receiver<Option<Arc<Landing>>>,
+    /// Where the waiting requests are: entries found elsewhere (the shared tier) answer the
+    /// flight only if every one of them is within the radius of one.
+    pub points: Vec<(LatLon, Need)>,
+    /// Answered by the shared tier: it takes no more waiters (the entries it found cover its
+    /// waiters, not necessarily a newcomer; a newcomer finds them in the local store instead).
+    pub closed: bool,
+    news: watch::Receiver<Arc<News>>,
 }
 
 impl Flight {
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.landing.clone())
+        Ticket(self.news.clone())
     }
 
     /// `user`'s cache receives the result (a request that does not wait on it, such as a
@@ -88,46 +116,65 @@ impl Flight {
     }
 
     /// A request at `p` waits on the flight.
-    pub fn wait(&mut self, user: &str, p: LatLon) {
+    pub fn wait(&mut self, user: &str, p: LatLon, need: Need) {
         self.join(user);
         self.waiters += 1;
         // Points close to one already kept add nothing to the coverage check: with 1,000
         // drones polling one spot the list stays short.
-        if !self.points.iter().any(|q| distance_km(*q, p) < 0.01) {
-            self.points.push(p);
+        if !self.points.iter().any(|(q, n)| *n == need && distance_km(*q, p) < 0.01) {
+            self.points.push((p, need));
         }
     }
 }
 
-/// The right to learn how a flight landed.
+/// The right to follow a flight's news.
 #[derive(Debug)]
-pub struct Ticket(watch::Receiver<Option<Arc<Landing>>>);
+pub struct Ticket(watch::Receiver<Arc<News>>);
 
 impl Ticket {
-    pub async fn landed(mut self) -> Arc<Landing> {
-        match self.0.wait_for(Option::is_some).await {
-            Ok(landing) => landing.clone().expect("waited for Some"),
+    /// The news once `enough` says so (or the flight has landed).
+    pub async fn news(mut self, enough: impl Fn(&News) -> bool) -> Arc<News> {
+        match self.0.wait_for(|news| news.landing.is_some() || enough(news)).await {
+            Ok(news) => news.clone(),
             // The flight task's guard publishes before the sender can drop (even on panic or
             // runtime shutdown); this arm exists so that no path leaves a waiter pending forever.
-            Err(_) => Arc::new(Landing::new(Err(RequestError::Closed), Vec::new(), None)),
+            Err(_) => {
+                let landing = Landing::new(Err(RequestError::Closed), Vec::new(), None);
+                Arc::new(News { found: Vec::new(), landing: Some(Arc::new(landing)) })
+            }
         }
     }
 }
 
-/// Held by the task that performs a flight: the only way to publish its landing.
+/// Held by the task that performs a flight: the only way to publish its news and landing.
 #[derive(Debug)]
 pub struct Takeoff {
     pub id: u64,
     pub cell: CellId,
     pub key: String,
-    pub location: LatLon,
-    sender: watch::Sender<Option<Arc<Landing>>>,
+    sender: watch::Sender<Arc<News>>,
 }
 
 impl Takeoff {
+    /// A handle to tell waiters about entries found before the flight lands.
+    pub fn herald(&self) -> Herald {
+        Herald(self.sender.clone())
+    }
+
     pub fn publish(self, landing: Landing) {
+        let found = self.sender.borrow().found.clone();
         // No receiver left (every waiter gave up) is fine: the cache was filled already.
-        let _ = self.sender.send(Some(Arc::new(landing)));
+        let _ = self.sender.send(Arc::new(News { found, landing: Some(Arc::new(landing)) }));
+    }
+}
+
+/// Tells a flight's waiters about entries found before it lands.
+#[derive(Clone, Debug)]
+pub struct Herald(watch::Sender<Arc<News>>);
+
+impl Herald {
+    pub fn found(&self, found: Vec<Arc<Entry>>) {
+        self.0.send_replace(Arc::new(News { found, landing: None }));
     }
 }
 
@@ -151,7 +198,7 @@ impl FlightTable {
         }
         let mut best: Option<(CellId, usize, f64)> = None;
         let mut consider = |cell: CellId, flights: &Vec<Flight>| {
-            for (index, flight) in flights.iter().enumerate() {
+            for (index, flight) in flights.iter().enumerate().filter(|(_, f)| !f.closed) {
                 let distance = distance_km(p, flight.location);
                 if distance <= radius_km && best.is_none_or(|(_, _, d)| distance < d) {
                     best = Some((cell, index, distance));
@@ -172,8 +219,8 @@ impl FlightTable {
     }
 
     /// The flight `takeoff` names, while it is in the air.
-    pub fn get(&self, cell: CellId, id: u64) -> Option<&Flight> {
-        self.by_cell.get(&cell)?.iter().find(|f| f.id == id)
+    pub fn get_mut(&mut self, cell: CellId, id: u64) -> Option<&mut Flight> {
+        self.by_cell.get_mut(&cell)?.iter_mut().find(|f| f.id == id)
     }
 
     /// Registers a new flight; the caller must hand the `Takeoff` to the task that fetches.
@@ -183,13 +230,13 @@ impl FlightTable {
         grid: &Grid,
         location: LatLon,
         joiner: Option<&str>,
-        waiting: Option<LatLon>,
+        waiting: Option<(LatLon, Need)>,
     ) -> (Takeoff, Ticket) {
         let cell = grid.cell_of(location);
         let key = grid.key(cell);
         self.next_id += 1;
-        let (sender, landing) = watch::channel(None);
-        let ticket = Ticket(landing.clone());
+        let (sender, news) = watch::channel(Arc::new(News::default()));
+        let ticket = Ticket(news.clone());
         let flight = Flight {
             id: self.next_id,
             key: key.clone(),
@@ -197,11 +244,12 @@ impl FlightTable {
             joiners: joiner.map(Box::from).into_iter().collect(),
             waiters: usize::from(waiting.is_some()),
             points: waiting.into_iter().collect(),
-            landing,
+            closed: false,
+            news,
         };
         self.by_cell.entry(cell).or_default().push(flight);
         self.count += 1;
-        (Takeoff { id: self.next_id, cell, key, location, sender }, ticket)
+        (Takeoff { id: self.next_id, cell, key, sender }, ticket)
     }
 
     #[cfg(test)]

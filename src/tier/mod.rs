@@ -89,8 +89,9 @@ pub enum LeaseStatus {
     Fresh,
     /// Another fetch nearby holds a lease for this long.
     Held { remaining: Duration },
-    /// The caller holds the lease now.
-    Acquired,
+    /// The caller holds the lease now: at `at`, or at the chosen candidate (an index into
+    /// `candidates`).
+    Acquired { candidate: Option<usize> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,16 +110,31 @@ pub struct Announcement {
     pub landed: bool,
 }
 
+/// Most points one lease request carries (a flight's waiters, a dozen or so in practice).
+pub const MAX_POINTS: usize = 64;
+
 /// What one lease request is about.
 pub struct LeaseRequest<'a> {
+    /// The fetch's location (the lease's).
     pub at: LatLon,
+    /// Entries are looked for within this of `at`.
+    pub search_km: f64,
+    /// A lease answers a point within this of it.
     pub radius_km: f64,
+    /// The points that still need an entry (at most `MAX_POINTS`); none: `at` stands for them.
+    pub points: &'a [LatLon],
+    /// Where a fetch for each point could be made instead of `at` (its rounded location and
+    /// member): the lease goes to the most central one that covers every open point. Empty:
+    /// always `at`.
+    pub candidates: &'a [(LatLon, String)],
     pub member: &'a str,
     pub token: &'a str,
     pub lease: Duration,
     /// The caller's service clock and fresh TTL: freshness is the reader's to judge.
     pub now_ms: i64,
     pub fresh_ms: u64,
+    /// Go on to the lease even if a fresh entry is found (it does not cover everyone).
+    pub must_lease: bool,
 }
 
 /// Limits for one call (0 = none).
@@ -229,21 +245,35 @@ impl SharedTier {
             .key(k.lease(request.member))
             .arg(request.at.lon)
             .arg(request.at.lat)
-            .arg(search_radius(request.radius_km))
+            .arg(search_radius(request.search_km))
             .arg(&k.entry_prefix)
             .arg(&k.lease_prefix)
             .arg(request.member)
             .arg(request.token)
             .arg(request.lease.as_millis().max(1) as u64)
             .arg(request.now_ms)
-            .arg(request.fresh_ms);
+            .arg(request.fresh_ms)
+            .arg(if request.must_lease { "1" } else { "0" })
+            .arg(search_radius(request.radius_km))
+            // Chosen by the script's haversine, checked by ours: keep a margin.
+            .arg((request.radius_km - 0.02).max(0.0));
+        let points = &request.points[..request.points.len().min(MAX_POINTS)];
+        let candidates = request.candidates.len() == request.points.len() && !points.is_empty();
+        invocation.arg(points.len()).arg(if candidates { "1" } else { "0" });
+        for (i, p) in points.iter().enumerate() {
+            invocation.arg(p.lon).arg(p.lat);
+            if candidates {
+                let (c, member) = &request.candidates[i];
+                invocation.arg(c.lon).arg(c.lat).arg(member);
+            }
+        }
         let mut connection = self.connection.clone();
         let reply: Value = self.run(invocation.invoke_async(&mut connection)).await?;
         let (status, remaining, payloads) = split_reply(reply).ok_or_else(|| self.malformed())?;
         let status = match status.as_str() {
             "fresh" => LeaseStatus::Fresh,
             "held" => LeaseStatus::Held { remaining: Duration::from_millis(remaining.max(1)) },
-            "acquired" => LeaseStatus::Acquired,
+            "acquired" => LeaseStatus::Acquired { candidate: (remaining > 0).then(|| remaining as usize - 1) },
             _ => return Err(self.malformed()),
         };
         Ok(Lookup { status, entries: payloads.iter().filter_map(|p| Stored::decode(p)).collect() })

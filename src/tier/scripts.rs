@@ -3,17 +3,25 @@
 //! Every key they touch is under the namespace's hash tag (see `keys.rs`), so they also run on
 //! Redis Cluster; keys built inside a script from a prefix stay in that slot.
 
-/// Finds live entries within the radius (nearest first, dead members trimmed on the way). If
-/// one is fresh by the caller's clock, returns them. Otherwise, if a live lease lies within the
-/// radius, returns `held` with its time left; otherwise takes the caller's lease.
+/// Finds live entries within the search radius (nearest first, dead members trimmed on the
+/// way). If one is fresh by the caller's clock, returns them (unless the caller must lease
+/// anyway: the fresh ones do not cover all its waiters). Otherwise the caller's points that no
+/// live lease covers (within the lease radius: another fetch will answer those) are open; if
+/// none is, returns `held` with the longest time left. Otherwise takes a lease: at the most
+/// central candidate (each point's rounded location, when given) that covers every open point,
+/// or at the caller's location. With no points, the caller's location stands for them.
 ///
 /// KEYS: entries GEO, leases GEO, the caller's lease key.
-/// ARGV: lon, lat, radius km, entry key prefix, lease key prefix, member, token, lease ms,
-///       caller's now (ms), caller's fresh TTL (ms).
-/// Returns `{status, remaining_ms, payload...}`, status `fresh`, `held` or `acquired`.
+/// ARGV: lon, lat, search radius km, entry key prefix, lease key prefix, member, token,
+///       lease ms, caller's now (ms), caller's fresh TTL (ms), must lease ('1' or '0'),
+///       lease radius km, cover km (a candidate must be this close to every open point), n,
+///       with candidates ('1' or '0'), then n points: lon, lat, and with candidates also the
+///       candidate's lon, lat and member.
+/// Returns `{status, number, payload...}`: `fresh`, `held` (number: ms left) or `acquired`
+/// (number: the chosen candidate, 1-based, or 0 for the caller's location).
 pub const FIND_OR_LEASE: &str = r"
 local found, fresh = {}, false
-local members = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', 8)
+local members = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', 16)
 for _, m in ipairs(members) do
   local v = redis.call('GET', ARGV[4] .. m)
   if v then
@@ -26,18 +34,59 @@ for _, m in ipairs(members) do
     redis.call('ZREM', KEYS[1], m)
   end
 end
-if fresh then return {'fresh', 0, unpack(found)} end
-local leases = redis.call('GEOSEARCH', KEYS[2], 'FROMLONLAT', ARGV[1], ARGV[2], 'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', 4)
-for _, m in ipairs(leases) do
-  local left = redis.call('PTTL', ARGV[5] .. m)
-  if left > 0 then return {'held', left, unpack(found)} end
-  redis.call('ZREM', KEYS[2], m)
+if fresh and ARGV[11] ~= '1' then return {'fresh', 0, unpack(found)} end
+local radius = tonumber(ARGV[12])
+local function lease_near(lon, lat)
+  local leases = redis.call('GEOSEARCH', KEYS[2], 'FROMLONLAT', lon, lat, 'BYRADIUS', radius, 'km', 'ASC', 'COUNT', 4)
+  for _, m in ipairs(leases) do
+    local left = redis.call('PTTL', ARGV[5] .. m)
+    if left > 0 then return left end
+    redis.call('ZREM', KEYS[2], m)
+  end
+  return nil
 end
-if redis.call('SET', KEYS[3], ARGV[7], 'NX', 'PX', ARGV[8]) then
-  redis.call('GEOADD', KEYS[2], ARGV[1], ARGV[2], ARGV[6])
-  return {'acquired', 0, unpack(found)}
+local n, candidates = tonumber(ARGV[14]), ARGV[15] == '1'
+local width = candidates and 5 or 2
+local points = {}
+for i = 0, n - 1 do
+  local at = 16 + width * i
+  points[#points + 1] = {lon = tonumber(ARGV[at]), lat = tonumber(ARGV[at + 1]),
+    clon = ARGV[at + 2], clat = ARGV[at + 3], member = ARGV[at + 4], index = i + 1}
 end
-return {'held', redis.call('PTTL', KEYS[3]), unpack(found)}
+if n == 0 then points[1] = {lon = tonumber(ARGV[1]), lat = tonumber(ARGV[2])} end
+local open, wait = {}, 0
+for _, p in ipairs(points) do
+  local left = lease_near(p.lon, p.lat)
+  if left then
+    if left > wait then wait = left end
+  else
+    open[#open + 1] = p
+  end
+end
+if #open == 0 then return {'held', wait, unpack(found)} end
+local function km(lon1, lat1, lon2, lat2)
+  local r = math.pi / 180
+  local dlat, dlon = (lat2 - lat1) * r, (lon2 - lon1) * r
+  local h = math.sin(dlat / 2) ^ 2 + math.cos(lat1 * r) * math.cos(lat2 * r) * math.sin(dlon / 2) ^ 2
+  return 2 * 6371 * math.asin(math.min(1, math.sqrt(h)))
+end
+local chosen, lon, lat, member, key = 0, ARGV[1], ARGV[2], ARGV[6], KEYS[3]
+if candidates then
+  local best = tonumber(ARGV[13])
+  for _, c in ipairs(open) do
+    local farthest = 0
+    for _, p in ipairs(open) do
+      farthest = math.max(farthest, km(tonumber(c.clon), tonumber(c.clat), p.lon, p.lat))
+    end
+    if farthest <= best then best, chosen, lon, lat, member = farthest, c.index, c.clon, c.clat, c.member end
+  end
+  if chosen > 0 then key = ARGV[5] .. member end
+end
+if redis.call('SET', key, ARGV[7], 'NX', 'PX', ARGV[8]) then
+  redis.call('GEOADD', KEYS[2], lon, lat, member)
+  return {'acquired', chosen, unpack(found)}
+end
+return {'held', redis.call('PTTL', key), unpack(found)}
 ";
 
 /// Stores an entry (payload with a TTL, GEO member, expiry), trims up to 32 members whose

@@ -21,7 +21,19 @@ fn stored(lat: f64, lon: f64, fetched_at: i64) -> Stored {
 }
 
 fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> LeaseRequest<'a> {
-    LeaseRequest { at, radius_km: 5.0, member, token, lease: Duration::from_secs(10), now_ms, fresh_ms: 600_000 }
+    LeaseRequest {
+        at,
+        search_km: 5.0,
+        radius_km: 5.0,
+        points: &[],
+        candidates: &[],
+        member,
+        token,
+        lease: Duration::from_secs(10),
+        now_ms,
+        fresh_ms: 600_000,
+        must_lease: false,
+    }
 }
 
 #[tokio::test]
@@ -33,7 +45,7 @@ async fn find_or_lease_then_store_then_fresh() {
     let near = LatLon::new(48.87, 2.37); // 1.8 km away, across a cell border or not
     let now = 1_700_000_000_000;
     let first = a.find_or_lease(&request(here, &member(here), "token-a", now)).await.unwrap();
-    assert_eq!((first.status, first.entries.len()), (LeaseStatus::Acquired, 0));
+    assert_eq!((first.status, first.entries.len()), (LeaseStatus::Acquired { candidate: None }, 0));
     // B, 1.8 km away, sees A's lease: it waits instead of fetching.
     let second = b.find_or_lease(&request(near, &member(near), "token-b", now)).await.unwrap();
     assert!(matches!(second.status, LeaseStatus::Held { remaining } if remaining > Duration::from_secs(9)));
@@ -43,11 +55,44 @@ async fn find_or_lease_then_store_then_fresh() {
     assert_eq!(third.entries, vec![stored(here.lat, here.lon, now)]);
     // Stale by the reader's clock: returned, but the reader takes the lease to refresh.
     let later = b.find_or_lease(&request(near, &member(near), "token-b", now + 600_000)).await.unwrap();
-    assert_eq!((later.status, later.entries.len()), (LeaseStatus::Acquired, 1));
+    assert_eq!((later.status, later.entries.len()), (LeaseStatus::Acquired { candidate: None }, 1));
+    // Fresh, but not answering all of a caller's waiters: with must_lease it goes on to leases
+    // (here it finds B's, 2 km away).
+    let third_member = member(LatLon::new(48.88, 2.35));
+    let must = LeaseRequest { must_lease: true, ..request(LatLon::new(48.88, 2.35), &third_member, "token-c", now + 1_000) };
+    let fourth = a.find_or_lease(&must).await.unwrap();
+    assert!(matches!(fourth.status, LeaseStatus::Held { .. }), "{:?}", fourth.status);
+    assert_eq!(fourth.entries.len(), 1);
     // Far away: nothing.
     let far = LatLon::new(40.0, -3.0);
     let elsewhere = a.find_or_lease(&request(far, &member(far), "token-a", now)).await.unwrap();
-    assert_eq!((elsewhere.status, elsewhere.entries.len()), (LeaseStatus::Acquired, 0));
+    assert_eq!((elsewhere.status, elsewhere.entries.len()), (LeaseStatus::Acquired { candidate: None }, 0));
+}
+
+#[tokio::test]
+async fn a_lease_is_waited_on_only_by_points_it_covers() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let (tier, _) = tier_at(&server.url(), 1_000);
+    let x = LatLon::new(10.0, 10.0);
+    let y = LatLon::new(10.0, 10.0183); // 2 km east of X
+    let near_x = LatLon::new(10.0, 10.0091); // 1 km east of X
+    let far = LatLon::new(10.0, 10.064); // 7 km east of X, 5 km east of Y
+    assert_eq!(tier.find_or_lease(&request(x, &member(x), "a", 0)).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
+    // B's waiters: one that A's fetch will cover, one it will not. B must fetch: it leases.
+    let (y_member, z_member) = (member(y), member(LatLon::new(10.0, 10.03)));
+    let b = LeaseRequest { points: &[near_x, far], ..request(y, &y_member, "b", 0) };
+    assert_eq!(tier.find_or_lease(&b).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
+    // C's waiters are each within 5 km of A's or B's lease: C waits.
+    let z = LatLon::new(10.0, 10.03);
+    let c = LeaseRequest { points: &[near_x, LatLon::new(10.0, 10.05)], ..request(z, &z_member, "c", 0) };
+    assert!(matches!(tier.find_or_lease(&c).await.unwrap().status, LeaseStatus::Held { .. }));
+    // D's flight location is covered by A's lease, and so is one of its waiters; the other is
+    // not: D leases at that waiter's spot (a candidate), not at its own location.
+    let (open, covered) = (LatLon::new(10.0, 9.93), LatLon::new(10.0, 9.995));
+    let candidates = vec![(open, member(open)), (covered, member(covered))];
+    let d_member = member(LatLon::new(10.0, 9.98));
+    let d = LeaseRequest { points: &[open, covered], candidates: &candidates, ..request(LatLon::new(10.0, 9.98), &d_member, "d", 0) };
+    assert_eq!(tier.find_or_lease(&d).await.unwrap().status, LeaseStatus::Acquired { candidate: Some(0) });
 }
 
 #[tokio::test]
@@ -58,7 +103,7 @@ async fn a_released_lease_is_announced_and_free() {
     let mut heard = b.announcements();
     let here = LatLon::new(10.0, 10.0);
     let m = member(here);
-    assert_eq!(a.find_or_lease(&request(here, &m, "a", 0)).await.unwrap().status, LeaseStatus::Acquired);
+    assert_eq!(a.find_or_lease(&request(here, &m, "a", 0)).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
     // Give B's subscription a moment to be in place (it is made in the background).
     tokio::time::sleep(Duration::from_millis(200)).await;
     a.release(&m, "not-the-owner").await.unwrap();
@@ -66,7 +111,7 @@ async fn a_released_lease_is_announced_and_free() {
     a.release(&m, "a").await.unwrap();
     let announcement = tokio::time::timeout(Duration::from_secs(2), heard.recv()).await.unwrap().unwrap();
     assert_eq!(announcement.at, here);
-    assert_eq!(b.find_or_lease(&request(here, &m, "b", 0)).await.unwrap().status, LeaseStatus::Acquired);
+    assert_eq!(b.find_or_lease(&request(here, &m, "b", 0)).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
 }
 
 #[tokio::test]
