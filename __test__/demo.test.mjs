@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
+import { redisServerInstalled } from '../lib/local-redis.mjs'
+
 const bin = fileURLToPath(new URL('../bin/weather-cache.mjs', import.meta.url))
 
 function demo(args) {
@@ -69,4 +71,22 @@ test('demo rejects bad flags with exit code 2', async () => {
     assert.equal(code, 2, args.join(' '))
     assert.match(stderr, /^weather-cache: /)
   }
+})
+
+test('demo --instances 4: the shared tier brings four instances near one process', { skip: !redisServerInstalled() && 'redis-server is not installed' }, async () => {
+  const { code, stdout, stderr } = await demo(['--instances', '4', '--drones', '400', '--minutes', '20', '--json'])
+  assert.equal(code, 0, stderr)
+  const r = JSON.parse(stdout)
+  const [one, alone, shared] = r.rows
+  assert.deepEqual(r.rows.map((row) => row.instances), [1, 4, 4])
+  assert.ok(alone.upstreamCalls > 2 * one.upstreamCalls, `nothing shared: ${alone.upstreamCalls} vs ${one.upstreamCalls}`)
+  assert.ok(shared.upstreamCalls <= 1.5 * one.upstreamCalls, `shared tier: ${shared.upstreamCalls} vs ${one.upstreamCalls}`)
+  assert.ok(shared.tierHits > 0)
+  assert.ok(r.rows.every((row) => row.unanswered === 0 && row.requests === 400 * 240))
+})
+
+test('demo --redis without --instances is a usage error', async () => {
+  const { code, stderr } = await demo(['--redis', 'redis://127.0.0.1:9'])
+  assert.equal(code, 2)
+  assert.match(stderr, /--redis goes with --instances/)
 })

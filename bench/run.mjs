@@ -1,7 +1,7 @@
 // `npm run bench`: weather-cache against the implementations a user would pick instead, side by
 // side in one process (memory in child processes), all on the same simulated upstream.
 //
-//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory]
+//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory,tier]
 //
 // Prints a table per scenario and the targets, and writes bench/results.json (a --quick run
 // writes bench/results.local.json instead).
@@ -13,6 +13,8 @@ import { fleetTrace } from './scenarios/fleet.mjs'
 import { hitPath } from './scenarios/hit-path.mjs'
 import { mainThread } from './scenarios/main-thread.mjs'
 import { memory } from './scenarios/memory.mjs'
+import { tier } from './scenarios/tier.mjs'
+import { redisServerInstalled } from '../lib/local-redis.mjs'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
@@ -106,6 +108,27 @@ if (wanted('memory')) {
   const ours = r['weather-cache']
   targets.push({ target: 'memory per tracked user', value: ours.bytesPerUser, limit: '<= 256 B', pass: ours.bytesPerUser <= 256 })
   targets.push({ target: 'memory per shared entry', value: ours.bytesPerSharedEntry, limit: '<= 512 B', pass: ours.bytesPerSharedEntry <= 512 })
+}
+
+if (wanted('tier')) {
+  if (!redisServerInstalled()) {
+    console.log('\nshared tier: SKIPPED (redis-server is not installed: apt-get install redis-server)')
+  } else {
+    const r = (results.tier = await tier({ quick }))
+    const one = r.fleet.rows[0].upstreamCalls
+    table(`shared tier: ${fmt(r.fleet.drones)} drones, ${r.fleet.minutes} simulated minutes, ${r.fleet.instances} instances`, Object.fromEntries(r.fleet.rows.map((row) => [row.label, row])), [
+      ['upstream calls', (x) => fmt(x.upstreamCalls)],
+      ['x one process', (x) => fmt(x.upstreamCalls / one, 2)],
+      ['tier hits', (x) => fmt(x.tierHits)],
+      ['local hit ratio', (x) => fmt(x.hitRatio, 4)],
+    ])
+    table(`shared tier: latency of ${r.latency.areas} requests each, 20 ms upstream`, { 'upstream miss': r.latency.upstreamMiss, 'tier (L2) hit': r.latency.tierHit, 'local hit': r.latency.localHit }, [
+      ['p50 ms', (x) => fmt(x.p50Ms, 3)],
+      ['p99 ms', (x) => fmt(x.p99Ms, 3)],
+    ])
+    const shared = r.fleet.rows[2].upstreamCalls / one
+    targets.push({ target: 'shared tier: 4 instances within 1.05x of one process', value: shared, limit: '<= 1.05', pass: shared <= 1.05 })
+  }
 }
 
 results.targets = targets

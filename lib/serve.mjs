@@ -26,6 +26,10 @@ Options:
   --grid-deg <deg>      grid cell height (default 0.045)
   --proximity-km <km>   reuse radius (default 5)
   --fresh-ttl <ms>      how long an answer stays fresh (default 600000)
+  --redis <url>         share the cache, leases, 429s and budgets with other instances
+                        through Redis (redis:// or rediss://; default WEATHER_CACHE_REDIS_URL)
+  --budget-per-minute <n>  at most n upstream calls a minute (across instances with --redis)
+  --budget-per-day <n>     at most n upstream calls a UTC day (likewise)
   -h, --help            this text
 
 SIGINT / SIGTERM stop accepting connections, let requests in flight finish, close the cache
@@ -40,6 +44,9 @@ const FLAGS = {
   'grid-deg': { type: 'number' },
   'proximity-km': { type: 'number' },
   'fresh-ttl': { type: 'int', min: 0 },
+  redis: { type: 'string' },
+  'budget-per-minute': { type: 'int', min: 1 },
+  'budget-per-day': { type: 'int', min: 1 },
 }
 
 /** Longest accepted query string. */
@@ -59,6 +66,12 @@ export function serveOptions(argv, env = process.env) {
   if (values['grid-deg'] !== undefined) service.gridDeg = values['grid-deg']
   if (values['proximity-km'] !== undefined) service.proximityKm = values['proximity-km']
   if (values['fresh-ttl'] !== undefined) service.freshTtlMs = values['fresh-ttl']
+  const redis = values.redis ?? env.WEATHER_CACHE_REDIS_URL
+  if (redis) service.redis = redis
+  const budget = {}
+  if (values['budget-per-minute'] !== undefined) budget.perMinute = values['budget-per-minute']
+  if (values['budget-per-day'] !== undefined) budget.perDay = values['budget-per-day']
+  if (Object.keys(budget).length > 0) service.budget = budget
   return { help: false, port: values.port ?? 8080, host: values.host ?? '127.0.0.1', service }
 }
 
