@@ -65,6 +65,30 @@ export interface WeatherServiceOptions {
   logger?: unknown
 }
 
+/** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */
+export interface ListenOptions {
+  /** Address to bind. Default `"127.0.0.1"`. */
+  host?: string
+  /** Port to bind; 0 picks a free one. Default 8080. */
+  port?: number
+  /** When set, `/v1/weather` and `/metrics` need `Authorization: Bearer <token>`. */
+  token?: string
+  /** Serve `/metrics` without the token. Default false. */
+  metricsPublic?: boolean
+  /** Connections served at once; beyond it new ones get 503 and are closed. Default 10000. */
+  maxConnections?: number
+  /** Time for a request head to arrive. Default 10000. */
+  headerTimeoutMs?: number
+  /** How long a keep-alive connection may idle between requests. Default 5000. */
+  idleTimeoutMs?: number
+  /** Longest a request may take in all. Default 30000. */
+  requestTimeoutMs?: number
+  /** A file to append one JSON line per request to, or `"-"` for stdout. Default none. */
+  accessLog?: string
+  /** Worker threads of the proxy. Default: the number of cores. */
+  threads?: number
+}
+
 export interface ForecastOptions {
   /** Fetch even if cached, unless the entry is younger than `minRefreshIntervalMs`. */
   forceRefresh?: boolean

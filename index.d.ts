@@ -65,6 +65,30 @@ export interface WeatherServiceOptions {
   logger?: unknown
 }
 
+/** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */
+export interface ListenOptions {
+  /** Address to bind. Default `"127.0.0.1"`. */
+  host?: string
+  /** Port to bind; 0 picks a free one. Default 8080. */
+  port?: number
+  /** When set, `/v1/weather` and `/metrics` need `Authorization: Bearer <token>`. */
+  token?: string
+  /** Serve `/metrics` without the token. Default false. */
+  metricsPublic?: boolean
+  /** Connections served at once; beyond it new ones get 503 and are closed. Default 10000. */
+  maxConnections?: number
+  /** Time for a request head to arrive. Default 10000. */
+  headerTimeoutMs?: number
+  /** How long a keep-alive connection may idle between requests. Default 5000. */
+  idleTimeoutMs?: number
+  /** Longest a request may take in all. Default 30000. */
+  requestTimeoutMs?: number
+  /** A file to append one JSON line per request to, or `"-"` for stdout. Default none. */
+  accessLog?: string
+  /** Worker threads of the proxy. Default: the number of cores. */
+  threads?: number
+}
+
 export interface ForecastOptions {
   /** Fetch even if cached, unless the entry is younger than `minRefreshIntervalMs`. */
   forceRefresh?: boolean
@@ -91,6 +115,22 @@ export interface WeatherService {
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/**
+ * A running drone proxy (see `WeatherService.listen`). It keeps Node alive until closed, like
+ * a listening `net.Server`.
+ */
+export declare class WeatherProxy {
+  /** `http://host:port` it listens on (the port resolved when 0 was asked for). */
+  get url(): string
+  get port(): number
+  /**
+   * Stops accepting connections, closes idle and half-open ones at once, lets requests in
+   * flight finish within `graceMs` (default 10000), then resolves. Calling it again resolves
+   * at once.
+   */
+  close(graceMs?: number): Promise<void>
+}
 
 /** The weather cache: one instance per process is the usual set-up (`weatherService`). */
 export declare class WeatherService {
@@ -120,6 +160,12 @@ export declare class WeatherService {
   stats(): WeatherStats
   /** The same numbers in the Prometheus text format (`weather_cache_*`), for `/metrics`. */
   metricsText(): string
+  /**
+   * Starts the drone proxy (`weather-cache serve`) on this service: an HTTP server inside the
+   * addon, on threads of its own, answering `GET /v1/weather`, `/metrics` and `/healthz`
+   * from this cache. Resolves once listening; rejects `EADDRINUSE` and the like.
+   */
+  listen(options?: ListenOptions): Promise<WeatherProxy>
   /**
    * Settles every pending request (`getWeather` with `null`, `getForecast` with
    * `ERR_SERVICE_CLOSED`), frees the caches; later calls reject `ERR_SERVICE_CLOSED`.

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.WeatherProxy = nativeBinding.WeatherProxy
 module.exports.WeatherService = nativeBinding.WeatherService
 module.exports.bucketKey = nativeBinding.bucketKey
 module.exports.distanceKm = nativeBinding.distanceKm

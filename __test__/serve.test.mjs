@@ -17,6 +17,7 @@ function startServe(args, env = {}) {
     let stdout = ''
     let stderr = ''
     const exited = new Promise((done) => child.on('exit', (code, signal) => done({ code, signal, stdout, stderr })))
+    child.exited = exited
     child.stdout.on('data', (d) => {
       stdout += d
       const match = /listening on (http:\/\/[^ ]+)/.exec(stdout)
@@ -145,7 +146,7 @@ test('SIGTERM: requests in flight finish, then the process exits 0', async () =>
 })
 
 test('bad flags and bad options exit 2 with a message', async () => {
-  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x']]) {
+  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x']]) {
     const child = spawn(process.execPath, [bin, 'serve', ...args])
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
@@ -154,3 +155,182 @@ test('bad flags and bad options exit 2 with a message', async () => {
     assert.match(stderr, /^weather-cache: /, args.join(' '))
   }
 })
+
+// Issue 12: the proxy in Rust, closed to strangers and hard to hold open.
+
+/** A raw TCP client: what it received, and when the server closed on it. */
+function rawClient(port, send = '') {
+  const socket = net.connect(port, '127.0.0.1')
+  const started = Date.now()
+  let data = ''
+  socket.on('data', (d) => (data += d))
+  const closed = new Promise((resolve) => {
+    socket.on('close', () => resolve({ data, afterMs: Date.now() - started }))
+    socket.on('error', () => {})
+  })
+  socket.on('connect', () => send && socket.write(send))
+  return { socket, closed }
+}
+
+const port = (proxy) => Number(new URL(proxy.url).port)
+
+test('a half-open client is cut off by the header timeout, and SIGTERM with one present is prompt', async () => {
+  const upstream = await startUpstream(answer.weather)
+  const proxy = await startServe(['--upstream', upstream.url, '--api-key', API_KEY, '--header-timeout', '500'])
+  try {
+    const halfOpen = rawClient(port(proxy), 'GET /v1/weather?lat=1&lon=1 HTTP/1.1\r\nHost: x\r\n')
+    const { afterMs } = await halfOpen.closed
+    assert.ok(afterMs >= 400 && afterMs < 2_000, `closed after ${afterMs} ms`)
+    // Another one, then SIGTERM: nothing is in flight, so shutdown does not wait for it.
+    const lingering = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHo')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = Date.now()
+    proxy.child.kill('SIGTERM')
+    const { code } = await proxy.exited
+    assert.equal(code, 0)
+    assert.ok(Date.now() - started < 1_000, `SIGTERM took ${Date.now() - started} ms`)
+    await lingering.closed
+  } finally {
+    proxy.child.kill('SIGKILL')
+    await upstream.close()
+  }
+})
+
+test('idle keep-alive connections are closed after the idle timeout', () =>
+  withProxy(answer.weather, async ({ proxy }) => {
+    const client = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+    const { data, afterMs } = await client.closed
+    assert.match(data, /^HTTP\/1\.1 200/)
+    assert.ok(afterMs >= 250 && afterMs < 2_000, `closed after ${afterMs} ms`)
+  }, ['--idle-timeout', '300']))
+
+test('1,000 concurrent keep-alive connections are answered', () =>
+  withProxy(answer.weather, async ({ proxy, upstream }) => {
+    const { Agent } = await import('node:http')
+    const agent = new Agent({ keepAlive: true, maxSockets: 1000 })
+    const { get } = await import('node:http')
+    const ask = (i) =>
+      new Promise((resolve, reject) => {
+        get(`${proxy.url}/v1/weather?lat=${40 + (i % 10) * 0.001}&lon=-3&user=d${i}`, { agent }, (res) => {
+          let body = ''
+          res.on('data', (d) => (body += d))
+          res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(body) }))
+        }).on('error', reject)
+      })
+    const answers = await Promise.all(Array.from({ length: 1000 }, (_, i) => ask(i)))
+    assert.ok(answers.every((a) => a.status === 200 && typeof a.body.tempC === 'number'))
+    assert.equal(upstream.count, 1)
+    agent.destroy()
+  }))
+
+test('the connection limit: beyond it, 503 at once and a close', () =>
+  withProxy(answer.weather, async ({ proxy, get }) => {
+    const held = Array.from({ length: 3 }, () => rawClient(port(proxy)))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const refused = rawClient(port(proxy))
+    const { data, afterMs } = await refused.closed
+    assert.match(data, /^HTTP\/1\.1 503/)
+    assert.match(data, /ERR_TOO_MANY_CONNECTIONS/)
+    assert.ok(afterMs < 1_000)
+    for (const h of held) h.socket.destroy()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal((await get('/healthz')).status, 200, 'slots free again')
+    const metrics = await (await get('/metrics')).text()
+    assert.match(metrics, /^weather_cache_proxy_refused_connections_total 1$/m)
+  }, ['--max-connections', '3']))
+
+test('a token: 401 without it (WWW-Authenticate), 200 with it; /healthz stays open; --metrics-public', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-token-`)
+  writeFileSync(`${dir}/token`, 's3cret-t0ken\n')
+  await withProxy(answer.weather, async ({ get }) => {
+    for (const path of ['/v1/weather?lat=1&lon=1', '/metrics']) {
+      const denied = await get(path)
+      assert.equal(denied.status, 401, path)
+      assert.equal(denied.headers.get('www-authenticate'), 'Bearer realm="weather-cache"')
+      assert.equal((await denied.json()).error.code, 'ERR_UNAUTHORIZED')
+      assert.equal((await get(path, { headers: { Authorization: 'Bearer wrong' } })).status, 401)
+      assert.equal((await get(path, { headers: { Authorization: 'Bearer s3cret-t0ken' } })).status, 200, path)
+    }
+    assert.equal((await get('/healthz')).status, 200)
+  }, ['--token-file', `${dir}/token`])
+  await withProxy(answer.weather, async ({ get }) => {
+    assert.equal((await get('/metrics')).status, 200)
+    assert.equal((await get('/v1/weather?lat=1&lon=1')).status, 401)
+  }, ['--token-file', `${dir}/token`, '--metrics-public'])
+})
+
+test('HTTP caching: max-age is the freshness left, an ETag per entry, If-None-Match gets 304', () =>
+  withProxy(answer.weather, async ({ get, upstream }) => {
+    const first = await get('/v1/weather?lat=10&lon=10&user=d1')
+    const etag = first.headers.get('etag')
+    assert.match(etag, /^W\/"[0-9a-f]+-[0-9a-f]+-m"$/)
+    const maxAge = Number(/max-age=(\d+)/.exec(first.headers.get('cache-control'))[1])
+    assert.ok(maxAge > 590 && maxAge <= 600, `max-age=${maxAge}`)
+    const again = await get('/v1/weather?lat=10.001&lon=10&user=d1', { headers: { 'If-None-Match': etag } })
+    assert.equal(again.status, 304)
+    assert.equal(await again.text(), '')
+    assert.equal(again.headers.get('etag'), etag)
+    const imperial = await get('/v1/weather?lat=10&lon=10&units=imperial', { headers: { 'If-None-Match': etag } })
+    assert.equal(imperial.status, 200, 'another representation')
+    assert.equal(upstream.count, 1)
+    const metrics = await (await get('/metrics')).text()
+    assert.match(metrics, /^weather_cache_proxy_not_modified_total 1$/m)
+  }))
+
+test('--api-key-file: the key from a file; --api-key still works but warns; no secret in any output', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-key-`)
+  writeFileSync(`${dir}/key`, `${API_KEY}\n`)
+  const upstream = await startUpstream(answer.weather)
+  const fromFile = await startServe(['--upstream', upstream.url, '--api-key-file', `${dir}/key`, '--access-log', `${dir}/access.log`])
+  try {
+    const response = await fetch(`${fromFile.url}/v1/weather?lat=1&lon=1&user=secret-user`)
+    assert.equal(response.status, 200)
+    assert.equal(upstream.requests[0].appid, API_KEY)
+  } finally {
+    fromFile.child.kill('SIGTERM')
+    await fromFile.exited
+  }
+  const { readFileSync } = await import('node:fs')
+  const log = readFileSync(`${dir}/access.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  assert.deepEqual(Object.keys(log[0]).sort(), ['bytes', 'durationMs', 'method', 'path', 'source', 'status', 'time'])
+  assert.deepEqual([log[0].path, log[0].status, log[0].source], ['/v1/weather', 200, 'network'])
+  const text = readFileSync(`${dir}/access.log`, 'utf8')
+  for (const secret of [API_KEY, 'secret-user', 'lat=']) assert.ok(!text.includes(secret), secret)
+  const inArgv = await startServe(['--upstream', upstream.url, '--api-key', API_KEY])
+  try {
+    assert.equal((await fetch(`${inArgv.url}/v1/weather?lat=2&lon=2`)).status, 200)
+  } finally {
+    inArgv.child.kill('SIGKILL')
+    const { stderr } = await inArgv.exited
+    assert.match(stderr, /warning: --api-key puts the key in argv/)
+    assert.ok(!stderr.includes(API_KEY))
+    await upstream.close()
+  }
+})
+
+test('a non-loopback --host without a token warns', async () => {
+  const upstream = await startUpstream(answer.weather)
+  const proxy = await startServe(['--upstream', upstream.url, '--host', '0.0.0.0'], { OPEN_WEATHER_API_KEY: API_KEY })
+  proxy.child.kill('SIGKILL')
+  const { stderr } = await proxy.exited
+  assert.match(stderr, /warning: listening on 0\.0\.0\.0 without a token/)
+  await upstream.close()
+})
+
+test('431 for too many headers; garbage on one socket leaves the others serving', () =>
+  withProxy(answer.weather, async ({ proxy, get }) => {
+    const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']))
+    assert.equal((await get('/healthz', { headers })).status, 431)
+    // A keep-alive client mid-conversation, garbage on another socket, then the first goes on.
+    const steady = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const garbage = rawClient(port(proxy), '\x00\x01\x02 NOT HTTP\r\n\r\n')
+    assert.match((await garbage.closed).data, /^HTTP\/1\.1 400/)
+    steady.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    const { data } = await steady.closed
+    assert.equal(data.match(/HTTP\/1\.1 200/g).length, 2, 'both requests of the steady client answered')
+  }))

@@ -29,6 +29,7 @@ try {
 async function serve(args) {
   const options = serveOptions(args)
   if (options.help) return console.log(SERVE_HELP)
+  for (const warning of options.warnings) console.error(`weather-cache serve: warning: ${warning}`)
   const proxy = await startServer(options)
   console.log(`weather-cache serve: listening on ${proxy.url} (GET /v1/weather, /metrics, /healthz)`)
   const stop = async (signal) => {

@@ -46,6 +46,11 @@ class Service {
     return this.#native.warmup(userId, lat, lon)
   }
 
+  listen(options) {
+    if (!Service.#is(this)) return Promise.reject(invalidThis())
+    return this.#native.listen(options)
+  }
+
   clearUser(userId) {
     if (!Service.#is(this)) throw invalidThis()
     this.#native.clearUser(userId)

@@ -7,6 +7,7 @@ mod errors;
 mod hit_path;
 mod logger;
 mod options;
+mod proxy;
 mod service;
 mod summaries;
 mod values;

@@ -37,12 +37,7 @@ pub struct Options<'e> {
 
 /// `default_instance`: the module's `weatherService`, which also reads `WEATHER_CACHE_REDIS_URL`.
 pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> Checked<Options<'e>> {
-    let object = match type_of(value) {
-        ValueType::Undefined => None,
-        ValueType::Object => Some(Object::from_raw(env.raw(), value.raw())),
-        _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(value) }),
-    };
-    let reader = Reader { env, object, path: "options" };
+    let reader = Reader::of(env, value, "options")?;
     let preset = match reader.choice("preset", &["resilient", "minimal"])? {
         Some("minimal") => Preset::Minimal,
         _ => Preset::Resilient,
@@ -224,7 +219,9 @@ pub fn env_var(env: &Env, name: &str) -> Option<String> {
     value
 }
 
-struct Reader<'e> {
+/// Reads an options object: each value checked for its type, a throwing getter rethrown, every
+/// error naming the option (`options.redis.url`).
+pub struct Reader<'e> {
     env: &'e Env,
     object: Option<Object<'e>>,
     /// How errors name the object read (`options`, `options.redis`, ...).
@@ -232,6 +229,16 @@ struct Reader<'e> {
 }
 
 impl<'e> Reader<'e> {
+    /// `value` must be `undefined` or an object.
+    pub fn of(env: &'e Env, value: &Unknown<'e>, path: &'static str) -> Checked<Reader<'e>> {
+        let object = match type_of(value) {
+            ValueType::Undefined => None,
+            ValueType::Object => Some(Object::from_raw(env.raw(), value.raw())),
+            _ => return Err(ArgError::Type { name: path.into(), expected: "object", received: describe(value) }),
+        };
+        Ok(Reader { env, object, path })
+    }
+
     /// A reader of an object nested in this one (checked to be an object by the caller).
     fn nested(&self, value: &Unknown<'e>, path: &'static str) -> Reader<'e> {
         Reader { env: self.env, object: Some(Object::from_raw(self.env.raw(), value.raw())), path }
@@ -239,7 +246,7 @@ impl<'e> Reader<'e> {
 
     /// `options[key]`, `None` when undefined. A getter (or Proxy trap) that throws makes the
     /// constructor throw that exception.
-    fn get(&self, key: &str) -> Checked<Option<Unknown<'e>>> {
+    pub fn get(&self, key: &str) -> Checked<Option<Unknown<'e>>> {
         self.object.as_ref().map_or(Ok(None), |object| option(object, key))
     }
 
@@ -251,7 +258,7 @@ impl<'e> Reader<'e> {
         ArgError::Type { name: self.name(key), expected, received: describe(value) }
     }
 
-    fn string(&self, key: &str) -> Checked<Option<String>> {
+    pub fn string(&self, key: &str) -> Checked<Option<String>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             return Err(self.type_error(key, "string", &value));
@@ -260,7 +267,7 @@ impl<'e> Reader<'e> {
     }
 
     /// Like `string`, but a wrong value is never echoed in the error.
-    fn secret(&self, key: &str) -> Checked<Option<String>> {
+    pub fn secret(&self, key: &str) -> Checked<Option<String>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::String {
             let received = format!("type {}", format!("{:?}", type_of(&value)).to_lowercase());
@@ -269,7 +276,7 @@ impl<'e> Reader<'e> {
         Ok(unsafe { value.cast::<String>() }.ok())
     }
 
-    fn boolean(&self, key: &str) -> Checked<Option<bool>> {
+    pub fn boolean(&self, key: &str) -> Checked<Option<bool>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         if type_of(&value) != ValueType::Boolean {
             return Err(self.type_error(key, "boolean", &value));
@@ -278,7 +285,7 @@ impl<'e> Reader<'e> {
     }
 
     /// One of `choices`, as the matching `'static` string.
-    fn choice(&self, key: &str, choices: &[&'static str]) -> Checked<Option<&'static str>> {
+    pub fn choice(&self, key: &str, choices: &[&'static str]) -> Checked<Option<&'static str>> {
         let Some(text) = self.string(key)? else { return Ok(None) };
         match choices.iter().find(|c| **c == text) {
             Some(choice) => Ok(Some(choice)),
@@ -293,7 +300,7 @@ impl<'e> Reader<'e> {
         }
     }
 
-    fn number(&self, key: &str, target: &mut f64) -> Checked<()> {
+    pub fn number(&self, key: &str, target: &mut f64) -> Checked<()> {
         if let Some(value) = self.get(key)? {
             *target = finite(&value, &self.name(key))?;
         }
@@ -301,7 +308,7 @@ impl<'e> Reader<'e> {
     }
 
     /// A non-negative integer no larger than `max`.
-    fn integer(&self, key: &str, max: u64) -> Checked<Option<u64>> {
+    pub fn integer(&self, key: &str, max: u64) -> Checked<Option<u64>> {
         let Some(value) = self.get(key)? else { return Ok(None) };
         let n = finite(&value, &self.name(key))?;
         if n.fract() != 0.0 || n < 0.0 || n > max as f64 {
@@ -314,7 +321,7 @@ impl<'e> Reader<'e> {
         Ok(Some(n as u64))
     }
 
-    fn duration(&self, key: &str, target: &mut u64) -> Checked<()> {
+    pub fn duration(&self, key: &str, target: &mut u64) -> Checked<()> {
         if let Some(ms) = self.integer(key, MAX_DURATION_MS)? {
             *target = ms;
         }

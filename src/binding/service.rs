@@ -15,6 +15,7 @@ use super::args::{self, property, type_of, Call};
 use super::errors::{describe, js_number, request_error, take_pending_exception, ArgError, Checked};
 use super::logger::{self, ServiceLogger};
 use super::options;
+use super::proxy::WeatherProxy;
 use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
@@ -38,6 +39,8 @@ struct Service {
     engine: Engine,
     level: Level,
     logger: Option<ServiceLogger>,
+    /// Events of work no caller waits for (the proxy's requests too) go to the logger.
+    background: Option<BackgroundEvents>,
     summaries: Summaries,
 }
 
@@ -173,6 +176,28 @@ impl WeatherService {
     #[napi(catch_unwind)]
     pub fn metrics_text(&self, env: &Env) -> Result<String> {
         Ok(self.service(env)?.engine.stats().to_prometheus())
+    }
+
+    /// Starts the drone proxy (`weather-cache serve`) on this service: an HTTP server inside the
+    /// addon, on threads of its own, answering `GET /v1/weather`, `/metrics` and `/healthz`
+    /// from this cache. Resolves once listening; rejects `EADDRINUSE` and the like.
+    #[napi(catch_unwind, ts_args_type = "options?: ListenOptions", ts_return_type = "Promise<WeatherProxy>")]
+    pub fn listen<'e>(&self, env: &'e Env, options: Unknown<'e>) -> Result<Settled<'e>> {
+        let service = match self.service(env) {
+            Ok(service) => service,
+            Err(error) => return rejected(env, error),
+        };
+        if service.engine.is_closed() {
+            return PromiseRaw::reject(env, request_error(env, &RequestError::Closed)?);
+        }
+        match super::proxy::listen(env, &service.engine, service.background.clone(), &options) {
+            // SAFETY: converting a napi class instance to its JS object, on the JS thread.
+            Ok(proxy) => {
+                let value = unsafe { Unknown::from_raw_unchecked(env.raw(), WeatherProxy::to_napi_value(env.raw(), proxy)?) };
+                PromiseRaw::resolve(env, value)
+            }
+            Err(error) => rejected(env, error),
+        }
     }
 
     /// Settles every pending request (`getWeather` with `null`, `getForecast` with
@@ -329,8 +354,8 @@ impl Service {
             None => None,
         };
         let upstreams = vec![Upstream { provider: Arc::new(provider), budget: options.budget }];
-        let engine = Engine::new(options.config, upstreams, tier, runtime, background);
-        Ok(Service { engine, level, logger, summaries: Summaries::register(env) })
+        let engine = Engine::new(options.config, upstreams, tier, runtime, background.clone());
+        Ok(Service { engine, level, logger, background, summaries: Summaries::register(env) })
     }
 
     /// Events of a call go to the session's logger, or else to the service's.

@@ -28,7 +28,7 @@ pub use error::{ProviderName, RequestError};
 pub use events::{BackoffScope, Event, EventSink, Level, Recorder, Scope};
 pub use lookup::{Mode, Pending, Reply, Request, Served, Source};
 pub use providers::Upstream;
-pub use stats::{ProviderStats, Stats};
+pub use stats::{Counter, ProviderStats, Stats};
 
 use self::backoff::Jitter;
 use self::clock::Clock;

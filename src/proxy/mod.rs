@@ -1,0 +1,266 @@
+//! `weather-cache serve`: the drone proxy. An HTTP/1.1 server (hyper) inside the addon, on a
+//! tokio runtime of its own, in front of the engine: a cache hit is answered on the proxy's
+//! threads without ever touching the JS thread. It uses the engine; the engine knows nothing of
+//! it. See `routes.rs` for what it answers, `connection.rs` for timeouts and shutdown.
+
+mod access_log;
+mod auth;
+mod connection;
+pub mod query;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+pub use access_log::Target as AccessLogTarget;
+
+use self::access_log::AccessLog;
+use crate::engine::{BackgroundEvents, Engine, Event};
+use crate::geo::LatLon;
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// When set, `/v1/weather` and `/metrics` need `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// `/metrics` without the token.
+    pub metrics_public: bool,
+    /// Connections served at once; more are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Time for a request head to arrive (first request), enforced.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may idle between requests.
+    pub idle_timeout: Duration,
+    /// Longest a request may take in all (its fetch included).
+    pub request_timeout: Duration,
+    pub access_log: Option<AccessLogTarget>,
+    /// Worker threads of the proxy's runtime.
+    pub threads: usize,
+}
+
+impl ProxyConfig {
+    pub fn new(host: &str, port: u16) -> ProxyConfig {
+        ProxyConfig {
+            host: host.to_owned(),
+            port,
+            token: None,
+            metrics_public: false,
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            access_log: None,
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+/// What the connections share.
+pub(crate) struct Shared {
+    engine: Engine,
+    config: ProxyConfig,
+    counters: Counters,
+    events: Option<BackgroundEvents>,
+    access_log: Option<AccessLog>,
+}
+
+impl Shared {
+    /// Events of requests go to the service's logger (there is no session here).
+    fn deliver(&self, events: Vec<Event>) {
+        if let (false, Some(sink)) = (events.is_empty(), &self.events) {
+            sink(events);
+        }
+    }
+
+    /// Where requests come from (kept for the status page).
+    fn remember(&self, _at: LatLon) {}
+
+    fn metrics(&self) -> String {
+        let dropped = self.access_log.as_ref().map_or(0, AccessLog::dropped);
+        format!("{}{}", self.engine.stats().to_prometheus(), self.counters.to_prometheus(dropped))
+    }
+}
+
+/// The proxy's own numbers, appended to the engine's in `/metrics`.
+#[derive(Default)]
+struct Counters {
+    requests: crate::engine::Counter,
+    not_modified: crate::engine::Counter,
+    refused: crate::engine::Counter,
+    open: AtomicI64,
+}
+
+impl Counters {
+    fn to_prometheus(&self, access_log_dropped: u64) -> String {
+        let series: [(&str, &str, &str, f64); 5] = [
+            ("proxy_requests_total", "counter", "HTTP requests the proxy answered.", self.requests.get() as f64),
+            ("proxy_not_modified_total", "counter", "Answers 304 Not Modified (If-None-Match).", self.not_modified.get() as f64),
+            (
+                "proxy_refused_connections_total",
+                "counter",
+                "Connections refused at the connection limit.",
+                self.refused.get() as f64,
+            ),
+            ("proxy_open_connections", "gauge", "Connections open now.", self.open.load(Ordering::Relaxed) as f64),
+            (
+                "proxy_access_log_dropped_total",
+                "counter",
+                "Access log lines dropped because the writer fell behind.",
+                access_log_dropped as f64,
+            ),
+        ];
+        series
+            .iter()
+            .map(|(name, kind, help, value)| {
+                format!("# HELP weather_cache_{name} {help}\n# TYPE weather_cache_{name} {kind}\nweather_cache_{name} {value}\n")
+            })
+            .collect()
+    }
+}
+
+/// A running proxy. Dropping it leaves it running (like a listening `net.Server`); `close`
+/// stops it.
+pub struct Proxy {
+    addr: SocketAddr,
+    stop: watch::Sender<Option<Duration>>,
+    finished: Mutex<Option<oneshot::Receiver<()>>>,
+    /// The access log's writer, awaited on close so that no line is lost.
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// Held while the proxy runs (the binding passes a handle that keeps Node alive).
+pub type KeepAlive = Box<dyn std::any::Any + Send>;
+
+impl Proxy {
+    /// Binds `config.host:config.port` and starts serving on a runtime of `config.threads`
+    /// workers. Fails at once if the address cannot be bound or the access log opened.
+    pub fn start(
+        engine: Engine,
+        config: ProxyConfig,
+        events: Option<BackgroundEvents>,
+        keep_alive: KeepAlive,
+    ) -> std::io::Result<Arc<Proxy>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("weather-cache-proxy")
+            .enable_all()
+            .build()?;
+        let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (access_log, writer) = match config.access_log.clone() {
+            Some(target) => {
+                let (log, writer) = runtime.block_on(AccessLog::open(target))?;
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared { engine, config, counters: Counters::default(), events, access_log });
+        let (stop, stopped) = watch::channel(None);
+        let (alive, mut connections) = mpsc::channel::<()>(1);
+        let (finish, finished) = oneshot::channel();
+        runtime.spawn(accept(listener, shared, stopped, alive));
+        runtime.spawn(async move {
+            // Every connection holds a sender, and so does the accept loop: `None` once all ended.
+            let _ = connections.recv().await;
+            drop(keep_alive);
+            let _ = finish.send(());
+        });
+        Ok(Arc::new(Proxy {
+            addr,
+            stop,
+            finished: Mutex::new(Some(finished)),
+            writer: Mutex::new(writer),
+            runtime: Mutex::new(Some(runtime)),
+        }))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes idle and half-open connections at once, lets requests in flight
+    /// finish within `grace`, then stops the runtime. Later calls resolve at once.
+    pub fn close(self: &Arc<Self>, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.stop.send_replace(Some(grace));
+        let finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let proxy = self.clone();
+        Box::pin(async move {
+            if let Some(finished) = finished {
+                // Connections end by `grace` at the latest; the slack covers their last writes.
+                let _ = tokio::time::timeout(grace + Duration::from_secs(1), finished).await;
+            }
+            let writer = proxy.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(writer) = writer {
+                let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+            }
+            // Not a blocking shutdown: this future may run on another runtime's thread.
+            if let Some(runtime) = proxy.runtime.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                runtime.shutdown_background();
+            }
+        })
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+    alive: mpsc::Sender<()>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, or a connection reset before we took it: wait a little
+            // rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(connection::serve(stream, shared.clone(), stop.clone(), permit, alive.clone()));
+            }
+            Err(_) => {
+                shared.counters.refused.inc();
+                tokio::spawn(refuse(stream));
+            }
+        }
+    }
+}
+
+/// Beyond the connection limit: a 503 at once, then the door.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let body = r#"{"error":{"code":"ERR_TOO_MANY_CONNECTIONS","message":"the proxy is at its connection limit"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests;

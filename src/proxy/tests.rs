@@ -1,0 +1,1 @@
+//! The proxy over real sockets (the engine behind it on a loopback OpenWeather).
