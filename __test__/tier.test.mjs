@@ -3,10 +3,11 @@
 import assert from 'node:assert/strict'
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
+import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
-import { WeatherService } from '../main.js'
+import { WeatherService, distanceKm } from '../main.js'
 import { recordingLogger, until } from './helpers.mjs'
 import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
@@ -205,6 +206,7 @@ test('kill -9 of redis-server during a burst: every call settles in time, answer
     }
     await until(() => log.find('weather.tier.restored').length >= 1, 'the restored event')
     assert.equal(log.find('weather.tier.restored')[0].level, 'info')
+    assert.equal(log.find('weather.tier.restored')[0].obj.tier, `127.0.0.1:${redis.port}/0`)
     assert.equal(b.stats().tierUp, true)
   } finally {
     a.close()
@@ -324,6 +326,129 @@ test('whenRedisDown: "closed" makes no upstream call while Redis is unreachable;
   } finally {
     service.close()
     local.close()
+    await upstream.close()
+  }
+})
+
+// Found in review: every waiter is answered within its radius; polar points never reach Redis;
+// a slow Redis keeps the deadline; a day's budget of 1 is all reserve; close() lets Redis go.
+
+const near = (forecast, lat, lon) => distanceKm(lat, lon, forecast.meta.location.lat, forecast.meta.location.lon)
+
+test("each waiter of a flight gets an entry within its own radius", { skip }, async () => {
+  const upstream = await startUpstream(answer.weather)
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() } }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    await a.getForecast(null, 'a', 0, -0.03)
+    await a.getForecast(null, 'a', 0, 0.07)
+    await new Promise((resolve) => setTimeout(resolve, 100)) // the write-throughs
+    const spots = [[0, 0], [0, 0.04]] // one flight on B: 4.4 km apart
+    const answers = await Promise.all(spots.map(([lat, lon], i) => b.getForecast(null, `b${i}`, lat, lon)))
+    answers.forEach((answer, i) => assert.ok(near(answer, ...spots[i]) <= 5, `waiter ${i}: ${near(answer, ...spots[i])} km`))
+    assert.equal(upstream.count, 2, 'both answered by A\'s entries')
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+  }
+})
+
+test('a flight that fetches at a waiter\'s spot still answers every waiter within its radius', { skip }, async () => {
+  const slow = await startUpstream(answer.delayed(600))
+  const fast = await startUpstream(answer.weather)
+  const prefix = namespace()
+  const a = new WeatherService({ apiKey: API_KEY, baseUrl: slow.url, redis: { url: redis.url, keyPrefix: prefix } })
+  const b = new WeatherService({ apiKey: API_KEY, baseUrl: fast.url, redis: { url: redis.url, keyPrefix: prefix } })
+  try {
+    const holder = a.getForecast(null, 'a', 0, -0.03) // A holds a lease there for 600 ms
+    await until(() => slow.count === 1, 'A fetching')
+    const spots = [[0, 0], [0, 0.03], [0, 0.044], [0, -0.04]]
+    const answers = await Promise.all(spots.map(([lat, lon], i) => b.getForecast(null, `b${i}`, lat, lon)))
+    answers.forEach((answer, i) => assert.ok(near(answer, ...spots[i]) <= 5, `waiter ${i}: ${near(answer, ...spots[i])} km`))
+    await holder
+    assert.ok(fast.count <= 2, `B made ${fast.count} calls`)
+  } finally {
+    a.close()
+    b.close()
+    await slow.close()
+    await fast.close()
+  }
+})
+
+test('a request near a pole never reaches Redis (nor opens its circuit)', { skip }, async () => {
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() }, logger: log.logger })
+  try {
+    for (const [lat, lon] of [[85.0512, 10], [85.06, 60], [89.9, 120], [-86, -100]]) assert.equal((await service.getForecast(null, 'u', lat, lon)).meta.source, 'network')
+    assert.equal(service.stats().tierErrors, 0)
+    assert.equal(service.stats().tierUp, true)
+    assert.deepEqual(log.find('weather.tier.degraded'), [])
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+})
+
+test('a slow Redis (each answer just within timeoutMs): no request waits past requestTimeoutMs + timeoutMs', { skip }, async () => {
+  // A TCP relay that holds every Redis answer for 90 ms, in front of the real server.
+  const relay = net.createServer((client) => {
+    const server = net.connect(redis.port, '127.0.0.1')
+    client.on('data', (d) => server.write(d))
+    server.on('data', (d) => setTimeout(() => client.writable && client.write(d), 90))
+    const end = () => (client.destroy(), server.destroy())
+    client.on('error', end).on('close', end)
+    server.on('error', end).on('close', end)
+  })
+  await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve))
+  const upstream = await startUpstream(answer.hang)
+  const url = `redis://127.0.0.1:${relay.address().port}/0`
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs: 1000, redis: { url, keyPrefix: namespace(), timeoutMs: 100 } })
+  try {
+    for (const [i, spot] of [[10, 10], [20, 20], [30, 30]].entries()) {
+      const started = Date.now()
+      const error = await service.getForecast(null, `u${i}`, ...spot, { forceRefresh: true }).catch((e) => e)
+      const took = Date.now() - started
+      assert.equal(error.code, 'ERR_UPSTREAM_TIMEOUT')
+      assert.ok(took <= 1000 + 100 + 150, `took ${took} ms`)
+    }
+  } finally {
+    service.close()
+    await upstream.close()
+    await new Promise((resolve) => relay.close(resolve))
+  }
+})
+
+test('a day\'s budget of 1 is all reserve: background refreshes never spend it', async () => {
+  const upstream = await startUpstream(answer.weather)
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', budget: { perDay: 1 } })
+  try {
+    await service.getWeather(null, 'u', 10, 10)
+    for (let i = 0; i < 4; i++) {
+      service.advanceTime(11 * 60_000) // stale: each request would refresh in the background
+      await service.getWeather(null, 'u', 10, 10)
+      await until(() => service.stats().inflight === 0, 'the refresh attempt')
+    }
+    assert.equal(upstream.count, 1)
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+})
+
+test('close() lets go of the Redis connection; the restored event names the tier', { skip }, async () => {
+  const upstream = await startUpstream(answer.weather)
+  const clients = async () => (await redis.command('CLIENT', 'LIST')).split('\n').filter((l) => l.includes('cmd=')).length
+  const before = await clients()
+  const services = [0, 1, 2].map(() => new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() } }))
+  try {
+    for (const [i, s] of services.entries()) await s.getForecast(null, 'u', i, i)
+    assert.ok((await clients()) >= before + 3)
+    for (const s of services) s.close()
+    await untilAsync(async () => (await clients()) <= before, 'connections closed', 5000)
+  } finally {
+    for (const s of services) s.close()
     await upstream.close()
   }
 })

@@ -41,14 +41,19 @@ impl BudgetConfig {
         self.per_minute > 0 || self.per_day > 0
     }
 
-    /// The limits one call is held to: a background refresh stops short of the reserve.
-    pub fn limits(&self, background: bool) -> Limits {
+    /// The limits one call is held to: a background refresh stops short of the reserve (at
+    /// least one call of a day's budget), and gets `None` when the reserve is all there is.
+    pub fn limits(&self, background: bool) -> Option<Limits> {
         let per_day = if background && self.per_day > 0 {
-            ((self.per_day as f64) * (1.0 - BACKGROUND_RESERVE)).floor() as u64
+            let reserve = ((self.per_day as f64) * BACKGROUND_RESERVE).ceil() as u64;
+            match self.per_day.saturating_sub(reserve.max(1)) {
+                0 => return None,
+                left => left,
+            }
         } else {
             self.per_day
         };
-        Limits { per_minute: self.per_minute, per_day }
+        Some(Limits { per_minute: self.per_minute, per_day })
     }
 }
 
@@ -102,24 +107,32 @@ mod tests {
         let config = BudgetConfig { per_minute: 2, per_day: 3, when_redis_down: WhenRedisDown::Local };
         let mut budget = LocalBudget::default();
         let t = 10 * DAY_MS + 5_000;
-        assert_eq!(budget.admit(t, config.limits(false)), Ok(()));
-        assert_eq!(budget.admit(t + 1, config.limits(false)), Ok(()));
-        assert_eq!(budget.admit(t + 2, config.limits(false)), Err(55_000 - 2), "the minute is spent");
-        assert_eq!(budget.admit(t + 55_000, config.limits(false)), Ok(()), "a new minute");
-        assert_eq!(budget.admit(t + 120_000, config.limits(false)), Err(DAY_MS - 125_000), "the day is spent");
-        assert_eq!(budget.admit(11 * DAY_MS, config.limits(false)), Ok(()), "a new UTC day");
+        let limits = config.limits(false).unwrap();
+        assert_eq!(budget.admit(t, limits), Ok(()));
+        assert_eq!(budget.admit(t + 1, limits), Ok(()));
+        assert_eq!(budget.admit(t + 2, limits), Err(55_000 - 2), "the minute is spent");
+        assert_eq!(budget.admit(t + 55_000, limits), Ok(()), "a new minute");
+        assert_eq!(budget.admit(t + 120_000, limits), Err(DAY_MS - 125_000), "the day is spent");
+        assert_eq!(budget.admit(11 * DAY_MS, limits), Ok(()), "a new UTC day");
     }
 
     #[test]
     fn background_refreshes_keep_the_last_tenth_of_the_day() {
         let config = BudgetConfig { per_minute: 0, per_day: 10, when_redis_down: WhenRedisDown::Local };
-        assert_eq!(config.limits(true), Limits { per_minute: 0, per_day: 9 });
+        assert_eq!(config.limits(true), Some(Limits { per_minute: 0, per_day: 9 }));
         let mut budget = LocalBudget::default();
         for i in 0..9 {
-            assert_eq!(budget.admit(i, config.limits(true)), Ok(()));
+            assert_eq!(budget.admit(i, config.limits(true).unwrap()), Ok(()));
         }
-        assert!(budget.admit(9, config.limits(true)).is_err(), "the reserve");
-        assert_eq!(budget.admit(9, config.limits(false)), Ok(()), "a waiting request may spend it");
+        assert!(budget.admit(9, config.limits(true).unwrap()).is_err(), "the reserve");
+        assert_eq!(budget.admit(9, config.limits(false).unwrap()), Ok(()), "a waiting request may spend it");
         assert!(!BudgetConfig::UNLIMITED.is_limited());
+        // A budget of 1 a day is all reserve: background refreshes get nothing (0 would mean
+        // no limit at all).
+        let tiny = BudgetConfig { per_day: 1, ..config };
+        assert_eq!(tiny.limits(true), None);
+        assert_eq!(tiny.limits(false), Some(Limits { per_minute: 0, per_day: 1 }));
+        let small = BudgetConfig { per_day: 15, ..config };
+        assert_eq!(small.limits(true), Some(Limits { per_minute: 0, per_day: 13 }), "the reserve rounds up");
     }
 }

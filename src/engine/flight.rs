@@ -19,20 +19,21 @@ use super::error::{most_telling, RequestError};
 use super::events::{BackoffScope, Event, Level};
 use super::lookup::{Served, Source};
 use super::singleflight::{Herald, Landing, Need, Takeoff, Ticket};
-use super::tiered::{Lease, TierStep};
+use super::tiered::{Lease, Session, TierStep};
 use super::{Inner, State, WhenRedisDown};
 use crate::cache::{Entry, Freshness, Observation};
 use crate::geo::LatLon;
 use crate::provider::ProviderError;
-use crate::tier::{Admission, MAX_GEO_LATITUDE};
+use crate::tier::Admission;
 
 /// How a flight ended, before the engine interprets it.
 pub(super) enum Outcome {
     /// Provider `provider` (an index into the upstreams) answered, about `at`.
     Observed { observation: Observation, provider: usize, at: LatLon },
-    /// The shared tier had an entry for every waiter (each takes the best for its point, see
-    /// `Pending::wait`); `answer` is the one for the flight's own location.
-    Tier { answer: Arc<Entry>, found: Vec<Arc<Entry>> },
+    /// Entries at hand covered every waiter (each took the best for its point, see
+    /// `Pending::wait`): the shared tier's, and `fetched` if the flight also fetched at a
+    /// waiter's spot. `answer` is the first waiter's, `served` every entry chosen.
+    Tier { answer: Arc<Entry>, served: Vec<Arc<Entry>>, fetched: bool },
     /// No provider answered: the most telling reason, and whether any call was made.
     Failed { error: RequestError, called: bool },
     /// The service closed (or the runtime is shutting down) first.
@@ -136,7 +137,10 @@ impl Inner {
         true
     }
 
-    /// The flight's work: the shared tier, then the providers.
+    /// The flight's work: the shared tier, then the providers. With a tier, the flight may
+    /// fetch once at a waiter's spot (where other instances' fetches cover the rest) and then
+    /// go around once more, for waiters neither covered: at worst a second fetch, at its own
+    /// location, which covers every waiter.
     async fn fetch_area(
         self: &Arc<Self>,
         takeoff: (crate::geo::CellId, u64, String, Herald),
@@ -146,15 +150,36 @@ impl Inner {
         events: &mut Vec<Event>,
     ) -> Outcome {
         let (cell, id, key, herald) = takeoff;
-        let mut at = location;
-        // Redis's GEO commands stop short of the poles: polar areas stay local.
-        if let Some(tier) = self.tier.clone().filter(|_| location.lat.abs() <= MAX_GEO_LATITUDE) {
-            match self.consult_tier(&tier, &herald, cell, id, location, background).await {
+        let Some(mut session) = self.session(cell, id, location) else {
+            return self.ask_providers(&key, location, background, events, None).await;
+        };
+        let mut may_move = !background;
+        loop {
+            let (at, held) = match self.consult_tier(&mut session, &herald, cell, id, location, may_move).await {
                 TierStep::Answered(outcome) => return outcome,
-                TierStep::Fetch { at: spot, lease: held } => (at, *lease) = (spot, held),
+                TierStep::Fetch { at, lease } => (at, lease),
+            };
+            let outcome = self.ask_providers(&key, at, background, events, Some(&mut session)).await;
+            if at == location {
+                *lease = held;
+                return outcome;
+            }
+            // Fetched at a waiter's spot: it answers the waiters it covers now; the rest wait
+            // for the fetches other instances are making, or for ours at the flight's location.
+            match outcome {
+                Outcome::Observed { observation, provider, at } => {
+                    let entry = self.keep(&mut self.lock(), &observation, provider, at);
+                    self.write_through(Some(entry.clone()), held);
+                    session.fetched.push(entry);
+                    herald.tell(&session.found, &session.fetched);
+                    may_move = false;
+                }
+                failed => {
+                    self.write_through(None, held);
+                    return failed;
+                }
             }
         }
-        self.ask_providers(&key, at, background, events).await
     }
 
     /// Asks the providers in order until one answers.
@@ -164,6 +189,7 @@ impl Inner {
         location: LatLon,
         background: bool,
         events: &mut Vec<Event>,
+        mut session: Option<&mut Session>,
     ) -> Outcome {
         let mut reason = None;
         let mut called = false;
@@ -177,7 +203,7 @@ impl Inner {
                 reason = most_telling(reason, refused);
                 continue;
             }
-            if let Err(refused) = self.admit(index, background).await {
+            if let Err(refused) = self.admit(index, background, session.as_deref_mut()).await {
                 reason = most_telling(reason, refused);
                 continue;
             }
@@ -203,12 +229,16 @@ impl Inner {
     /// May provider `index` be called now? Its budget (in the shared tier, where the tier also
     /// knows the provider's cooldown, or in this process) decides. A refusal is remembered, so
     /// that requests are refused at once until it ends.
-    async fn admit(&self, index: usize, background: bool) -> Result<(), RequestError> {
+    async fn admit(&self, index: usize, background: bool, session: Option<&mut Session>) -> Result<(), RequestError> {
         let upstream = &self.upstreams[index];
         let (provider, budget) = (upstream.name(), upstream.budget);
-        let limits = budget.limits(background);
-        if let Some(tier) = &self.tier {
-            match tier.admit(provider, limits).await {
+        let Some(limits) = budget.limits(background) else {
+            // The day's budget is so small that its reserve leaves a refresh nothing.
+            return Err(RequestError::BudgetExhausted { provider, retry_after_ms: day_left(self.clock.now()) });
+        };
+        if let Some(session) = session {
+            let tier = session.tier.clone();
+            match session.timed(async |left| tier.admit(provider, limits, left).await).await {
                 Ok(Admission::Admitted) => return Ok(()),
                 Ok(Admission::Cooling { remaining }) => {
                     // Another instance saw a 429: cool down here too, without a call.
@@ -227,6 +257,10 @@ impl Inner {
                 }
                 Err(_) => {}
             }
+        } else if self.tier().is_some() && budget.is_limited() && budget.when_redis_down == WhenRedisDown::Closed {
+            // The tier could not be asked for this flight (a polar area): the shared budget
+            // cannot be checked, so no call, as with Redis down.
+            return Err(RequestError::BudgetExhausted { provider, retry_after_ms: 1_000 });
         }
         if !budget.is_limited() {
             return Ok(());
@@ -281,7 +315,7 @@ impl Inner {
                     events.push(Event::RateLimited { provider, retry_after_ms: window });
                     events.push(Event::BackoffState { provider, scope: BackoffScope::Provider, backoff_ms: window });
                 }
-                if let Some(tier) = self.tier.clone() {
+                if let Some(tier) = self.tier() {
                     let window = Duration::from_millis(window.max(1) as u64);
                     self.runtime.spawn(async move { tier.cool_down(provider, window).await });
                 }
@@ -335,24 +369,25 @@ impl Inner {
             }
             Outcome::Observed { observation, provider, at } => {
                 self.counters.fetches.inc();
-                let entry = Arc::new(self.entry(at, &observation, self.upstreams[provider].name(), now));
+                let entry = self.keep(&mut state, &observation, provider, at);
                 if open {
-                    state.shared.insert(entry.clone());
                     for user in &joiners {
                         state.users.remember(user, entry.clone());
                     }
                 }
-                let own = &mut state.providers[provider];
-                own.cooldowns.clear_near(&self.grid, at, self.config.proximity_km);
-                own.rate_limit.on_success();
                 (Ok(Served { entry: entry.clone(), source: Source::Network }), Some(entry))
             }
-            Outcome::Tier { answer, found } => {
-                self.counters.tier_hits.inc();
+            Outcome::Tier { answer, served, fetched } => {
+                // Entries of the tier are in the local store already (see `tier_decision`); the
+                // flight's own fetch too (`keep`).
+                if fetched {
+                    self.counters.fetches.inc();
+                } else {
+                    self.counters.tier_hits.inc();
+                }
                 if open {
-                    // Already offered to the local store when decided (see `tier_decision`).
-                    // Stale-while-revalidate, as for stale local entries.
-                    for entry in found.iter().filter(|e| e.freshness(now) == Freshness::Stale) {
+                    // Stale-while-revalidate, as for stale local entries: those it served.
+                    for entry in served.iter().filter(|e| e.freshness(now) == Freshness::Stale) {
                         self.refresh(&mut state, entry, None, now);
                     }
                 }
@@ -377,13 +412,27 @@ impl Inner {
         (result, events)
     }
 
+    /// Keeps a provider's answer: an entry at `at` in the local store (unless the service
+    /// closed), the area's cooldowns for that provider cleared, its 429 doubling ended.
+    fn keep(&self, state: &mut State, observation: &Observation, provider: usize, at: LatLon) -> Arc<Entry> {
+        let now = self.clock.now();
+        let entry = Arc::new(self.entry(at, observation, self.upstreams[provider].name(), now));
+        if !self.is_closed() {
+            state.shared.insert(entry.clone());
+        }
+        let own = &mut state.providers[provider];
+        own.cooldowns.clear_near(&self.grid, at, self.config.proximity_km);
+        own.rate_limit.on_success();
+        entry
+    }
+
     /// Stores a fetched entry in the shared tier (releasing the lease with it), or just gives
     /// the lease back. In the background: waiters never wait on Redis for it.
     fn write_through(&self, entry: Option<Arc<Entry>>, lease: Option<Lease>) {
-        let Some(tier) = self.tier.clone() else { return };
+        let Some(tier) = self.tier() else { return };
         let ttl_ms = if self.config.stale_ttl_ms > 0 { self.config.stale_ttl_ms } else { self.config.fresh_ttl_ms };
         let ttl = Duration::from_millis(ttl_ms.max(1));
-        match entry.filter(|e| e.location.lat.abs() <= MAX_GEO_LATITUDE) {
+        match entry.filter(|e| crate::tier::in_geo_range(e.location)) {
             Some(entry) => {
                 let stored = crate::tier::Stored {
                     celsius: entry.celsius,
@@ -403,6 +452,11 @@ impl Inner {
             }
         }
     }
+}
+
+/// Time left in the current UTC day of the service clock.
+fn day_left(now: i64) -> i64 {
+    86_400_000 - now.rem_euclid(86_400_000)
 }
 
 async fn fly(mut guard: Guard, location: LatLon, background: bool) {

@@ -86,30 +86,35 @@ impl Pending {
     /// them passes `false`, and they reach the service's background sink instead.
     pub async fn wait(self, take_events: bool) -> Reply {
         let Pending { ticket, inner, at, need, fallback } = self;
-        let news = ticket.news(|news| inner.found_for(&news.found, at, need).is_some()).await;
+        let news = ticket.news(|news| inner.found_for(&news.found, &news.fetched, at, need).is_some()).await;
         let landing = news.landing.as_ref();
         let events = match landing {
             Some(landing) if take_events => landing.take_events(),
             _ => Vec::new(),
         };
-        // The flight's own fetch beats an entry found elsewhere: fresher, and (usually) at its
-        // location. A flight that fetched at a waiter's spot covers every waiter it had then.
+        // The flight's own fetch at its location answers every waiter it has (they joined
+        // within the radius of it); anything else answers only a waiter it covers and suits.
         let radius = inner.config.proximity_km;
-        let fetched = landing
+        let own = landing
             .and_then(|l| l.result.as_ref().ok())
             .filter(|s| s.source == Source::Network && crate::geo::distance_km(at, s.entry.location) <= radius);
-        let result = match (fetched, inner.found_for(&news.found, at, need)) {
+        let result = match (own, inner.found_for(&news.found, &news.fetched, at, need)) {
             (Some(served), _) => Ok(served.clone()),
             (None, Some(served)) => Ok(served),
             (None, None) => match landing.map(|l| &l.result) {
-                // Answered by the shared tier for every waiter (which this one then was).
-                Some(Ok(served)) => Ok(served.clone()),
                 Some(Err(error)) => inner.stale_if_error(fallback, error.clone()),
-                None => Err(RequestError::Closed),
+                // Unreachable by construction: a flight answered from entries at hand closed
+                // to newcomers once they covered every waiter. Never an entry out of range.
+                _ => inner.stale_if_error(fallback, uncovered()),
             },
         };
         Reply { result, events }
     }
+}
+
+/// The error of a waiter its flight left without an entry covering it.
+fn uncovered() -> RequestError {
+    RequestError::Network { provider: "weather-cache", message: "no entry covered the request".to_owned() }
 }
 
 impl Inner {

@@ -37,7 +37,7 @@ use self::singleflight::FlightTable;
 use self::stats::Counters;
 use crate::cache::{Entry, SharedCache, UserCache};
 use crate::geo::Grid;
-use crate::tier::{SharedTier, Transition};
+use crate::tier::{Observer, SharedTier, Transition};
 
 /// Receives the events of work no caller is waiting for (background refreshes, the tier).
 pub type BackgroundEvents = Arc<dyn Fn(Vec<Event>) + Send + Sync>;
@@ -60,7 +60,10 @@ struct Inner {
     clock: Clock,
     /// In order of preference.
     upstreams: Vec<Upstream>,
-    tier: Option<Arc<SharedTier>>,
+    /// Let go of on `close()`, so that its connection closes once the last flight using it ends.
+    tier: Mutex<Option<Arc<SharedTier>>>,
+    /// The tier's failure count, still readable after `close()`.
+    tier_errors: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Tells this instance's leases apart from other instances'.
     instance: u64,
     runtime: tokio::runtime::Handle,
@@ -110,7 +113,8 @@ impl Engine {
             clock,
             counters: Counters::new(upstreams.len()),
             upstreams,
-            tier,
+            tier_errors: tier.as_ref().map(|t| t.error_counter()),
+            tier: Mutex::new(tier),
             instance,
             runtime,
             state: Mutex::new(state),
@@ -135,8 +139,9 @@ impl Engine {
         &self.inner.upstreams
     }
 
-    pub fn tier(&self) -> Option<&Arc<SharedTier>> {
-        self.inner.tier.as_ref()
+    /// The shared tier, until `close()`.
+    pub fn tier(&self) -> Option<Arc<SharedTier>> {
+        self.inner.tier()
     }
 
     pub fn now(&self) -> i64 {
@@ -171,6 +176,7 @@ impl Engine {
             return;
         }
         self.inner.shutdown.send_replace(true);
+        self.inner.tier.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut state = self.inner.lock();
         state.users.clear();
         state.shared.clear();
@@ -195,9 +201,9 @@ impl Engine {
         stats.backoff_until =
             if all_limited { stats.providers.iter().map(|p| p.backoff_until).min().unwrap_or(0) } else { 0 };
         drop(state);
-        if let Some(tier) = &self.inner.tier {
-            stats.tier_errors = tier.errors();
-            stats.tier_up = Some(tier.is_up());
+        if let Some(errors) = &self.inner.tier_errors {
+            stats.tier_errors = errors.load(Ordering::Relaxed);
+            stats.tier_up = Some(self.inner.tier().is_some_and(|tier| tier.is_up()));
         }
         stats
     }
@@ -210,28 +216,20 @@ fn cooldown_capacity(config: &Config) -> usize {
 }
 
 /// Turns the tier's health changes into events for the service's logger (one per transition).
-pub fn tier_events(background: Option<BackgroundEvents>, level: Level) -> Box<dyn Fn(&Transition, &str) + Send + Sync> {
-    Box::new(move |transition, reason| {
+pub fn tier_events(background: Option<BackgroundEvents>, level: Level) -> Observer {
+    Box::new(move |transition, place, reason| {
         let Some(background) = &background else { return };
+        let place = place.to_owned();
         let event = match transition {
-            Transition::Degraded { retry_in } => Event::TierDegraded {
-                place: place_of(reason),
-                reason: reason.to_owned(),
-                retry_in_ms: retry_in.as_millis() as i64,
-            },
-            Transition::Restored { down_for } => {
-                Event::TierRestored { place: String::new(), down_ms: down_for.as_millis() as i64 }
+            Transition::Degraded { retry_in } => {
+                Event::TierDegraded { place, reason: reason.to_owned(), retry_in_ms: retry_in.as_millis() as i64 }
             }
+            Transition::Restored { down_for } => Event::TierRestored { place, down_ms: down_for.as_millis() as i64 },
         };
         if event.level() >= level && level != Level::Silent {
             background(vec![event]);
         }
     })
-}
-
-/// The `host:port/db` a tier failure reason starts with ("Redis at host:port/db: ...").
-fn place_of(reason: &str) -> String {
-    reason.strip_prefix("Redis at ").and_then(|r| r.split_once(": ")).map_or_else(String::new, |(p, _)| p.to_owned())
 }
 
 /// A number that tells this engine's leases from any other's: the clock, the process and an
@@ -254,6 +252,11 @@ impl Inner {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// The shared tier, until `close()`.
+    fn tier(&self) -> Option<Arc<SharedTier>> {
+        self.tier.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// An entry for a reading taken at `location` at `fetched_at` (service clock).

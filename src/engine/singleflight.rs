@@ -63,12 +63,19 @@ impl std::fmt::Debug for Landing {
 /// What a flight's waiters can see so far.
 #[derive(Debug, Default)]
 pub struct News {
-    /// Entries the shared tier returned: a waiter within the radius of one may leave with it
-    /// before the flight lands.
+    /// Entries the shared tier returned: a waiter within the radius of one that its need
+    /// accepts leaves with it, before the flight lands.
     pub found: Vec<Arc<Entry>>,
+    /// Entries the flight fetched itself at a waiter's spot, before going on for the others:
+    /// these also answer a forced refresh.
+    pub fetched: Vec<Arc<Entry>>,
     /// How the flight ended, once it has.
     pub landing: Option<Arc<Landing>>,
 }
+
+/// A waiter this close to a point a flight already keeps is not kept itself: coverage checks
+/// allow for it.
+pub const POINT_TOLERANCE_KM: f64 = 0.01;
 
 /// What a waiting request accepts from entries found before its flight lands.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -140,7 +147,7 @@ impl Ticket {
             // runtime shutdown); this arm exists so that no path leaves a waiter pending forever.
             Err(_) => {
                 let landing = Landing::new(Err(RequestError::Closed), Vec::new(), None);
-                Arc::new(News { found: Vec::new(), landing: Some(Arc::new(landing)) })
+                Arc::new(News { landing: Some(Arc::new(landing)), ..News::default() })
             }
         }
     }
@@ -162,19 +169,22 @@ impl Takeoff {
     }
 
     pub fn publish(self, landing: Landing) {
-        let found = self.sender.borrow().found.clone();
+        let (found, fetched) = {
+            let news = self.sender.borrow();
+            (news.found.clone(), news.fetched.clone())
+        };
         // No receiver left (every waiter gave up) is fine: the cache was filled already.
-        let _ = self.sender.send(Arc::new(News { found, landing: Some(Arc::new(landing)) }));
+        let _ = self.sender.send(Arc::new(News { found, fetched, landing: Some(Arc::new(landing)) }));
     }
 }
 
-/// Tells a flight's waiters about entries found before it lands.
+/// Tells a flight's waiters about entries it has before it lands.
 #[derive(Clone, Debug)]
 pub struct Herald(watch::Sender<Arc<News>>);
 
 impl Herald {
-    pub fn found(&self, found: Vec<Arc<Entry>>) {
-        self.0.send_replace(Arc::new(News { found, landing: None }));
+    pub fn tell(&self, found: &[Arc<Entry>], fetched: &[Arc<Entry>]) {
+        self.0.send_replace(Arc::new(News { found: found.to_vec(), fetched: fetched.to_vec(), landing: None }));
     }
 }
 

@@ -56,9 +56,12 @@ impl Circuit {
         }
     }
 
-    pub fn success(&mut self, now: Instant) -> Option<Transition> {
+    /// An operation begun at `started` succeeded. One begun before the circuit opened proves
+    /// nothing about Redis now (a slow success from before the failure).
+    pub fn success(&mut self, now: Instant, started: Instant) -> Option<Transition> {
         match *self {
             Circuit::Closed => None,
+            Circuit::Open { since, .. } if started < since => None,
             Circuit::Open { since, .. } => {
                 *self = Circuit::Closed;
                 Some(Transition::Restored { down_for: now.saturating_duration_since(since) })
@@ -87,8 +90,9 @@ mod tests {
             now += Duration::from_secs(expected);
             assert!(circuit.allows(now));
         }
-        assert_eq!(circuit.success(now), Some(Transition::Restored { down_for: now - t0 }));
+        assert_eq!(circuit.success(now, t0 - Duration::from_millis(1)), None, "begun before it opened");
+        assert_eq!(circuit.success(now, now), Some(Transition::Restored { down_for: now - t0 }));
         assert!(circuit.is_closed() && circuit.allows(now));
-        assert_eq!(circuit.success(now), None);
+        assert_eq!(circuit.success(now, now), None);
     }
 }

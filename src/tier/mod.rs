@@ -35,6 +35,14 @@ use crate::redact::Redactor;
 /// the poles stay on each instance's local tier.
 pub const MAX_GEO_LATITUDE: f64 = 85.051_128;
 
+/// Told of each change of the tier's health: the change, `host:port/db`, and the reason.
+pub type Observer = Box<dyn Fn(&Transition, &str, &str) + Send + Sync>;
+
+/// Whether Redis's GEO commands take this point.
+pub fn in_geo_range(p: LatLon) -> bool {
+    p.lat.abs() <= MAX_GEO_LATITUDE && p.lon.abs() <= 180.0
+}
+
 #[derive(Clone, Debug)]
 pub struct TierConfig {
     /// `redis://` or `rediss://` URL (user, password, db index).
@@ -51,9 +59,10 @@ pub struct SharedTier {
     timeout: Duration,
     circuit: Mutex<Circuit>,
     announcements: broadcast::Sender<Announcement>,
-    /// Told of each change of health (one event per transition), with the failure's reason.
-    observer: Box<dyn Fn(&Transition, &str) + Send + Sync>,
-    errors: AtomicU64,
+    /// Told of each change of health (one event per transition), with where the tier is and
+    /// the failure's reason.
+    observer: Observer,
+    errors: Arc<AtomicU64>,
     /// `host:port/db`: how messages name the server (never with credentials).
     place: String,
     redactor: Redactor,
@@ -69,7 +78,8 @@ struct Scripts {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TierError {
-    /// The circuit is open: nothing was attempted.
+    /// Nothing was attempted: the circuit is open, the caller's time for Redis is spent, or
+    /// the request is one Redis could not take (a point beyond its GEO range).
     Skipped,
     /// The operation failed or missed its deadline (counted; the circuit knows).
     Failed(String),
@@ -148,11 +158,7 @@ impl SharedTier {
     /// Validates the URL (messages never repeat it: it may hold a password) and prepares a
     /// connection that is made on first use and remade by itself after failures. Must be called
     /// where `runtime` can be entered (it spawns the pub/sub listener there).
-    pub fn new(
-        config: TierConfig,
-        runtime: &tokio::runtime::Handle,
-        observer: Box<dyn Fn(&Transition, &str) + Send + Sync>,
-    ) -> Result<Arc<SharedTier>, String> {
+    pub fn new(config: TierConfig, runtime: &tokio::runtime::Handle, observer: Observer) -> Result<Arc<SharedTier>, String> {
         let url = config.url.trim();
         check_url(url)?;
         let info = url.into_connection_info().map_err(|e| format!("is not a valid Redis URL ({})", e.category()))?;
@@ -194,7 +200,7 @@ impl SharedTier {
             circuit: Mutex::new(Circuit::Closed),
             announcements,
             observer,
-            errors: AtomicU64::new(0),
+            errors: Arc::default(),
             place,
             redactor,
         });
@@ -218,6 +224,11 @@ impl SharedTier {
         self.errors.load(Ordering::Relaxed)
     }
 
+    /// The failure count itself, readable after the tier is gone.
+    pub fn error_counter(&self) -> Arc<AtomicU64> {
+        self.errors.clone()
+    }
+
     /// Whether the circuit is closed (Redis answered the last operation).
     pub fn is_up(&self) -> bool {
         self.circuit().is_closed()
@@ -235,8 +246,12 @@ impl SharedTier {
     }
 
     /// Looks for entries near `request.at`; if none is fresh, for a lease nearby; if none is
-    /// live, takes the caller's. One atomic round trip.
-    pub async fn find_or_lease(&self, request: &LeaseRequest<'_>) -> Result<Lookup, TierError> {
+    /// live, takes the caller's. One atomic round trip, taking at most `within`.
+    pub async fn find_or_lease(&self, request: &LeaseRequest<'_>, within: Duration) -> Result<Lookup, TierError> {
+        let points = request.points.iter().chain(request.candidates.iter().map(|(c, _)| c));
+        if !in_geo_range(request.at) || !points.copied().all(in_geo_range) {
+            return Err(TierError::Skipped);
+        }
         let k = &self.keys;
         let mut invocation = self.scripts.find_or_lease.prepare_invoke();
         invocation
@@ -268,7 +283,7 @@ impl SharedTier {
             }
         }
         let mut connection = self.connection.clone();
-        let reply: Value = self.run(invocation.invoke_async(&mut connection)).await?;
+        let reply: Value = self.run(invocation.invoke_async(&mut connection), within).await?;
         let (status, remaining, payloads) = split_reply(reply).ok_or_else(|| self.malformed())?;
         let status = match status.as_str() {
             "fresh" => LeaseStatus::Fresh,
@@ -282,6 +297,9 @@ impl SharedTier {
     /// Writes an entry through (expiring after `ttl`), gives back the caller's lease, announces
     /// the landing.
     pub async fn store(&self, stored: &Stored, ttl: Duration, token: Option<&str>) -> Result<(), TierError> {
+        if !in_geo_range(stored.location) {
+            return Err(TierError::Skipped);
+        }
         let k = &self.keys;
         let member = member(stored.location);
         let mut invocation = self.scripts.store.prepare_invoke();
@@ -300,7 +318,7 @@ impl SharedTier {
             .arg(&k.channel)
             .arg(&k.entry_prefix);
         let mut connection = self.connection.clone();
-        self.run(invocation.invoke_async::<Value>(&mut connection)).await.map(drop)
+        self.run(invocation.invoke_async::<Value>(&mut connection), self.timeout).await.map(drop)
     }
 
     /// Gives back a lease without an entry (the fetch failed), so that waiters stop waiting.
@@ -309,11 +327,12 @@ impl SharedTier {
         let mut invocation = self.scripts.release.prepare_invoke();
         invocation.key(k.lease(member)).key(&k.leases).arg(token).arg(member).arg(&k.channel);
         let mut connection = self.connection.clone();
-        self.run(invocation.invoke_async::<Value>(&mut connection)).await.map(drop)
+        self.run(invocation.invoke_async::<Value>(&mut connection), self.timeout).await.map(drop)
     }
 
-    /// Asks to call `provider` once (counted against the budget if admitted).
-    pub async fn admit(&self, provider: &str, limits: Limits) -> Result<Admission, TierError> {
+    /// Asks to call `provider` once (counted against the budget if admitted), taking at most
+    /// `within`.
+    pub async fn admit(&self, provider: &str, limits: Limits, within: Duration) -> Result<Admission, TierError> {
         let k = &self.keys;
         let mut invocation = self.scripts.admit.prepare_invoke();
         invocation
@@ -323,7 +342,7 @@ impl SharedTier {
             .arg(limits.per_minute)
             .arg(limits.per_day);
         let mut connection = self.connection.clone();
-        let reply: Value = self.run(invocation.invoke_async(&mut connection)).await?;
+        let reply: Value = self.run(invocation.invoke_async(&mut connection), within).await?;
         let (status, ms, _) = split_reply(reply).ok_or_else(|| self.malformed())?;
         let ms = Duration::from_millis(ms.max(1));
         match status.as_str() {
@@ -339,23 +358,28 @@ impl SharedTier {
         let mut invocation = self.scripts.cool_down.prepare_invoke();
         invocation.key(self.keys.cooldown(provider)).arg(window.as_millis().max(1) as u64);
         let mut connection = self.connection.clone();
-        self.run(invocation.invoke_async::<Value>(&mut connection)).await.map(drop)
+        self.run(invocation.invoke_async::<Value>(&mut connection), self.timeout).await.map(drop)
     }
 
-    /// Runs one operation under the deadline and the circuit breaker.
-    async fn run<T>(&self, operation: impl Future<Output = RedisResult<T>>) -> Result<T, TierError> {
-        if !self.usable() {
+    /// Runs one operation under the circuit breaker, within the tier's deadline or the caller's
+    /// `within`, whichever is shorter. Running out of the caller's time is not Redis failing:
+    /// it neither counts nor opens the circuit.
+    async fn run<T>(&self, operation: impl Future<Output = RedisResult<T>>, within: Duration) -> Result<T, TierError> {
+        let limit = self.timeout.min(within);
+        if !self.usable() || limit.is_zero() {
             return Err(TierError::Skipped);
         }
-        match tokio::time::timeout(self.timeout, operation).await {
+        let started = Instant::now();
+        match tokio::time::timeout(limit, operation).await {
             Ok(Ok(value)) => {
-                let change = self.circuit().success(Instant::now());
+                let change = self.circuit().success(Instant::now(), started);
                 if let Some(change) = change {
-                    (self.observer)(&change, "");
+                    (self.observer)(&change, &self.place, "");
                 }
                 Ok(value)
             }
-            Ok(Err(error)) => Err(self.failed(&format!("{}", error))),
+            Ok(Err(error)) => Err(self.failed(&describe(&error))),
+            Err(_) if limit < self.timeout => Err(TierError::Skipped),
             Err(_) => Err(self.failed(&format!("no answer within {} ms", self.timeout.as_millis()))),
         }
     }
@@ -365,7 +389,7 @@ impl SharedTier {
         let reason = self.redactor.redact(&format!("Redis at {}: {reason}", self.place));
         let change = self.circuit().failure(Instant::now());
         if let Some(change) = change {
-            (self.observer)(&change, &reason);
+            (self.observer)(&change, &self.place, &reason);
         }
         TierError::Failed(reason)
     }
@@ -376,6 +400,19 @@ impl SharedTier {
 
     fn circuit(&self) -> std::sync::MutexGuard<'_, Circuit> {
         self.circuit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What went wrong, in words that never repeat a command's arguments (a server's error text
+/// can quote them, and they are positions): the kind for errors from the server, the
+/// transport's own message otherwise.
+fn describe(error: &redis::RedisError) -> String {
+    match error.kind() {
+        redis::ErrorKind::Server(_) | redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse => {
+            format!("{} ({})", error.category(), error.code().unwrap_or("no code"))
+        }
+        _ if error.is_timeout() => "timed out".to_owned(),
+        _ => error.to_string(),
     }
 }
 
