@@ -1,7 +1,7 @@
 // `npm run bench`: weather-cache against the implementations a user would pick instead, side by
 // side in one process (memory in child processes), all on the same simulated upstream.
 //
-//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory,tier]
+//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory,tier,proxy]
 //
 // Prints a table per scenario and the targets, and writes bench/results.json (a --quick run
 // writes bench/results.local.json instead).
@@ -14,6 +14,7 @@ import { hitPath } from './scenarios/hit-path.mjs'
 import { mainThread } from './scenarios/main-thread.mjs'
 import { memory } from './scenarios/memory.mjs'
 import { tier } from './scenarios/tier.mjs'
+import { proxyBench } from './scenarios/proxy.mjs'
 import { redisServerInstalled } from '../lib/local-redis.mjs'
 
 const args = process.argv.slice(2)
@@ -128,6 +129,32 @@ if (wanted('tier')) {
     ])
     const shared = r.fleet.rows[2].upstreamCalls / one
     targets.push({ target: 'shared tier: 4 instances within 1.05x of one process', value: shared, limit: '<= 1.05', pass: shared <= 1.05 })
+  }
+}
+
+if (wanted('proxy')) {
+  const r = (results.proxy = await proxyBench({ quick }))
+  if (r.skipped) {
+    console.log(`\nproxy: SKIPPED (${r.skipped})`)
+  } else {
+    const rows = Object.fromEntries(Object.entries(r).filter(([, v]) => typeof v === 'object'))
+    table('drone proxy: wrk -t1 -c100, 2,000 drones jittering ~100 m over 40 km, 20 ms upstream (warm)', rows, [
+      ['req/s', (x) => fmt(x.reqPerSec)],
+      ['p50 ms', (x) => fmt(x.p50Ms, 2)],
+      ['p99 ms', (x) => fmt(x.p99Ms, 2)],
+      ['p99.9 ms', (x) => fmt(x.p999Ms, 2)],
+      ['upstream calls', (x) => (x.upstreamCalls === undefined ? '' : fmt(x.upstreamCalls))],
+      ['RSS MiB', (x) => (x.rssMiB === undefined ? '' : fmt(x.rssMiB, 1))],
+      ['errors', (x) => fmt(x.errors + x.non2xx)],
+    ])
+    const ours = r['weather-cache serve']
+    console.log(`cold first run of weather-cache serve: ${fmt(ours.cold.reqPerSec)} req/s, p99 ${fmt(ours.cold.p99Ms, 2)} ms, p99.9 ${fmt(ours.cold.p999Ms, 2)} ms`)
+    if (r.note) console.log(r.note)
+    const varnish = r['Varnish 7.1, 0.1 deg snap']
+    if (varnish) {
+      targets.push({ target: 'proxy: req/s >= 1.5x Varnish', value: ours.reqPerSec / varnish.reqPerSec, limit: '>= 1.5', pass: ours.reqPerSec >= 1.5 * varnish.reqPerSec })
+      targets.push({ target: "proxy: p99 <= Varnish's", value: ours.p99Ms / varnish.p99Ms, limit: '<= 1', pass: ours.p99Ms <= varnish.p99Ms })
+    }
   }
 }
 
