@@ -7,7 +7,7 @@
 // the proxy beside the warm one, and the load generator's own ceiling (wrk against a constant
 // answer from Varnish, or from the proxy's /healthz without Varnish).
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { API_KEY, startUpstream } from '../harness.mjs'
 
 const bin = fileURLToPath(new URL('../../bin/weather-cache.mjs', import.meta.url))
-const installed = (command, args) => spawnSync(command, args, { stdio: 'ignore' }).status === 0
+const installed = (command, args) => !spawnSync(command, args, { stdio: 'ignore' }).error
 
 const WRK_SCRIPT = `
 -- 2,000 drones spread over a 40 km city (Paris), each request from one of them, jittered ~100 m.
@@ -120,6 +120,7 @@ export async function proxyBench({ quick }) {
   }
   const seconds = quick ? 3 : 10
   const dir = mkdtempSync(path.join(os.tmpdir(), 'weather-cache-proxy-bench-'))
+  chmodSync(dir, 0o755) // Varnish's worker runs as its own user and must read its files here
   const script = path.join(dir, 'drones.lua')
   writeFileSync(script, WRK_SCRIPT)
   const results = {}

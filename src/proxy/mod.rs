@@ -151,11 +151,9 @@ impl Proxy {
         events: Option<BackgroundEvents>,
         keep_alive: KeepAlive,
     ) -> std::io::Result<Arc<Proxy>> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads.max(1))
-            .thread_name("weather-cache-proxy")
-            .enable_all()
-            .build()?;
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(config.threads.max(1)).thread_name("weather-cache-proxy").enable_all();
+        let runtime = builder.build()?;
         let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
