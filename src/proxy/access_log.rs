@@ -1,4 +1,4 @@
-//! `--access-log`: one JSON line per request, written by a task of its own so that a slow disk
+//! `--access-log`: one JSON line per request, written by a thread of its own so that a slow disk
 //! never holds a response. It says what happened and how fast (time, method, path, status,
 //! duration, where the answer came from, bytes); never the query (it holds exact positions and
 //! user ids), the token or the key. Lines that a full queue cannot take are counted and dropped.
@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use std::io::Write;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
@@ -29,7 +31,7 @@ pub struct Line {
 
 #[derive(Clone)]
 pub struct AccessLog {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::SyncSender<String>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -37,31 +39,33 @@ pub struct AccessLog {
 const QUEUE: usize = 65_536;
 
 impl AccessLog {
-    /// Opens the target (a file is appended to and created if needed) and starts the writer,
-    /// which ends (having written every queued line) once every `AccessLog` clone is dropped.
-    pub async fn open(target: Target) -> std::io::Result<(AccessLog, tokio::task::JoinHandle<()>)> {
-        let mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match target {
-            Target::Stdout => Box::new(tokio::io::stdout()),
-            Target::File(path) => {
-                Box::new(tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?)
-            }
+    /// Opens the target (a file is appended to and created if needed) and starts the writer
+    /// thread, which ends (having written every queued line) once every `AccessLog` clone is
+    /// dropped; `written` resolves then.
+    pub fn open(target: Target) -> std::io::Result<(AccessLog, oneshot::Receiver<()>)> {
+        let mut out: Box<dyn Write + Send> = match target {
+            Target::Stdout => Box::new(std::io::stdout()),
+            Target::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
         };
-        let (lines, mut queue) = mpsc::channel::<String>(QUEUE);
-        let writer = tokio::spawn(async move {
+        let (lines, queue) = mpsc::sync_channel::<String>(QUEUE);
+        let (done, written) = oneshot::channel();
+        std::thread::Builder::new().name("weather-cache-access-log".into()).spawn(move || {
             let mut batch = String::new();
-            while let Some(line) = queue.recv().await {
+            while let Ok(line) = queue.recv() {
                 batch.push_str(&line);
                 while let Ok(more) = queue.try_recv() {
                     batch.push_str(&more);
                 }
-                if out.write_all(batch.as_bytes()).await.is_err() {
-                    return;
+                // A failing target (disk full, closed pipe) ends the log: later lines are
+                // counted as dropped, requests carry on.
+                if out.write_all(batch.as_bytes()).and_then(|()| out.flush()).is_err() {
+                    break;
                 }
-                let _ = out.flush().await;
                 batch.clear();
             }
-        });
-        Ok((AccessLog { lines, dropped: Arc::default() }, writer))
+            let _ = done.send(());
+        })?;
+        Ok((AccessLog { lines, dropped: Arc::default() }, written))
     }
 
     pub fn record(&self, line: &Line) {

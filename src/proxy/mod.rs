@@ -1,13 +1,14 @@
-//! `weather-cache serve`: the drone proxy. An HTTP/1.1 server (hyper) inside the addon, on a
-//! tokio runtime of its own, in front of the engine: a cache hit is answered on the proxy's
-//! threads without ever touching the JS thread. It uses the engine; the engine knows nothing of
-//! it. See `routes.rs` for what it answers, `connection.rs` for timeouts and shutdown.
+//! `weather-cache serve`: the drone proxy. An HTTP/1.1 server (hyper) inside the addon, on
+//! threads of its own (`runtime.rs`), in front of the engine: a cache hit is answered on the
+//! proxy's threads without ever touching the JS thread. It uses the engine; the engine knows
+//! nothing of it. See `routes.rs` for what it answers, `connection.rs` for timeouts and shutdown.
 
 mod access_log;
 mod auth;
 mod connection;
 pub mod query;
 mod routes;
+mod runtime;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 pub use access_log::Target as AccessLogTarget;
 
 use self::access_log::AccessLog;
+use self::runtime::ProxyRuntime;
 use crate::engine::{BackgroundEvents, Engine, Event};
 use crate::geo::LatLon;
 
@@ -44,7 +46,7 @@ pub struct ProxyConfig {
     /// Longest a request may take in all (its fetch included).
     pub request_timeout: Duration,
     pub access_log: Option<AccessLogTarget>,
-    /// Worker threads of the proxy's runtime.
+    /// Threads serving connections.
     pub threads: usize,
 }
 
@@ -132,48 +134,54 @@ impl Counters {
 /// stops it.
 pub struct Proxy {
     addr: SocketAddr,
-    stop: watch::Sender<Option<Duration>>,
+    /// Held by the accept loop too, so that dropping the handle does not read as a close.
+    stop: Arc<watch::Sender<Option<Duration>>>,
     finished: Mutex<Option<oneshot::Receiver<()>>>,
-    /// The access log's writer, awaited on close so that no line is lost.
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The access log's writer is done, awaited on close so that no line is lost.
+    written: Mutex<Option<oneshot::Receiver<()>>>,
+    runtime: ProxyRuntime,
 }
 
 /// Held while the proxy runs (the binding passes a handle that keeps Node alive).
 pub type KeepAlive = Box<dyn std::any::Any + Send>;
 
 impl Proxy {
-    /// Binds `config.host:config.port` and starts serving on a runtime of `config.threads`
-    /// workers. Fails at once if the address cannot be bound or the access log opened.
+    /// Binds `config.host:config.port` and starts serving on `config.threads` threads. Fails at
+    /// once if the address cannot be bound or the access log opened.
     pub fn start(
         engine: Engine,
         config: ProxyConfig,
         events: Option<BackgroundEvents>,
         keep_alive: KeepAlive,
     ) -> std::io::Result<Arc<Proxy>> {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(config.threads.max(1)).thread_name("weather-cache-proxy").enable_all();
-        let runtime = builder.build()?;
         let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (access_log, writer) = match config.access_log.clone() {
+        let (access_log, written) = match config.access_log.clone() {
             Some(target) => {
-                let (log, writer) = runtime.block_on(AccessLog::open(target))?;
-                (Some(log), Some(writer))
+                let (log, written) = AccessLog::open(target)?;
+                (Some(log), Some(written))
             }
             None => (None, None),
         };
+        let runtime = ProxyRuntime::start(config.threads)?;
         let listener = {
-            let _entered = runtime.enter();
-            TcpListener::from_std(listener)?
+            let _entered = runtime.handle().enter();
+            TcpListener::from_std(listener)
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                runtime.exit();
+                return Err(error);
+            }
         };
         let shared = Arc::new(Shared { engine, config, counters: Counters::default(), events, access_log });
-        let (stop, stopped) = watch::channel(None);
+        let stop = Arc::new(watch::channel(None).0);
         let (alive, mut connections) = mpsc::channel::<()>(1);
         let (finish, finished) = oneshot::channel();
-        runtime.spawn(accept(listener, shared, stopped, alive));
-        runtime.spawn(async move {
+        runtime.handle().spawn(accept(listener, shared, stop.clone(), alive));
+        runtime.handle().spawn(async move {
             // Every connection holds a sender, and so does the accept loop: `None` once all ended.
             let _ = connections.recv().await;
             drop(keep_alive);
@@ -183,8 +191,8 @@ impl Proxy {
             addr,
             stop,
             finished: Mutex::new(Some(finished)),
-            writer: Mutex::new(writer),
-            runtime: Mutex::new(Some(runtime)),
+            written: Mutex::new(written),
+            runtime,
         }))
     }
 
@@ -193,24 +201,21 @@ impl Proxy {
     }
 
     /// Stops accepting, closes idle and half-open connections at once, lets requests in flight
-    /// finish within `grace`, then stops the runtime. Later calls resolve at once.
+    /// finish within `grace`, then stops the threads. Later calls resolve at once.
     pub fn close(self: &Arc<Self>, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.stop.send_replace(Some(grace));
         let finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).take();
         let proxy = self.clone();
         Box::pin(async move {
             if let Some(finished) = finished {
                 // Connections end by `grace` at the latest; the slack covers their last writes.
                 let _ = tokio::time::timeout(grace + Duration::from_secs(1), finished).await;
             }
-            let writer = proxy.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
-            if let Some(writer) = writer {
-                let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+            if let Some(written) = written {
+                let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
             }
-            // Not a blocking shutdown: this future may run on another runtime's thread.
-            if let Some(runtime) = proxy.runtime.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                runtime.shutdown_background();
-            }
+            proxy.runtime.exit();
         })
     }
 }
@@ -218,13 +223,14 @@ impl Proxy {
 async fn accept(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<Option<Duration>>,
+    stop: Arc<watch::Sender<Option<Duration>>>,
     alive: mpsc::Sender<()>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
+    let mut stopped = stop.subscribe();
     loop {
         let accepted = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stopped.changed() => return,
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
@@ -237,15 +243,13 @@ async fn accept(
             }
         };
         let _ = stream.set_nodelay(true);
-        match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(connection::serve(stream, shared.clone(), stop.clone(), permit, alive.clone()));
-            }
-            Err(_) => {
-                shared.counters.refused.inc();
-                tokio::spawn(refuse(stream));
-            }
-        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared.counters.refused.inc();
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        // A clone of the loop's receiver: a close sent since the loop last looked still shows.
+        tokio::spawn(connection::serve(stream, shared.clone(), stopped.clone(), permit, alive.clone()));
     }
 }
 
