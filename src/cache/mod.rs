@@ -5,6 +5,7 @@ mod nearby;
 mod shared;
 mod spatial;
 mod users;
+mod versions;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub use nearby::Nearby;
 pub use shared::SharedCache;
 pub use spatial::{Placed, SpatialLru};
 pub use users::UserCache;
+pub use versions::{UserVersions, BUCKETS as USER_VERSION_BUCKETS};
 
 /// An entry that covers a request, and how well.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lru::LruCache;
 
 use super::entry::{Entry, Millis};
+use super::versions::UserVersions;
 use super::{best_of, Found};
 use crate::geo::LatLon;
 
@@ -22,11 +23,37 @@ struct Slot {
 pub struct UserCache {
     users: LruCache<Box<str>, Slot>,
     per_user: usize,
+    /// Kept once someone remembers users' answers outside (`watch`); shared, so that it can be
+    /// read without the lock.
+    versions: Option<Arc<UserVersions>>,
 }
 
 impl UserCache {
     pub fn new(max_users: NonZeroUsize, per_user: NonZeroUsize) -> UserCache {
-        UserCache { users: LruCache::sparse(max_users), per_user: per_user.get() }
+        UserCache { users: LruCache::sparse(max_users), per_user: per_user.get(), versions: None }
+    }
+
+    /// The versions of users' entries, kept from now on.
+    pub fn watch(&mut self) -> Arc<UserVersions> {
+        self.versions.get_or_insert_with(|| Arc::new(UserVersions::new())).clone()
+    }
+
+    /// `user`'s bucket and its version, if watched.
+    pub fn version_of(&self, user: &str) -> Option<(usize, u32)> {
+        let versions = self.versions.as_ref()?;
+        let bucket = UserVersions::bucket(user);
+        Some((bucket, versions.get(bucket)))
+    }
+
+    fn changed(&self, user: &str) {
+        if let Some(versions) = &self.versions {
+            versions.changed(user);
+        }
+    }
+
+    /// Marks `user` recently used, as a lookup would, and returns its newest entry.
+    pub fn touch(&mut self, user: &str) -> Option<Arc<Entry>> {
+        self.users.get(user).map(|slot| slot.newest.clone())
     }
 
     /// The best live entry of `user` within `radius_km` of `p` (fresh before stale, then nearest).
@@ -45,8 +72,11 @@ impl UserCache {
     /// Makes `entry` the user's newest, dropping an older entry for the same cell and the oldest
     /// past the per-user capacity. A new user may evict the least recently seen one.
     pub fn remember(&mut self, user: &str, entry: Arc<Entry>) {
+        self.changed(user);
         let Some(slot) = self.users.get_mut(user) else {
-            self.users.put(user.into(), Slot { newest: entry, older: Vec::new() });
+            if let Some((evicted, _)) = self.users.push(user.into(), Slot { newest: entry, older: Vec::new() }) {
+                self.changed(&evicted);
+            }
             return;
         };
         if self.per_user == 1 {
@@ -63,6 +93,7 @@ impl UserCache {
     }
 
     pub fn forget(&mut self, user: &str) -> bool {
+        self.changed(user);
         self.users.pop(user).is_some()
     }
 
@@ -71,6 +102,9 @@ impl UserCache {
     }
 
     pub fn clear(&mut self) {
+        if let Some(versions) = &self.versions {
+            versions.changed_all();
+        }
         self.users.clear();
     }
 }

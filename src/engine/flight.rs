@@ -360,7 +360,7 @@ impl Inner {
     ) -> (Result<Served, RequestError>, Vec<Event>) {
         let now = self.clock.now();
         let mut state = self.lock();
-        let joiners = state.flights.land(takeoff).map(|f| f.joiners).unwrap_or_default();
+        let joiners = state.flights.land(takeoff).map(|f| f.joiners.in_order()).unwrap_or_default();
         let open = !self.is_closed();
         let (result, stored) = match outcome {
             Outcome::Cancelled => {

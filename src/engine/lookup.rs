@@ -118,9 +118,15 @@ fn uncovered() -> RequestError {
 }
 
 impl Inner {
-    pub(super) fn begin(self: &Arc<Self>, request: Request<'_>, sink: &mut impl EventSink) -> Begin {
+    /// The request's answer, or its wait, and the user's bucket and version right after it was
+    /// decided (under the same lock), when users are watched.
+    pub(super) fn begin(
+        self: &Arc<Self>,
+        request: Request<'_>,
+        sink: &mut impl EventSink,
+    ) -> (Begin, Option<(usize, u32)>) {
         if self.is_closed() {
-            return Begin::Ready(Err(RequestError::Closed));
+            return (Begin::Ready(Err(RequestError::Closed)), None);
         }
         let now = self.clock.now();
         if sink.enabled(Level::Debug) {
@@ -132,12 +138,13 @@ impl Inner {
         // the other.
         self.counters.requests.inc();
         let begun = self.decide(&mut state, request, now, sink);
+        let version = state.users.version_of(request.user);
         let launches = std::mem::take(&mut state.launches);
         drop(state);
         for launch in launches {
             launch.spawn();
         }
-        begun
+        (begun, version)
     }
 
     fn decide(self: &Arc<Self>, state: &mut State, request: Request<'_>, now: i64, sink: &mut impl EventSink) -> Begin {
@@ -266,7 +273,10 @@ impl Inner {
                 return Begin::Pending(self.pending(flight.ticket(), request, fallback));
             }
         }
-        if let Some(refusal) = self.refusal(state, request.at, now) {
+        // Refusals are judged where the fetch would ask (the rounded location), as the flight
+        // itself judges them: a request counted as a miss is never refused by its own flight.
+        let location = round_location(request.at, self.config.coordinate_decimals);
+        if let Some(refusal) = self.refusal(state, location, now) {
             if let Some(covering) = covering {
                 return Begin::Ready(Ok(self.serve(state, covering, request.user, now, sink)));
             }
@@ -274,7 +284,6 @@ impl Inner {
             return Begin::Ready(Err(refusal));
         }
         self.counters.misses.inc();
-        let location = round_location(request.at, self.config.coordinate_decimals);
         if debug {
             let key = self.grid.key(self.grid.cell_of(request.at));
             sink.emit(Event::Miss { user: request.user.into(), key });

@@ -159,7 +159,35 @@ impl Engine {
 
     /// Starts answering a request: see `lookup.rs` for the order of decisions.
     pub fn begin(&self, request: Request<'_>, sink: &mut impl EventSink) -> Begin {
+        self.inner.begin(request, sink).0
+    }
+
+    /// `begin`, and the user's version bucket and version (see `watch_users`) as the request
+    /// left them. A fresh synchronous answer is then the user's newest entry, and stays what a
+    /// lookup by that user finds while that version holds and the entry is fresh (with one
+    /// entry per user).
+    pub fn begin_versioned(&self, request: Request<'_>, sink: &mut impl EventSink) -> (Begin, Option<(usize, u32)>) {
         self.inner.begin(request, sink)
+    }
+
+    /// Versions of users' entries (see `cache/versions.rs`), kept from the first call on.
+    pub fn watch_users(&self) -> Arc<crate::cache::UserVersions> {
+        self.inner.lock().users.watch()
+    }
+
+    /// Accounts for hits answered outside the engine from users' remembered entries (the JS
+    /// front): `hits` requests in all, by `users` in the order of their last hit. Each user and
+    /// its newest entry become recently used, as that many lookups would have left them.
+    pub fn replay_user_hits<'a>(&self, users: impl IntoIterator<Item = &'a str>, hits: u64) {
+        let mut state = self.inner.lock();
+        for user in users {
+            if let Some(entry) = state.users.touch(user) {
+                state.shared.touch(&entry);
+            }
+        }
+        // Under the lock, with their class: a snapshot never sees one without the other.
+        self.inner.counters.requests.add(hits);
+        self.inner.counters.user_hits.add(hits);
     }
 
     /// Forgets a user's entries (and keeps fetches in flight from adding one back); `true` if

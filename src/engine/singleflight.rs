@@ -10,7 +10,7 @@
 //! waiter within the radius of one of them leaves with it at once; the flight goes on for the
 //! others. Instances thus adopt each other's entries instead of each growing its own set.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -88,6 +88,48 @@ pub enum Need {
     Fetch,
 }
 
+/// A set of users that remembers the order they joined in: the landing stores the result for
+/// them in that order, which decides who a full users LRU evicts. (A `HashSet`'s order would
+/// differ from run to run, and so would the evictions.)
+#[derive(Debug, Default)]
+pub struct Joiners {
+    order: HashMap<Box<str>, u64>,
+    next: u64,
+}
+
+impl Joiners {
+    fn of(user: Option<&str>) -> Joiners {
+        let mut joiners = Joiners::default();
+        if let Some(user) = user {
+            joiners.insert(user);
+        }
+        joiners
+    }
+
+    fn insert(&mut self, user: &str) {
+        if !self.order.contains_key(user) {
+            self.order.insert(user.into(), self.next);
+            self.next += 1;
+        }
+    }
+
+    fn remove(&mut self, user: &str) {
+        self.order.remove(user);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// In the order they joined.
+    pub fn in_order(self) -> Vec<Box<str>> {
+        let mut users: Vec<_> = self.order.into_iter().collect();
+        users.sort_unstable_by_key(|(_, at)| *at);
+        users.into_iter().map(|(user, _)| user).collect()
+    }
+}
+
 /// A flight in progress, as the table sees it.
 #[derive(Debug)]
 pub struct Flight {
@@ -97,7 +139,7 @@ pub struct Flight {
     pub location: LatLon,
     /// Users whose per-user cache receives the result (initiator and every joiner), each once
     /// however many of their requests wait.
-    pub joiners: HashSet<Box<str>>,
+    pub joiners: Joiners,
     /// Requests waiting on it (the initiator counts; a background refresh has none).
     pub waiters: usize,
     /// Where the waiting requests are: entries found elsewhere (the shared tier) answer the
@@ -117,9 +159,7 @@ impl Flight {
     /// `user`'s cache receives the result (a request that does not wait on it, such as a
     /// stale hit whose area this flight refreshes).
     pub fn join(&mut self, user: &str) {
-        if !self.joiners.contains(user) {
-            self.joiners.insert(user.into());
-        }
+        self.joiners.insert(user);
     }
 
     /// A request at `p` waits on the flight.
@@ -251,7 +291,7 @@ impl FlightTable {
             id: self.next_id,
             key: key.clone(),
             location,
-            joiners: joiner.map(Box::from).into_iter().collect(),
+            joiners: Joiners::of(joiner),
             waiters: usize::from(waiting.is_some()),
             points: waiting.into_iter().collect(),
             closed: false,

@@ -844,3 +844,100 @@ async fn two_stale_neighbours_are_not_refreshed_at_once() {
     h.settle().await;
     assert_eq!(h.upstream.hits(), 3, "one background refresh for the area, not two");
 }
+
+// Issue 13: what the JS front relies on.
+
+/// Where `user`'s request was answered from.
+async fn scope_of(h: &Harness, user: &str, lat: f64, lon: f64) -> Option<Scope> {
+    let reply = h.request(user, lat, lon, Mode::Normal).await;
+    reply.events.iter().find_map(|e| match e {
+        Event::Hit { scope, .. } => Some(*scope),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn a_users_version_changes_whenever_its_entries_do() {
+    let h = harness(|c| c.max_users = 2).await;
+    let versions = h.engine.watch_users();
+    let version = |user: &str| versions.get(crate::cache::UserVersions::bucket(user));
+    let begin = |user: &str| {
+        let request = Request { user, at: LatLon::new(1.0, 1.0), mode: Mode::Normal };
+        h.engine.begin_versioned(request, &mut Recorder::new(Level::Silent)).1.expect("watched")
+    };
+    h.get("ada", 1.0, 1.0).await.unwrap();
+    let (bucket, v) = begin("ada");
+    assert_eq!((bucket, v), (crate::cache::UserVersions::bucket("ada"), version("ada")));
+    assert_eq!(begin("ada"), (bucket, v), "a hit changes nothing");
+    h.get("ada", 1.2, 1.0).await.unwrap();
+    assert_ne!(version("ada"), v, "a new entry");
+    let v = version("ada");
+    h.get("bo", 1.0, 1.0).await.unwrap();
+    h.get("cy", 1.0, 1.0).await.unwrap();
+    assert_ne!(version("ada"), v, "evicted by a third user");
+    let v = version("bo");
+    assert!(h.engine.clear_user("bo"));
+    assert_ne!(version("bo"), v, "cleared");
+    let v = version("cy");
+    h.engine.close();
+    assert_ne!(version("cy"), v, "closed");
+}
+
+#[tokio::test]
+async fn replayed_user_hits_count_and_keep_entries_recently_used() {
+    // As user_cache_hits_keep_the_shared_entry_recently_used, with the hits answered outside.
+    let h = harness(|c| {
+        c.shared_capacity = 2;
+        c.max_users = 2;
+    })
+    .await;
+    let (x, y, z) = ((10.0, 10.0), (20.0, 20.0), (30.0, 30.0));
+    h.get("drone-1", x.0, x.1).await.unwrap();
+    h.get("other", y.0, y.1).await.unwrap();
+    h.engine.replay_user_hits(["drone-1"], 100);
+    let stats = h.engine.stats();
+    assert_eq!((stats.requests, stats.user_hits), (102, 100));
+    assert_identity(&stats);
+    h.get("third", z.0, z.1).await.unwrap();
+    assert_eq!(scope_of(&h, "drone-1", x.0, x.1).await, Some(Scope::User), "drone-1 stayed: other was the least used");
+    assert_eq!(scope_of(&h, "drone-2", x.0, x.1).await, Some(Scope::Shared), "X stayed: Y was the least used");
+    assert_eq!(h.upstream.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_flight_lands_for_its_joiners_in_the_order_they_joined() {
+    // With room for two users, the first of three joiners is the one evicted, every time.
+    let h = harness_with(
+        config(|c| c.max_users = 2),
+        Upstream::start(|_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            weather(1.0, "Clear")
+        })
+        .await,
+        None,
+    )
+    .await;
+    let joiners = ["u7", "u3", "u9", "u1", "u5"];
+    h.burst(&joiners.map(|user| (user, 1.0, 1.0))).await.into_iter().for_each(|r| drop(r.unwrap()));
+    assert_eq!(h.engine.stats().users, 2);
+    assert_eq!(scope_of(&h, "u1", 1.0, 1.0).await, Some(Scope::User));
+    assert_eq!(scope_of(&h, "u5", 1.0, 1.0).await, Some(Scope::User));
+    for user in ["u7", "u3", "u9"] {
+        assert_eq!(scope_of(&h, user, 1.0, 1.0).await, Some(Scope::Shared), "{user} was evicted");
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_refused_where_its_fetch_would_ask() {
+    // The area around A cools down at A's rounded location. P is 5.19 km from A, outside the
+    // cooldown, but its fetch would ask at (10.01, 10.04), 4.5 km from A, inside: P is refused
+    // at once, as its own flight would refuse it, and counted as such.
+    let h = harness_with(config(|_| {}), Upstream::start(|_| async { json(503, "{}") }).await, None).await;
+    h.get("u", 10.0, 10.0).await.unwrap_err();
+    let reply = h.request("u", 10.0149, 10.0449, Mode::Normal).await;
+    assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503 });
+    assert_eq!(h.upstream.hits(), 1);
+    let stats = h.engine.stats();
+    assert_eq!((stats.misses, stats.rejected), (1, 1), "{stats:?}");
+    assert_identity(&stats);
+}
