@@ -14,7 +14,7 @@ const bunRuns = spawnSync(bun, ['--version'], { stdio: 'ignore' }).status === 0
 if (!bunRuns && process.env.CI) throw new Error('CI is set but the bun devDependency cannot run')
 if (!bunRuns) console.warn('SKIPPED: node_modules/.bin/bun does not run (installed with --ignore-scripts?); the Bun smoke test did not run')
 
-test('under Bun: require, import, getWeather, a coalesced burst, debug events, close, prompt exit', { skip: !bunRuns && 'bun is not installed' }, async () => {
+test('under Bun: require, import, getWeather, a coalesced burst, debug events, the JS front, close, prompt exit', { skip: !bunRuns && 'bun is not installed' }, async () => {
   const child = spawn(bun, ['__test__/bun/smoke.mjs'], { cwd: root })
   let stdout = ''
   let stderr = ''
@@ -27,7 +27,7 @@ test('under Bun: require, import, getWeather, a coalesced burst, debug events, c
   assert.equal(code, 0, `${stdout}\n${stderr}`)
   const result = JSON.parse(stdout)
   assert.match(result.bun, /^\d+\.\d+\.\d+/)
-  assert.equal(result.upstreamCalls, 2)
+  assert.equal(result.upstreamCalls, 3, 'two areas, and the front check on a service of its own')
   assert.equal(result.requests, 102)
   assert.ok(result.events > 100, `${result.events} events`)
   assert.ok(exitedAt - result.doneAt < 2_000, `exited ${exitedAt - result.doneAt} ms after closing`)

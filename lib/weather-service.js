@@ -10,6 +10,7 @@
 'use strict'
 
 const native = require('./binding.js')
+const { Front } = require('./front.js')
 
 function codedError(Type, code, message) {
   const error = new Type(message)
@@ -19,8 +20,49 @@ function codedError(Type, code, message) {
 
 const invalidThis = () => codedError(TypeError, 'ERR_INVALID_THIS', 'Value of "this" must be of type WeatherService')
 
+/** What the addon accepts as a user id (src/binding/args.rs): 1 to 256 UTF-8 bytes, no lone surrogates. */
+function validUserId(id) {
+  if (id.length === 0 || id.length > 256) return false
+  let bytes = 0
+  for (let i = 0; i < id.length; i++) {
+    const unit = id.charCodeAt(i)
+    if (unit < 0x80) bytes += 1
+    else if (unit < 0x800) bytes += 2
+    else if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = id.charCodeAt(i + 1)
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return false
+      bytes += 4
+      i++
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) return false
+    else bytes += 3
+    if (bytes > 256) return false
+  }
+  return true
+}
+
+/** `session.userId`, or `undefined` when reading it throws (the addon reads it the same way). */
+function userIdOf(session) {
+  try {
+    return session.userId
+  } catch {
+    return undefined
+  }
+}
+
+const isSession = (value) => value === undefined || value === null || typeof value === 'object' || typeof value === 'function'
+
+/** For tests: turns the front off for one service (the differential test's "front off"). */
+let withoutFront
+/** For tests: requests in flight, read without handing the front's hits over first. */
+let inflightOf
+/** For tests: hits the front answered (0 without one). */
+let frontHitsOf
+
 class Service {
   #native
+  /** lib/front.js once attached; `null` before, or when it cannot help this service. */
+  #front = null
+  #frontTried = false
 
   /** `wrapped` is internal: the default instance wraps the addon's lazily configured one. */
   constructor(options, wrapped) {
@@ -31,48 +73,124 @@ class Service {
     return typeof self === 'object' && self !== null && #native in self
   }
 
-  getWeather(session, userId, lat, long) {
+  static {
+    withoutFront = (service) => {
+      service.#flush()
+      service.#front = null
+      service.#frontTried = true
+    }
+    inflightOf = (service) => service.#native.stats().inflight
+    frontHitsOf = (service) => service.#front?.answered ?? 0
+  }
+
+  getWeather(session, second, third, fourth) {
     if (!Service.#is(this)) return Promise.reject(invalidThis())
-    return this.#native.getWeather(session, userId, lat, long)
+    const front = this.#front
+    if (typeof second === 'string') {
+      // getWeather(session, userId, lat, long)
+      if (front !== null && isSession(session)) {
+        const hit = front.answer(second, third, fourth)
+        if (hit !== undefined) return hit
+      }
+      return this.#ask(session, second, third, fourth, second)
+    }
+    if (fourth === undefined && session !== null && (typeof session === 'object' || typeof session === 'function')) {
+      // getWeather(session, lat, long): the user is session.userId, read once here.
+      const user = userIdOf(session)
+      if (typeof user === 'string') {
+        if (front !== null) {
+          const hit = front.answer(user, second, third)
+          if (hit !== undefined) return hit
+        }
+        // The same call in its 4-argument form (the addon would read the same id).
+        if (validUserId(user)) return this.#ask(session, user, second, third, user)
+      }
+    }
+    // Whatever is wrong with these arguments, the addon says so.
+    return this.#native.getWeather(session, second, third, fourth)
+  }
+
+  /** The addon answers; the front learns from it what it may answer next. */
+  #ask(session, user, lat, long, learnedUser) {
+    this.#flush()
+    const front = this.#front
+    if (front !== null) front.expect()
+    const promise = this.#native.getWeather(session, user, lat, long)
+    if (front !== null) front.learn(learnedUser, promise)
+    else if (!this.#frontTried) this.#attach()
+    return promise
+  }
+
+  #attach() {
+    this.#frontTried = true
+    try {
+      const channel = this.#native.frontAttach()
+      if (channel !== null) this.#front = new Front(this.#native, channel)
+    } catch {
+      // No front (the addon keeps answering everything).
+    }
+  }
+
+  /** Hands the front's hits to the addon before anything else reaches it. */
+  #flush() {
+    const front = this.#front
+    if (front === null) return
+    try {
+      front.flush()
+    } catch {
+      this.#front = null
+    }
   }
 
   getForecast(session, userId, lat, lon, options) {
     if (!Service.#is(this)) return Promise.reject(invalidThis())
+    this.#flush()
     return this.#native.getForecast(session, userId, lat, lon, options)
   }
 
   warmup(userId, lat, lon) {
     if (!Service.#is(this)) return Promise.reject(invalidThis())
+    this.#flush()
     return this.#native.warmup(userId, lat, lon)
   }
 
   listen(options) {
     if (!Service.#is(this)) return Promise.reject(invalidThis())
+    this.#flush()
     return this.#native.listen(options)
   }
 
   clearUser(userId) {
     if (!Service.#is(this)) throw invalidThis()
+    this.#flush()
     this.#native.clearUser(userId)
+    this.#front?.forget(userId)
   }
 
   advanceTime(ms) {
     if (!Service.#is(this)) throw invalidThis()
+    this.#flush()
     this.#native.advanceTime(ms)
   }
 
   stats() {
     if (!Service.#is(this)) throw invalidThis()
+    this.#flush()
     return this.#native.stats()
   }
 
   metricsText() {
     if (!Service.#is(this)) throw invalidThis()
+    this.#flush()
     return this.#native.metricsText()
   }
 
   close() {
     if (!Service.#is(this)) throw invalidThis()
+    this.#flush()
+    this.#front?.clear()
+    this.#front = null
+    this.#frontTried = true
     this.#native.close()
   }
 }
@@ -94,4 +212,4 @@ Object.defineProperty(Service.prototype, 'constructor', { value: WeatherService,
 /** The default instance, configured on first use (see the addon's `weatherService`). */
 const weatherService = Reflect.construct(Service, [undefined, native.weatherService], WeatherService)
 
-module.exports = { WeatherService, weatherService }
+module.exports = { WeatherService, weatherService, withoutFront, inflightOf, frontHitsOf }

@@ -1,6 +1,7 @@
 // Run under Bun by __test__/bun.test.mjs: the Dashboard imports this package from Bun (its start
 // script is `bun src/index.ts`). require and import, a getWeather against a loopback upstream, a
-// coalesced burst, a debug logger receiving events, close(), and a prompt exit on its own.
+// coalesced burst, a debug logger receiving events, the JS front answering repeat hits, close(),
+// and a prompt exit on its own.
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { createRequire } from 'node:module'
@@ -54,6 +55,17 @@ for (const name of ['weather.request.attempted', 'weather.cache.miss', 'weather.
 const stats = service.stats()
 assert.equal(stats.requests, 102)
 assert.equal(stats.coalesced, 99)
+
+// The JS front answers repeat hits under Bun too, and they count as user hits.
+const { frontHitsOf } = require('../../lib/weather-service.js')
+const quiet = new esm.WeatherService({ apiKey: API_KEY, baseUrl })
+const answers = []
+for (let i = 0; i < 5; i++) answers.push(await quiet.getWeather(session, 48.8566 + i * 1e-4, 2.3522))
+assert.ok(answers.every((w) => w === answers[0]), 'one frozen summary')
+assert.equal(frontHitsOf(quiet), 3, 'the second answer is the addon\'s, and the front remembers it')
+assert.equal(quiet.stats().userHits, 4)
+quiet.close()
+
 service.close()
 await assert.rejects(service.getWeather(null, 'late', 1, 1), { code: 'ERR_SERVICE_CLOSED' })
 server.close()

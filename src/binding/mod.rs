@@ -4,6 +4,7 @@
 mod abort;
 mod args;
 mod errors;
+mod front;
 mod hit_path;
 mod logger;
 mod options;

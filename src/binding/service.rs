@@ -13,6 +13,7 @@ use napi_derive::napi;
 use super::abort::{self, AbortWatch};
 use super::args::{self, property, type_of, Call};
 use super::errors::{describe, js_number, request_error, take_pending_exception, ArgError, Checked};
+use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
 use super::proxy::WeatherProxy;
@@ -20,7 +21,7 @@ use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
     tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
-    Upstream,
+    Source, Upstream,
 };
 use crate::provider::OpenWeather;
 use crate::tier::SharedTier;
@@ -38,6 +39,8 @@ pub struct WeatherService {
 struct Service {
     engine: Engine,
     level: Level,
+    /// Set once lib/front.js attached (see `front.rs`): `getWeather` then describes its answer.
+    front: std::cell::OnceCell<Arc<FrontView>>,
     logger: Option<ServiceLogger>,
     /// Events of work no caller waits for (the proxy's requests too) go to the logger.
     background: Option<BackgroundEvents>,
@@ -158,9 +161,13 @@ impl WeatherService {
             let expected = "an integer >= 0".into();
             return Err(ArgError::Range { name: "ms".into(), expected, received: js_number(ms) }.throw(env));
         }
-        if !self.service(env)?.engine.advance_time(ms as u64) {
+        let service = self.service(env)?;
+        if !service.engine.advance_time(ms as u64) {
             let message = "advanceTime() needs a service created with clock: \"manual\"".into();
             return Err(ArgError::State { message }.throw(env));
+        }
+        if let Some(view) = service.front.get() {
+            view.clock(service.engine.now());
         }
         Ok(())
     }
@@ -200,6 +207,39 @@ impl WeatherService {
         }
     }
 
+    /// For lib/front.js: `{ versions, view, proximityKm, maxUsers, manualClock }` (see `front.rs`), or `null`
+    /// when no front can answer exactly as the engine would: debug events on (a hit has its
+    /// own), several entries per user (the nearest would win), or the service closed.
+    #[napi(js_name = "frontAttach", skip_typescript, catch_unwind)]
+    pub fn front_attach<'e>(&self, env: &'e Env) -> Result<Unknown<'e>> {
+        let service = self.service(env)?;
+        let config = service.engine.config();
+        if service.level <= Level::Debug || config.per_user_capacity != 1 || service.engine.is_closed() {
+            return Null.into_unknown(env);
+        }
+        let view = service.front.get().cloned().unwrap_or_else(FrontView::new);
+        let Ok((versions, buffer)) = front::buffers(env, service.engine.watch_users(), view.clone()) else {
+            return Null.into_unknown(env);
+        };
+        view.clock(service.engine.now());
+        let _ = service.front.set(view);
+        let mut object = Object::new(env)?;
+        object.set("versions", versions)?;
+        object.set("view", buffer)?;
+        object.set("proximityKm", config.proximity_km)?;
+        object.set("maxUsers", config.max_users as f64)?;
+        object.set("manualClock", config.clock == crate::engine::ClockKind::Manual)?;
+        object.into_unknown(env)
+    }
+
+    /// For lib/front.js: the `hits` it answered since the last flush, by `users` in the order of
+    /// their last hit.
+    #[napi(js_name = "frontFlush", skip_typescript, catch_unwind)]
+    pub fn front_flush(&self, env: &Env, users: Vec<String>, hits: f64) -> Result<()> {
+        self.service(env)?.engine.replay_user_hits(users.iter().map(String::as_str), hits as u64);
+        Ok(())
+    }
+
     /// Settles every pending request (`getWeather` with `null`, `getForecast` with
     /// `ERR_SERVICE_CLOSED`), frees the caches; later calls reject `ERR_SERVICE_CLOSED`.
     #[napi(catch_unwind)]
@@ -237,7 +277,19 @@ impl WeatherService {
         let service = self.service(env)?;
         let mut recorder = Recorder::new(service.level);
         let request = Request { user: call.user.as_str(), at: call.at, mode };
-        let begun = service.engine.begin(request, &mut recorder);
+        let begun = match service.front.get().filter(|_| shape == Shape::Summary) {
+            Some(view) => {
+                let (begun, version) = service.engine.begin_versioned(request, &mut recorder);
+                match (&begun, version) {
+                    (Begin::Ready(Ok(served)), Some(version)) if served.source == Source::Cache => {
+                        view.answered(&served.entry, version)
+                    }
+                    _ => view.nothing(),
+                }
+                begun
+            }
+            None => service.engine.begin(request, &mut recorder),
+        };
         if !recorder.events.is_empty() {
             service.deliver(env, call.session.as_ref(), recorder.events);
         }
@@ -355,7 +407,7 @@ impl Service {
         };
         let upstreams = vec![Upstream { provider: Arc::new(provider), budget: options.budget }];
         let engine = Engine::new(options.config, upstreams, tier, runtime, background.clone());
-        Ok(Service { engine, level, logger, background, summaries: Summaries::register(env) })
+        Ok(Service { engine, level, front: Default::default(), logger, background, summaries: Summaries::register(env) })
     }
 
     /// Events of a call go to the session's logger, or else to the service's.
