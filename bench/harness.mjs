@@ -4,6 +4,7 @@ import { fork } from 'node:child_process'
 import { once } from 'node:events'
 
 import { WeatherService, noopResolved } from '../main.js'
+import { DashboardWeatherService } from './references/dashboard.mjs'
 import { LruWeatherService } from './references/lru.mjs'
 import { NaiveWeatherService } from './references/naive.mjs'
 
@@ -53,6 +54,7 @@ export const IMPLEMENTATIONS = {
   },
   naive: (url, options = {}) => reference(NaiveWeatherService, url, options),
   'lru-cache': (url, options = {}) => reference(LruWeatherService, url, options),
+  dashboard: (url, options = {}) => reference(DashboardWeatherService, url, options),
 }
 
 function reference(Service, url, options) {
