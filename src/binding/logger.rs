@@ -113,6 +113,10 @@ pub fn fields<'e>(env: &'e Env, event: &Event) -> Result<Object<'e>> {
             o.set("scope", scope.as_str())?;
             o.set("backoffMs", *backoff_ms as f64)?;
         }
+        Event::ProviderWarning { provider, message } => {
+            o.set("provider", *provider)?;
+            o.set("message", *message)?;
+        }
         Event::TierDegraded { place, reason, retry_in_ms } => {
             o.set("tier", place.as_str())?;
             o.set("reason", reason.as_str())?;

@@ -99,6 +99,12 @@ pub struct Entry {
     pub fetched_at: Millis,
     pub expires_at: Millis,
     pub stale_until: Millis,
+    /// Until when the provider asked not to be asked again about this place (MET Norway's
+    /// `Expires`; 0 for none): the entry stays fresh that long, and even a forced refresh is
+    /// answered from it.
+    pub held_until: Millis,
+    /// The provider's validator of this answer, for a conditional refresh at its location.
+    pub validator: Option<Box<str>>,
 }
 
 impl Entry {
@@ -151,6 +157,8 @@ mod tests {
             fetched_at: 1_000,
             expires_at: 2_000,
             stale_until: 3_000,
+            held_until: 0,
+            validator: None,
         };
         assert_eq!(e.freshness(1_999), Freshness::Fresh);
         assert_eq!(e.freshness(2_000), Freshness::Stale);

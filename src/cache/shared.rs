@@ -87,6 +87,17 @@ impl SharedCache {
         }
     }
 
+    /// The newest entry at exactly `location` from `provider` (what a conditional refresh of
+    /// that place revalidates), without marking it used.
+    pub fn at(&self, grid: &Grid, location: LatLon, provider: &str) -> Option<Arc<Entry>> {
+        self.entries
+            .near_cell(grid.cell_of(location))
+            .map(|(_, entry)| entry)
+            .filter(|entry| entry.location == location && entry.provider == provider)
+            .max_by_key(|entry| entry.fetched_at)
+            .cloned()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

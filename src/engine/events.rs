@@ -124,6 +124,11 @@ pub enum Event {
         scope: BackoffScope,
         backoff_ms: i64,
     },
+    /// A provider answered, and said something the operator should know (MET Norway's 203).
+    ProviderWarning {
+        provider: &'static str,
+        message: &'static str,
+    },
     /// The shared tier stopped answering: the instance runs on its local tier alone.
     TierDegraded {
         /// `host:port/db`, never credentials.
@@ -154,6 +159,7 @@ impl Event {
             Event::RateLimited { .. } => "weather.rate_limited",
             Event::UpstreamError { .. } => "weather.error.network",
             Event::BackoffState { .. } => "weather.backoff.state",
+            Event::ProviderWarning { .. } => "weather.provider.warning",
             Event::Distance { .. } => "weather.distance.computed",
             Event::TierDegraded { .. } => "weather.tier.degraded",
             Event::TierRestored { .. } => "weather.tier.restored",
@@ -165,6 +171,7 @@ impl Event {
             Event::RateLimited { .. }
             | Event::UpstreamError { .. }
             | Event::BackoffState { .. }
+            | Event::ProviderWarning { .. }
             | Event::TierDegraded { .. } => Level::Warn,
             Event::TierRestored { .. } => Level::Info,
             _ => Level::Debug,

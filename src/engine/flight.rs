@@ -23,13 +23,13 @@ use super::tiered::{Lease, Session, TierStep};
 use super::{Inner, State, WhenRedisDown};
 use crate::cache::{Entry, Freshness, Observation};
 use crate::geo::LatLon;
-use crate::provider::ProviderError;
+use crate::provider::{Answer, ProviderError};
 use crate::tier::Admission;
 
 /// How a flight ended, before the engine interprets it.
 pub(super) enum Outcome {
     /// Provider `provider` (an index into the upstreams) answered, about `at`.
-    Observed { observation: Observation, provider: usize, at: LatLon },
+    Observed { fetched: Fetched, provider: usize, at: LatLon },
     /// Entries at hand covered every waiter (each took the best for its point, see
     /// `Pending::wait`): the shared tier's, and `fetched` if the flight also fetched at a
     /// waiter's spot. `answer` is the first waiter's, `served` every entry chosen.
@@ -38,6 +38,14 @@ pub(super) enum Outcome {
     Failed { error: RequestError, called: bool },
     /// The service closed (or the runtime is shutting down) first.
     Cancelled,
+}
+
+/// A provider's reading, and what the provider asked of it.
+pub(super) struct Fetched {
+    observation: Observation,
+    /// How long not to ask the provider again about the place (see `Entry::held_until`).
+    hold_ms: i64,
+    validator: Option<Box<str>>,
 }
 
 /// A fetch registered under the lock, spawned once the lock is released: spawning onto a
@@ -167,8 +175,8 @@ impl Inner {
             // Fetched at a waiter's spot: it answers the waiters it covers now; the rest wait
             // for the fetches other instances are making, or for ours at the flight's location.
             match outcome {
-                Outcome::Observed { observation, provider, at } => {
-                    let entry = self.keep(&mut self.lock(), &observation, provider, at);
+                Outcome::Observed { fetched, provider, at } => {
+                    let entry = self.keep(&mut self.lock(), fetched, provider, at);
                     self.write_through(Some(entry.clone()), held);
                     session.fetched.push(entry);
                     herald.tell(&session.found, &session.fetched);
@@ -212,14 +220,23 @@ impl Inner {
             if self.config.log_level <= Level::Debug {
                 events.push(Event::Sent { provider: upstream.name(), key: key.to_owned(), at: location });
             }
-            let answer = match Contained(upstream.provider.fetch(location)).await {
+            // This provider's previous answer for exactly this place, if it gave a validator:
+            // a conditional request, which a 304 answers without a body.
+            let previous = self.lock().shared.at(&self.grid, location, upstream.name()).filter(|e| e.validator.is_some());
+            let validator = previous.as_ref().and_then(|e| e.validator.as_deref());
+            let answer = match Contained(upstream.provider.fetch(location, validator)).await {
                 Ok(answer) => answer,
                 // A bug in a provider is an upstream failure of that area (with its cooldown),
                 // not a closed service, and never a process abort.
                 Err(()) => Err(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
             };
-            match answer {
-                Ok(observation) => return Outcome::Observed { observation, provider: index, at: location },
+            match answer.and_then(|answer| fetched(answer, previous.as_deref())) {
+                Ok((fetched, warning)) => {
+                    if let Some(message) = warning.filter(|_| self.config.log_level <= Level::Warn) {
+                        events.push(Event::ProviderWarning { provider: upstream.name(), message });
+                    }
+                    return Outcome::Observed { fetched, provider: index, at: location };
+                }
                 Err(failure) => reason = most_telling(reason, self.provider_failed(index, key, location, failure, events)),
             }
         }
@@ -367,9 +384,9 @@ impl Inner {
                 self.counters.fetches.inc();
                 (Err(RequestError::Closed), None)
             }
-            Outcome::Observed { observation, provider, at } => {
+            Outcome::Observed { fetched, provider, at } => {
                 self.counters.fetches.inc();
-                let entry = self.keep(&mut state, &observation, provider, at);
+                let entry = self.keep(&mut state, fetched, provider, at);
                 if open {
                     for user in &joiners {
                         state.users.remember(user, entry.clone());
@@ -414,9 +431,12 @@ impl Inner {
 
     /// Keeps a provider's answer: an entry at `at` in the local store (unless the service
     /// closed), the area's cooldowns for that provider cleared, its 429 doubling ended.
-    fn keep(&self, state: &mut State, observation: &Observation, provider: usize, at: LatLon) -> Arc<Entry> {
+    fn keep(&self, state: &mut State, fetched: Fetched, provider: usize, at: LatLon) -> Arc<Entry> {
         let now = self.clock.now();
-        let entry = Arc::new(self.entry(at, observation, self.upstreams[provider].name(), now));
+        let Fetched { observation, hold_ms, validator } = fetched;
+        let held_until = if hold_ms > 0 { now.saturating_add(hold_ms) } else { 0 };
+        let name = self.upstreams[provider].name();
+        let entry = Arc::new(self.held_entry(at, &observation, name, now, held_until, validator));
         if !self.is_closed() {
             state.shared.insert(entry.clone());
         }
@@ -452,6 +472,21 @@ impl Inner {
             }
         }
     }
+}
+
+/// A provider's answer as a reading: a 304 renews `previous`'s.
+fn fetched(answer: Answer, previous: Option<&Entry>) -> Result<(Fetched, Option<&'static str>), ProviderError> {
+    let observation = match (answer.observation, previous) {
+        (Some(observation), _) => observation,
+        (None, Some(previous)) => {
+            Observation { condition: previous.summary.condition.as_str().to_owned(), celsius: previous.celsius }
+        }
+        (None, None) => {
+            return Err(ProviderError::InvalidResponse { message: "not modified, but nothing to renew".into() });
+        }
+    };
+    let hold_ms = answer.hold_for.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
+    Ok((Fetched { observation, hold_ms, validator: answer.validator }, answer.warning))
 }
 
 /// Time left in the current UTC day of the service clock.

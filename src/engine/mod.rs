@@ -295,7 +295,23 @@ impl Inner {
         provider: &'static str,
         fetched_at: i64,
     ) -> Entry {
+        self.held_entry(location, observation, provider, fetched_at, 0, None)
+    }
+
+    /// An entry the provider asked us to hold until `held_until` (0: no such request): fresh
+    /// until the later of that and the fresh TTL, and never stale for less.
+    fn held_entry(
+        &self,
+        location: crate::geo::LatLon,
+        observation: &crate::cache::Observation,
+        provider: &'static str,
+        fetched_at: i64,
+        held_until: i64,
+        validator: Option<Box<str>>,
+    ) -> Entry {
         let ms = |d: u64| i64::try_from(d).unwrap_or(i64::MAX / 4);
+        let expires_at = fetched_at.saturating_add(ms(self.config.fresh_ttl_ms)).max(held_until);
+        let stale_until = fetched_at.saturating_add(ms(self.config.stale_ttl_ms));
         Entry {
             cell: self.grid.cell_of(location),
             location,
@@ -303,12 +319,16 @@ impl Inner {
             summary: crate::cache::Summary::from_observation(observation),
             provider,
             fetched_at,
-            expires_at: fetched_at.saturating_add(ms(self.config.fresh_ttl_ms)),
-            stale_until: fetched_at.saturating_add(ms(self.config.stale_ttl_ms)),
+            expires_at,
+            stale_until: stale_until.max(expires_at),
+            held_until,
+            validator,
         }
     }
 }
 
+#[cfg(test)]
+mod failover_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

@@ -595,7 +595,7 @@ impl crate::provider::Provider for Panicking {
     fn ready(&self) -> Result<(), crate::provider::ProviderError> {
         Ok(())
     }
-    fn fetch(&self, _: LatLon) -> crate::provider::FetchFuture<'_> {
+    fn fetch<'a>(&'a self, _: LatLon, _: Option<&'a str>) -> crate::provider::FetchFuture<'a> {
         Box::pin(async { panic!("a bug in the provider") })
     }
 }

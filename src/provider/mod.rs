@@ -1,7 +1,10 @@
 //! Upstream weather APIs behind one trait, so the engine never sees HTTP.
 
 mod body;
+mod http;
+mod metnorway;
 mod names;
+mod openmeteo;
 mod openweather;
 mod reading;
 mod retry_after;
@@ -10,6 +13,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
+pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
 pub use crate::redact::Redactor;
@@ -19,7 +24,7 @@ pub use retry_after::parse_retry_after;
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
-pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Observation, ProviderError>> + Send + 'a>>;
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer, ProviderError>> + Send + 'a>>;
 
 pub trait Provider: Send + Sync + 'static {
     /// Short name used in events and messages (`"openweather"`).
@@ -28,8 +33,32 @@ pub trait Provider: Send + Sync + 'static {
     /// Whether a request can be made at all (for instance, an API key is configured).
     fn ready(&self) -> Result<(), ProviderError>;
 
-    /// Current conditions at `at`, which the caller has already rounded.
-    fn fetch(&self, at: LatLon) -> FetchFuture<'_>;
+    /// Current conditions at `at`, which the caller has already rounded. `validator` is what
+    /// this provider said of its previous answer for exactly `at` (see `Answer::validator`),
+    /// for a conditional request.
+    fn fetch<'a>(&'a self, at: LatLon, validator: Option<&'a str>) -> FetchFuture<'a>;
+}
+
+/// A provider's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The reading; `None` when the provider said its data has not changed since the answer
+    /// `validator` names (HTTP 304): the previous reading holds, renewed.
+    pub observation: Option<Observation>,
+    /// How long the provider asks not to be asked again about this place (MET Norway's
+    /// `Expires`, measured from its own `Date` so that a skewed clock does not matter).
+    pub hold_for: Option<Duration>,
+    /// What identifies this answer for a conditional request (MET Norway's `Last-Modified`).
+    pub validator: Option<Box<str>>,
+    /// Something the operator should know (MET Norway's 203: the product is deprecated).
+    pub warning: Option<&'static str>,
+}
+
+impl Answer {
+    /// A plain reading, with nothing else to say.
+    pub fn observed(observation: Observation) -> Answer {
+        Answer { observation: Some(observation), hold_for: None, validator: None, warning: None }
+    }
 }
 
 /// Why a fetch produced no observation. Messages never contain the request URL or the key.

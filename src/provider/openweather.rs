@@ -1,12 +1,12 @@
 //! OpenWeather One Call 3.0: `GET /data/3.0/onecall?lat&lon&exclude&units=metric&appid`.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::{observation, parse_retry_after, FetchFuture, Provider, ProviderError, Redactor};
+use super::http::{self, endpoint, failure};
+use super::{observation, Answer, FetchFuture, Provider, ProviderError, Redactor};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
@@ -34,19 +34,8 @@ pub struct OpenWeather {
 impl OpenWeather {
     /// Fails (with a message fit for users) when `base_url` is not an http(s) URL.
     pub fn new(config: OpenWeatherConfig) -> Result<OpenWeather, String> {
-        let endpoint = endpoint(&config.base_url)?;
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            // The key is in the query string: it must never follow a redirect elsewhere. A 3xx is
-            // an upstream error like any other non-2xx.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("weather-cache/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&endpoint) {
-            // A proxy from the environment must never see loopback traffic (tests, sidecars).
-            builder = builder.no_proxy();
-        }
-        let client = builder.build().map_err(|e| format!("cannot create the HTTP client: {}", e.without_url()))?;
+        let endpoint = endpoint(&config.base_url, "/data/3.0/onecall")?;
+        let client = http::client(&endpoint, config.request_timeout, http::USER_AGENT)?;
         let api_key = config.api_key.filter(|k| !k.is_empty());
         Ok(OpenWeather {
             client,
@@ -69,17 +58,10 @@ impl OpenWeather {
             .append_pair("appid", key);
         let started = std::time::Instant::now();
         let response = self.client.get(url).send().await.map_err(|e| transport_error(e, &self.redactor))?;
-        let status = response.status().as_u16();
-        tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon, status,
-            elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
-        if status == 429 {
-            let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
-            let retry_after = header(reqwest::header::RETRY_AFTER)
-                .and_then(|value| parse_retry_after(value, header(reqwest::header::DATE)));
-            return Err(ProviderError::RateLimited { retry_after });
-        }
-        if !(200..300).contains(&status) {
-            return Err(ProviderError::Status { status });
+        tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
+            status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
+        if let Some(error) = failure(&response) {
+            return Err(error);
         }
         let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
         parse_one_call(&body)
@@ -95,8 +77,8 @@ impl Provider for OpenWeather {
         self.api_key.as_ref().map(|_| ()).ok_or(ProviderError::NoApiKey)
     }
 
-    fn fetch(&self, at: LatLon) -> FetchFuture<'_> {
-        Box::pin(self.current(at))
+    fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
+        Box::pin(async move { self.current(at).await.map(Answer::observed) })
     }
 }
 
@@ -145,34 +127,6 @@ pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
         .ok_or_else(|| invalid("body lacks a numeric current.temp"))?;
     let condition = current.weather.first().and_then(|w| w.main.as_ref()).and_then(serde_json::Value::as_str);
     observation(celsius, condition)
-}
-
-fn endpoint(base_url: &str) -> Result<reqwest::Url, String> {
-    let mut url = reqwest::Url::parse(base_url).map_err(|_| "baseUrl must be an absolute http(s) URL".to_owned())?;
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() || url.host().is_none() {
-        return Err("baseUrl must be an absolute http(s) URL".to_owned());
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err("baseUrl must not carry a query, a fragment or credentials".to_owned());
-    }
-    let path = format!("{}/data/3.0/onecall", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    Ok(url)
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// reqwest is built without a default TLS crypto provider (see Cargo.toml); install ring's once
-/// per process. An error means another part of the process already installed one: fine.
-fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 #[cfg(test)]
@@ -231,17 +185,5 @@ mod tests {
             parse_one_call(br#"{"cod":"401","message":"Invalid API key"}"#),
             Err(ProviderError::Status { status: 401 })
         );
-    }
-
-    #[test]
-    fn endpoint_keeps_a_path_prefix() {
-        assert_eq!(endpoint("http://127.0.0.1:9/").unwrap().as_str(), "http://127.0.0.1:9/data/3.0/onecall");
-        assert_eq!(
-            endpoint("https://example.com/proxy/").unwrap().as_str(),
-            "https://example.com/proxy/data/3.0/onecall"
-        );
-        for bad in ["", "127.0.0.1:80", "ftp://x", "http://u:p@x", "http://x/?a=1", "mailto:a@b"] {
-            assert!(endpoint(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! A loopback HTTP server that speaks OpenWeather One Call 3.0, for `cargo test`: real sockets,
+//! A loopback HTTP server for `cargo test` that speaks whatever its handler answers (OpenWeather
+//! One Call 3.0 by default; Open-Meteo and MET Norway with their bodies): real sockets,
 //! real reqwest, and a handler per test that decides each answer (and may hold it back).
 
 use std::future::Future;
@@ -17,6 +18,15 @@ pub struct Query {
     pub lon: f64,
     pub appid: String,
     pub target: String,
+    /// The request head's header lines, as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Query {
+    /// A request header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
 }
 
 pub enum Answer {
@@ -125,11 +135,23 @@ async fn serve(mut stream: TcpStream, handler: Handler, seen: Arc<Mutex<Vec<Quer
             .unwrap_or("")
             .to_owned()
     };
+    // OpenWeather and MET Norway say lat/lon, Open-Meteo latitude/longitude.
+    let coordinate = |short: &str, long: &str| {
+        let text = param(short);
+        (if text.is_empty() { param(long) } else { text }).parse().unwrap_or(f64::NAN)
+    };
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
     let query = Query {
-        lat: param("lat").parse().unwrap_or(f64::NAN),
-        lon: param("lon").parse().unwrap_or(f64::NAN),
+        lat: coordinate("lat", "latitude"),
+        lon: coordinate("lon", "longitude"),
         appid: param("appid"),
         target: target.clone(),
+        headers,
     };
     seen.lock().unwrap().push(query.clone());
     match handler(query).await {

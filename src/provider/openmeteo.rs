@@ -1,0 +1,177 @@
+//! Open-Meteo: `GET /v1/forecast?latitude&longitude&current=temperature_2m,weather_code`.
+//! Keyless on the free tier (non-commercial use only, CC BY 4.0); the commercial endpoint
+//! (`customer-api.open-meteo.com`) takes `&apikey=`. Errors come as HTTP 400
+//! `{"error": true, "reason": "..."}`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::body::{read_bounded, transport_error};
+use super::http::{self, coordinate, endpoint, failure};
+use super::{observation, Answer, FetchFuture, Provider, ProviderError, Redactor};
+use crate::cache::Observation;
+use crate::geo::LatLon;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.open-meteo.com";
+
+#[derive(Clone)]
+pub struct OpenMeteoConfig {
+    pub api_key: Option<String>,
+    pub base_url: String,
+    pub coordinate_decimals: u32,
+    pub request_timeout: Duration,
+    pub max_response_bytes: u64,
+}
+
+pub struct OpenMeteo {
+    client: reqwest::Client,
+    endpoint: reqwest::Url,
+    api_key: Option<String>,
+    decimals: usize,
+    max_response_bytes: u64,
+    redactor: Redactor,
+}
+
+impl OpenMeteo {
+    pub fn new(config: OpenMeteoConfig) -> Result<OpenMeteo, String> {
+        let endpoint = endpoint(&config.base_url, "/v1/forecast")?;
+        let client = http::client(&endpoint, config.request_timeout, http::USER_AGENT)?;
+        let api_key = config.api_key.filter(|k| !k.is_empty());
+        Ok(OpenMeteo {
+            client,
+            endpoint,
+            redactor: Redactor::new(api_key.as_deref()),
+            api_key,
+            decimals: config.coordinate_decimals as usize,
+            max_response_bytes: config.max_response_bytes,
+        })
+    }
+
+    async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
+        let mut url = self.endpoint.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("latitude", &coordinate(at.lat, self.decimals))
+                .append_pair("longitude", &coordinate(at.lon, self.decimals))
+                .append_pair("current", "temperature_2m,weather_code");
+            if let Some(key) = &self.api_key {
+                query.append_pair("apikey", key);
+            }
+        }
+        let response = self.client.get(url).send().await.map_err(|e| transport_error(e, &self.redactor))?;
+        tracing::debug!(target: "weather_cache::provider", provider = "open-meteo", lat = at.lat, lon = at.lon,
+            status = response.status().as_u16(), "upstream answered");
+        if let Some(error) = failure(&response) {
+            return Err(error);
+        }
+        let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
+        parse_forecast(&body)
+    }
+}
+
+impl Provider for OpenMeteo {
+    fn name(&self) -> &'static str {
+        "open-meteo"
+    }
+
+    fn ready(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
+        Box::pin(async move { self.current(at).await.map(Answer::observed) })
+    }
+}
+
+#[derive(Deserialize)]
+struct Body {
+    current: Option<Current>,
+    #[serde(default)]
+    error: bool,
+}
+
+#[derive(Deserialize)]
+struct Current {
+    temperature_2m: Option<serde_json::Value>,
+    weather_code: Option<serde_json::Value>,
+}
+
+/// Extracts `current.temperature_2m` (required) and `current.weather_code` (a WMO code).
+pub fn parse_forecast(body: &[u8]) -> Result<Observation, ProviderError> {
+    let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
+    let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    if parsed.error {
+        return Err(invalid("body is an error object"));
+    }
+    let current = parsed.current.ok_or_else(|| invalid("body has no current conditions"))?;
+    let celsius = current
+        .temperature_2m
+        .as_ref()
+        .and_then(serde_json::Value::as_f64)
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| invalid("body lacks a numeric current.temperature_2m"))?;
+    let code = current.weather_code.as_ref().and_then(serde_json::Value::as_f64);
+    observation(celsius, Some(condition_of_wmo(code)))
+}
+
+/// A WMO weather interpretation code as an OpenWeather-style condition.
+pub fn condition_of_wmo(code: Option<f64>) -> &'static str {
+    let Some(code) = code.filter(|c| c.fract() == 0.0) else { return "Unknown" };
+    match code as i64 {
+        0 | 1 => "Clear",
+        2 | 3 => "Clouds",
+        45 | 48 => "Fog",
+        51..=57 => "Drizzle",
+        61..=67 | 80..=82 => "Rain",
+        71..=77 | 85 | 86 => "Snow",
+        95..=99 => "Thunderstorm",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wmo_table_case_by_case() {
+        let expected = |code: i64| match code {
+            0 | 1 => "Clear",
+            2 | 3 => "Clouds",
+            45 | 48 => "Fog",
+            51 | 52 | 53 | 54 | 55 | 56 | 57 => "Drizzle",
+            61 | 62 | 63 | 64 | 65 | 66 | 67 | 80 | 81 | 82 => "Rain",
+            71 | 72 | 73 | 74 | 75 | 76 | 77 | 85 | 86 => "Snow",
+            95 | 96 | 97 | 98 | 99 => "Thunderstorm",
+            _ => "Unknown",
+        };
+        for code in -5..=105 {
+            assert_eq!(condition_of_wmo(Some(code as f64)), expected(code), "code {code}");
+        }
+        assert_eq!(condition_of_wmo(Some(2.5)), "Unknown");
+        assert_eq!(condition_of_wmo(None), "Unknown");
+    }
+
+    #[test]
+    fn parses_current_conditions_and_refuses_the_rest() {
+        let obs = parse_forecast(br#"{"current":{"time":"2026-11-22T10:00","temperature_2m":7.4,"weather_code":61}}"#);
+        assert_eq!(obs.unwrap(), Observation { condition: "Rain".into(), celsius: 7.4 });
+        let obs = parse_forecast(br#"{"current":{"temperature_2m":-2}}"#).unwrap();
+        assert_eq!(obs.condition, "Unknown");
+        for body in [
+            &br#"{"error":true,"reason":"Latitude must be in range of -90 to 90"}"#[..],
+            br#"{"current":{"weather_code":3}}"#,
+            br#"{"current":{"temperature_2m":"7"}}"#,
+            br#"{"current":{"temperature_2m":999}}"#,
+            b"<html>",
+        ] {
+            assert!(
+                matches!(parse_forecast(body), Err(ProviderError::InvalidResponse { .. })),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
