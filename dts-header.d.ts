@@ -18,6 +18,49 @@ export interface WeatherSession {
   logger?: unknown
 }
 
+/** The shared tier: a Redis (>= 6.2) or Valkey server that several instances share. */
+export interface RedisOptions {
+  /** `redis://` or `rediss://`, with user, password and db index as needed. */
+  url: string
+  /** Prefix of every key. Default `"weather-cache"`. */
+  keyPrefix?: string
+  /** Longest wait for Redis before going on without it. Default 100. */
+  timeoutMs?: number
+}
+
+/** A provider's call budget (shared by every instance through the shared tier, when one is set). */
+export interface BudgetOptions {
+  perMinute?: number
+  perDay?: number
+  /** Without Redis: count calls in this process (`"local"`, default) or make none (`"closed"`). */
+  whenRedisDown?: 'local' | 'closed'
+}
+
+/** What a custom provider's `fetch` resolves to. */
+export interface ProviderReading {
+  /** Air temperature in °C, within [-100, 70]. */
+  celsius: number
+  /** A short condition, OpenWeather style: `"Clear"`, `"Clouds"`, `"Rain"`... */
+  condition: string
+}
+
+/**
+ * An upstream, in `providers` order of preference. The strings use the defaults; OpenWeather's
+ * `apiKey`, `baseUrl` and `budget` default to the top-level options.
+ */
+export type ProviderSpec =
+  | 'openweather'
+  | 'open-meteo'
+  | { name: 'openweather'; apiKey?: string; baseUrl?: string; budget?: BudgetOptions }
+  | { name: 'open-meteo'; baseUrl?: string; apiKey?: string; budget?: BudgetOptions }
+  | { name: 'met-norway'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
+  | {
+      name: string
+      /** Called on the JS thread with the rounded coordinates; `signal` aborts at `requestTimeoutMs` or `close()`. */
+      fetch: (lat: number, lon: number, signal: AbortSignal) => Promise<ProviderReading>
+      budget?: BudgetOptions
+    }
+
 export interface WeatherServiceOptions {
   /** Preset the defaults come from; explicit options override it. Default `"resilient"`. */
   preset?: 'resilient' | 'minimal'
@@ -63,6 +106,12 @@ export interface WeatherServiceOptions {
   logLevel?: WeatherLogLevel
   /** Receives events not tied to a caller's session (background refreshes, sessions without a logger). */
   logger?: unknown
+  /** The shared tier (opt-in). The default instance reads `WEATHER_CACHE_REDIS_URL`. */
+  redis?: string | RedisOptions
+  /** OpenWeather's call budget (see `providers` for the others'). */
+  budget?: BudgetOptions
+  /** Upstreams in order of preference; a fetch fails over to the next. Default `["openweather"]`. */
+  providers?: ProviderSpec[]
 }
 
 /** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */

@@ -65,8 +65,22 @@ test('demo prints progress lines and a summary table without a TTY', async () =>
   }
 })
 
+test('demo --providers openweather,open-meteo: OpenWeather rate-limits, Open-Meteo answers in its place', async () => {
+  const { code, stdout, stderr } = await demo(['--drones', '300', '--minutes', '5', '--providers', 'openweather,open-meteo', '--json'])
+  assert.equal(code, 0, stderr)
+  const r = JSON.parse(stdout)
+  assert.deepEqual(Object.keys(r.byProvider), ['openweather', 'open-meteo'])
+  assert.ok(r.byProvider.openweather.rateLimited > 0, 'OpenWeather hit its 10/min limit')
+  assert.ok(r.byProvider['open-meteo'].calls > 0, 'the flights failed over')
+  assert.equal(r.unanswered, 0, 'nobody went without an answer')
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(r.upstreamSeen.byProvider).map(([name, p]) => [name, p.requests])),
+    { openweather: r.byProvider.openweather.calls, 'open-meteo': r.byProvider['open-meteo'].calls },
+  )
+})
+
 test('demo rejects bad flags with exit code 2', async () => {
-  for (const args of [['--drones', 'many'], ['--minutes', '0'], ['--fault-rate', '2'], ['--what']]) {
+  for (const args of [['--drones', 'many'], ['--minutes', '0'], ['--fault-rate', '2'], ['--what'], ['--providers', 'openweather,darksky']]) {
     const { code, stderr } = await demo(args)
     assert.equal(code, 2, args.join(' '))
     assert.match(stderr, /^weather-cache: /)

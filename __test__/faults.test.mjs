@@ -44,9 +44,12 @@ const faults = [
   { name: 'a 10 MiB body', behaviour: answer.huge(10 * 1024 * 1024), code: 'ERR_UPSTREAM_INVALID_RESPONSE' },
 ]
 
-for (const fault of faults) {
-  test(`${fault.name}: one call, every waiter gets ${fault.code}, the area cools down`, () =>
-    withService({ requestTimeoutMs: 200 }, async ({ service, upstream }) => {
+// Every provider, each alone: the same faults, the same outcomes.
+const PROVIDERS = ['openweather', 'open-meteo', 'met-norway']
+
+for (const [provider, fault] of PROVIDERS.flatMap((p) => faults.map((f) => [p, f]))) {
+  test(`${provider}: ${fault.name}: one call, every waiter gets ${fault.code}, the area cools down`, () =>
+    withService({ requestTimeoutMs: 200, provider }, async ({ service, upstream }) => {
       // Three getForecast and three getWeather callers for one area, concurrently.
       const forecasts = [1, 2, 3].map((i) => service.getForecast(null, `f${i}`, 47.6, -122.3 + i * 1e-4))
       const weathers = [1, 2, 3].map((i) => service.getWeather(null, `w${i}`, 47.6, -122.3 - i * 1e-4))
@@ -71,8 +74,9 @@ for (const fault of faults) {
       upstream.behave(answer.weather)
       service.advanceTime(1)
       const after = await service.getForecast(null, 'after', 47.6, -122.3)
-      assert.equal(after.meta.source, 'network')
+      assert.deepEqual([after.meta.source, after.meta.provider], ['network', provider])
       assert.equal(upstream.count, 2)
+      assert.ok(upstream.requests.every((q) => q.provider === provider))
     }, fault.behaviour))
 }
 
@@ -115,23 +119,25 @@ test('1,000 drones on a failing area make one call per window', () =>
     }
   }, answer.status(500)))
 
-test('429 with Retry-After: 120 cools the whole provider for exactly 120 s', () =>
-  withService({}, async ({ service, upstream }) => {
-    const [first] = await settleAll([service.getForecast(null, 'u', 1, 1)])
-    assert.equal(first.reason.code, 'ERR_RATE_LIMITED')
-    assert.equal(first.reason.retryAfterMs, 120_000)
-    upstream.behave(answer.weather)
-    // Any area, any user: no upstream request during the cooldown.
-    service.advanceTime(119_999)
-    const [during] = await settleAll([service.getForecast(null, 'v', -40, 100)])
-    assert.equal(during.reason.code, 'ERR_RATE_LIMITED')
-    assert.equal(during.reason.retryAfterMs, 1)
-    assert.equal(await service.getWeather(null, 'w', 60, 60), null)
-    assert.equal(upstream.count, 1)
-    service.advanceTime(1)
-    assert.equal((await service.getForecast(null, 'v', -40, 100)).meta.source, 'network')
-    assert.equal(upstream.count, 2)
-  }, answer.rateLimited(120)))
+for (const provider of PROVIDERS) {
+  test(`${provider}: 429 with Retry-After: 120 cools the whole provider for exactly 120 s`, () =>
+    withService({ provider }, async ({ service, upstream }) => {
+      const [first] = await settleAll([service.getForecast(null, 'u', 1, 1)])
+      assert.equal(first.reason.code, 'ERR_RATE_LIMITED')
+      assert.equal(first.reason.retryAfterMs, 120_000)
+      upstream.behave(answer.weather)
+      // Any area, any user: no upstream request during the cooldown.
+      service.advanceTime(119_999)
+      const [during] = await settleAll([service.getForecast(null, 'v', -40, 100)])
+      assert.equal(during.reason.code, 'ERR_RATE_LIMITED')
+      assert.equal(during.reason.retryAfterMs, 1)
+      assert.equal(await service.getWeather(null, 'w', 60, 60), null)
+      assert.equal(upstream.count, 1)
+      service.advanceTime(1)
+      assert.equal((await service.getForecast(null, 'v', -40, 100)).meta.source, 'network')
+      assert.equal(upstream.count, 2)
+    }, answer.rateLimited(120)))
+}
 
 test('429 with an HTTP-date Retry-After, measured against the response Date', () =>
   withService({}, async ({ service, upstream }) => {

@@ -5,7 +5,10 @@ import { API_KEY, startUpstream } from './upstream.mjs'
 /** A fresh upstream and a service pointed at it (manual clock, no jitter). */
 export async function setup(options = {}, behaviour) {
   const upstream = await startUpstream(behaviour)
-  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, ...options })
+  // `provider` (tests only): the one provider to ask, at this upstream.
+  const { provider, ...rest } = options
+  const providers = provider === undefined ? {} : { providers: [providerAt(provider, upstream.url)] }
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, ...providers, ...rest })
   return {
     upstream,
     service,
@@ -14,6 +17,12 @@ export async function setup(options = {}, behaviour) {
       await upstream.close()
     },
   }
+}
+
+/** A `providers` entry for `name` at the loopback upstream `url`. */
+export function providerAt(name, url) {
+  if (name === 'met-norway') return { name, baseUrl: url, userAgent: 'weather-cache-tests/1 tests@example.test' }
+  return { name, baseUrl: url }
 }
 
 /** Runs `fn` with a fresh setup and always tears it down. */

@@ -1,5 +1,7 @@
-// A loopback HTTP server that speaks OpenWeather One Call 3.0 and counts what it is asked.
-// Tests swap its behaviour per request to inject 429s, 5xx, slowness, resets and garbage.
+// A loopback HTTP server that speaks OpenWeather One Call 3.0, Open-Meteo and MET Norway's
+// Locationforecast (each at its own path) and counts what it is asked. Tests swap its behaviour
+// per request to inject 429s, 5xx, slowness, resets and garbage; the behaviours that answer
+// with weather speak the asked provider's format.
 import http from 'node:http'
 
 export const API_KEY = 'test-key-0123456789abcdef'
@@ -22,14 +24,34 @@ export function oneCallBody(lat, lon, celsius, main) {
   })
 }
 
+/** WMO codes (Open-Meteo) and MET Norway symbols for OpenWeather's conditions. */
+const WMO = { Clear: 0, Clouds: 3, Fog: 45, Mist: 45, Drizzle: 53, Rain: 61, Snow: 71, Thunderstorm: 95 }
+const SYMBOL = { Clear: 'clearsky_day', Clouds: 'cloudy', Fog: 'fog', Mist: 'fog', Drizzle: 'lightrain', Rain: 'rain', Snow: 'snow', Thunderstorm: 'rainandthunder' }
+
+export function openMeteoBody(celsius, main) {
+  return JSON.stringify({ latitude: 0, longitude: 0, current_units: { temperature_2m: '°C' }, current: { time: '2026-11-22T10:00', interval: 900, temperature_2m: celsius, weather_code: WMO[main] ?? 3 } })
+}
+
+export function metNorwayBody(celsius, main) {
+  const data = { instant: { details: { air_temperature: celsius } }, next_1_hours: { summary: { symbol_code: SYMBOL[main] ?? 'cloudy' } } }
+  return JSON.stringify({ type: 'Feature', properties: { meta: { units: { air_temperature: 'celsius' } }, timeseries: [{ time: '2026-11-22T10:00:00Z', data }] } })
+}
+
+/** A weather body in the format of the provider `q` asked. */
+export function bodyFor(q, celsius, main) {
+  if (q.provider === 'open-meteo') return openMeteoBody(celsius, main)
+  if (q.provider === 'met-norway') return metNorwayBody(celsius, main)
+  return oneCallBody(q.lat, q.lon, celsius, main)
+}
+
 // Behaviours: each is `(req, res, query) => void` and owns the response.
 export const answer = {
   /** The default: real-looking weather for the asked coordinates. */
   weather: (req, res, q) => {
     const { celsius, main } = weatherAt(q.lat, q.lon)
-    json(res, 200, oneCallBody(q.lat, q.lon, celsius, main))
+    json(res, 200, bodyFor(q, celsius, main))
   },
-  fixed: (celsius, main = 'Clouds') => (req, res, q) => json(res, 200, oneCallBody(q.lat, q.lon, celsius, main)),
+  fixed: (celsius, main = 'Clouds') => (req, res, q) => json(res, 200, bodyFor(q, celsius, main)),
   status: (status, body = JSON.stringify({ cod: status, message: 'injected failure' }), headers = {}) => (req, res) =>
     json(res, status, body, headers),
   rateLimited: (retryAfter) => (req, res) =>
@@ -46,7 +68,7 @@ export const answer = {
     setTimeout(() => res.socket.destroy(), 5)
   },
   garbage: (req, res) => json(res, 200, '<html>not json</html>'),
-  noTemp: (req, res) => json(res, 200, JSON.stringify({ current: { weather: [{ main: 'Clear' }] } })),
+  noTemp: (req, res, q) => json(res, 200, bodyFor(q, null, 'Clear')),
   huge: (bytes) => (req, res) => {
     res.writeHead(200, { 'Content-Type': 'application/json' }) // no Content-Length: chunked
     const chunk = Buffer.alloc(64 * 1024, 0x20)
@@ -67,6 +89,12 @@ function json(res, status, body, headers = {}) {
   res.end(body)
 }
 
+const PATHS = {
+  '/data/3.0/onecall': 'openweather',
+  '/v1/forecast': 'open-meteo',
+  '/weatherapi/locationforecast/2.0/compact': 'met-norway',
+}
+
 /**
  * Starts the server on an ephemeral 127.0.0.1 port. `behaviour` answers each request; it can be
  * swapped at any time with `upstream.behave(fn)`. Requests with a wrong key get 401.
@@ -77,19 +105,27 @@ export async function startUpstream(behaviour = answer.weather) {
   let current = behaviour
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1')
+    const provider = PATHS[url.pathname]
+    const param = (short, long) => url.searchParams.get(short) ?? url.searchParams.get(long)
     const q = {
       path: url.pathname,
-      lat: Number(url.searchParams.get('lat')),
-      lon: Number(url.searchParams.get('lon')),
-      rawLat: url.searchParams.get('lat'),
-      rawLon: url.searchParams.get('lon'),
+      provider,
+      lat: Number(param('lat', 'latitude')),
+      lon: Number(param('lon', 'longitude')),
+      rawLat: param('lat', 'latitude'),
+      rawLon: param('lon', 'longitude'),
       exclude: url.searchParams.get('exclude'),
       units: url.searchParams.get('units'),
       appid: url.searchParams.get('appid'),
+      current: url.searchParams.get('current'),
+      userAgent: req.headers['user-agent'],
+      ifModifiedSince: req.headers['if-modified-since'],
     }
     requests.push(q)
-    if (q.path !== '/data/3.0/onecall') return json(res, 404, JSON.stringify({ cod: 404, message: 'not found' }))
-    if (q.appid !== API_KEY) return json(res, 401, JSON.stringify({ cod: 401, message: 'Invalid API key' }))
+    if (provider === undefined) return json(res, 404, JSON.stringify({ cod: 404, message: 'not found' }))
+    if (provider === 'openweather' && q.appid !== API_KEY) return json(res, 401, JSON.stringify({ cod: 401, message: 'Invalid API key' }))
+    // MET Norway refuses anonymous clients.
+    if (provider === 'met-norway' && !q.userAgent) return json(res, 403, JSON.stringify({ error: 'no User-Agent' }))
     current(req, res, q)
   })
   server.on('connection', (socket) => {

@@ -6,7 +6,7 @@
 // a per-minute limit with 429 + Retry-After, optional faults). The service runs on its manual
 // clock, and each step settles before the clock moves, so one seed always gives the same counts.
 import { WeatherService } from '../main.js'
-import { parseFlags } from './cli-args.mjs'
+import { UsageError, parseFlags } from './cli-args.mjs'
 import { Fleet } from './fleet.mjs'
 import { startSimulatedUpstream } from './simulated-upstream.mjs'
 
@@ -27,6 +27,11 @@ Options:
                             tier on Redis, and compare upstream calls (no rate limit unless
                             --rate-limit-per-min is given)
   --redis <url>             the Redis for --instances (default: a throwaway redis-server)
+  --providers <list>        providers in order of preference, comma-separated, among
+                            openweather, open-meteo, met-norway (default openweather); the
+                            simulated upstream speaks all three, and OpenWeather's limit
+                            drops to 10/min unless --rate-limit-per-min is given, so that
+                            failover shows
   --json                    print one JSON object instead of the table
   -h, --help                this text`
 
@@ -39,7 +44,20 @@ const FLAGS = {
   seed: { type: 'int', min: 0, max: 2 ** 32 - 1 },
   instances: { type: 'int', min: 2, max: 64 },
   redis: { type: 'string' },
+  providers: { type: 'string' },
   json: { type: 'boolean' },
+}
+
+const PROVIDER_NAMES = ['openweather', 'open-meteo', 'met-norway']
+
+/** `--providers a,b`: checked names, in order. */
+function providerList(text) {
+  if (text === undefined) return undefined
+  const names = text.split(',').map((name) => name.trim())
+  for (const name of names) {
+    if (!PROVIDER_NAMES.includes(name)) throw new UsageError(`--providers: unknown provider "${name}" (known: ${PROVIDER_NAMES.join(', ')})`)
+  }
+  return names
 }
 
 const STEP_S = 5
@@ -55,7 +73,8 @@ export function demoOptions(argv) {
     minutes: values.minutes ?? 60,
     latencyMs: values['latency-ms'] ?? 20,
     faultRate: values['fault-rate'] ?? 0,
-    rateLimitPerMin: values['rate-limit-per-min'] ?? (values.instances ? Infinity : 60),
+    rateLimitPerMin: values['rate-limit-per-min'] ?? (values.instances ? Infinity : values.providers ? 10 : 60),
+    providers: providerList(values.providers),
     seed: values.seed ?? 1,
     instances: values.instances ?? 1,
     redis: values.redis,
@@ -76,7 +95,9 @@ export async function runDemo(options, onProgress = () => {}) {
     apiKey: DEMO_KEY,
   })
   // jitterRatio 0: backoff windows are part of the counts, and the counts must repeat.
-  const service = new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000 })
+  // With --providers, every provider is the simulated upstream (each speaking its own format).
+  const providers = options.providers?.map((name) => (name === 'met-norway' ? { name, baseUrl: upstream.url, userAgent: 'weather-cache-demo/1 (simulated)' } : { name, baseUrl: upstream.url }))
+  const service = new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000, providers })
   const fleet = new Fleet({ drones, seed })
   const walkers = new Fleet({ drones: DASHBOARD_USERS, seed: seed + 1, radiusKm: 4, minSpeed: 1, maxSpeed: 2 })
   const dashboards = walkers.drones.map((walker, i) => ({ walker, index: i, user: dashboardUser(`dashboard-user-${i + 1}`) }))
@@ -145,6 +166,7 @@ export async function runDemo(options, onProgress = () => {}) {
     rateLimitPerMin,
     requests: s.requests,
     upstreamCalls: s.upstreamRequests,
+    byProvider: Object.fromEntries(s.providers.map((p) => [p.name, { calls: p.upstreamRequests, rateLimited: p.rateLimited, errors: p.upstreamErrors }])),
     // The legacy module called upstream on every request, and again on every unit toggle.
     naiveCalls: s.requests + toggles,
     hitRatio: round((s.userHits + s.sharedHits + s.staleHits) / s.requests, 6),
@@ -196,6 +218,7 @@ export function formatSummary(r) {
   const rows = [
     ['requests', fmt(r.requests), `${fmt(r.drones)} drones + ${r.dashboardUsers} Dashboard users, every 5 s`],
     ['upstream calls', fmt(r.upstreamCalls), `legacy module: ${fmt(r.naiveCalls)} (${fmt(Math.round(r.naiveCalls / Math.max(1, r.upstreamCalls)))}x more)`],
+    ...(Object.keys(r.byProvider).length > 1 ? [['calls by provider', Object.values(r.byProvider).map((p) => fmt(p.calls)).join(' / '), Object.entries(r.byProvider).map(([name, p]) => `${name} ${fmt(p.calls)} (${fmt(p.rateLimited)} rate-limited)`).join(', ')]] : []),
     ['hit ratio', pct(r.hitRatio), `user ${shareOf(r.hits.user)}, shared ${shareOf(r.hits.shared)}, stale ${shareOf(r.hits.stale)}`],
     ['coalesced waiters', fmt(r.coalesced), 'requests that shared a fetch already in flight'],
     ['rate-limit incidents', fmt(r.rateLimited), `429 answers (limit ${fmt(r.rateLimitPerMin)}/min; legacy would need ${fmt(Math.round(r.naiveCalls / r.minutes))}/min)`],

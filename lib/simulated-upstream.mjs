@@ -1,9 +1,11 @@
 // A simulated OpenWeather One Call 3.0 on 127.0.0.1, for `npm run demo` and the benchmarks: no API
-// key and no network needed.
+// key and no network needed. It also speaks Open-Meteo and MET Norway (each at its own path),
+// for the demo's `--providers`.
 //
 // It answers `GET /data/3.0/onecall?lat&lon&…` with weather derived from the coordinates and the
-// (simulated) time, after `latencyMs`. It enforces a per-minute request limit (429 with
-// Retry-After) and can fail a share of requests (HTTP 500). Everything random is derived from
+// (simulated) time, after `latencyMs`. It enforces a per-minute request limit per provider (429
+// with Retry-After; OpenWeather's is `rateLimitPerMinute`) and can fail a share of requests
+// (HTTP 500). Everything random is derived from
 // the coordinates, the simulated minute and the seed, not from arrival order: requests are
 // answered in batches sorted by location. A caller that knows how many requests a batch will
 // hold says so with `expect(n)`, and the batch waits for all of them, so the same run gives
@@ -49,9 +51,12 @@ export async function startSimulatedUpstream({
   seed = 1,
   now = Date.now,
   apiKey,
+  openMeteoPerMinute = 600,
+  metNorwayPerMinute = Infinity,
 } = {}) {
-  const stats = { requests: 0, answered: 0, rateLimited: 0, faults: 0, rejected: 0 }
-  const windows = new Map() // minute -> requests admitted
+  const stats = { requests: 0, answered: 0, rateLimited: 0, faults: 0, rejected: 0, byProvider: {} }
+  const limits = { openweather: rateLimitPerMinute, 'open-meteo': openMeteoPerMinute, 'met-norway': metNorwayPerMinute }
+  const windows = new Map() // `${provider} ${minute}` -> requests admitted
   let batch = []
   let timer = null
   let waitingFor = 0 // set by expect(): hold the batch until it has this many requests
@@ -66,48 +71,49 @@ export async function startSimulatedUpstream({
 
   function flush() {
     timer = null
-    const pending = batch.sort((a, b) => a.lat - b.lat || a.lon - b.lon)
+    const pending = batch.sort((a, b) => a.lat - b.lat || a.lon - b.lon || (a.provider < b.provider ? -1 : 1))
     batch = []
     for (const request of pending) answer(request)
   }
 
-  function answer({ res, lat, lon }) {
+  function answer({ res, lat, lon, provider }) {
     if (res.destroyed) return
+    const counts = (stats.byProvider[provider] ??= { requests: 0, answered: 0, rateLimited: 0, faults: 0 })
+    counts.requests++
     const at = now()
     const minute = Math.floor(at / 60_000)
-    const admitted = windows.get(minute) ?? 0
-    if (admitted >= rateLimitPerMinute) {
+    const window = `${provider} ${minute}`
+    const admitted = windows.get(window) ?? 0
+    if (admitted >= limits[provider]) {
       stats.rateLimited++
+      counts.rateLimited++
       const retryAfter = Math.max(1, Math.ceil(((minute + 1) * 60_000 - at) / 1000))
       return send(res, 429, { cod: 429, message: 'Your account is temporarily blocked due to exceeding of requests limitation' }, { 'Retry-After': String(retryAfter) })
     }
-    windows.set(minute, admitted + 1)
-    if (windows.size > 10) windows.delete(Math.min(...windows.keys()))
-    if (faultRate > 0 && unit(seed, lat.toFixed(4), lon.toFixed(4), minute) < faultRate) {
+    windows.set(window, admitted + 1)
+    if (windows.size > 30) windows.delete(windows.keys().next().value)
+    if (faultRate > 0 && unit(seed, provider, lat.toFixed(4), lon.toFixed(4), minute) < faultRate) {
       stats.faults++
+      counts.faults++
       return send(res, 500, { cod: 500, message: 'Internal error (simulated)' })
     }
     stats.answered++
+    counts.answered++
     const { celsius, condition } = simulatedWeather(lat, lon, at)
-    send(res, 200, {
-      lat,
-      lon,
-      timezone: 'UTC',
-      timezone_offset: 0,
-      current: { dt: Math.floor(at / 1000), temp: celsius, feels_like: celsius, weather: [{ id: 800, main: condition, description: condition.toLowerCase() }] },
-    })
+    send(res, 200, BODIES[provider](lat, lon, at, celsius, condition))
   }
 
   const server = http.createServer((req, res) => {
     stats.requests++
     const url = new URL(req.url, 'http://localhost')
-    const lat = Number(url.searchParams.get('lat'))
-    const lon = Number(url.searchParams.get('lon'))
-    if (url.pathname !== '/data/3.0/onecall') {
+    const provider = PATHS[url.pathname]
+    const lat = Number(url.searchParams.get(provider === 'open-meteo' ? 'latitude' : 'lat'))
+    const lon = Number(url.searchParams.get(provider === 'open-meteo' ? 'longitude' : 'lon'))
+    if (provider === undefined) {
       stats.rejected++
       return send(res, 404, { cod: 404, message: 'Not found' })
     }
-    if (apiKey !== undefined && url.searchParams.get('appid') !== apiKey) {
+    if (provider === 'openweather' && apiKey !== undefined && url.searchParams.get('appid') !== apiKey) {
       stats.rejected++
       return send(res, 401, { cod: 401, message: 'Invalid API key.' })
     }
@@ -115,7 +121,7 @@ export async function startSimulatedUpstream({
       stats.rejected++
       return send(res, 400, { cod: '400', message: 'wrong latitude or longitude' })
     }
-    batch.push({ res, lat, lon })
+    batch.push({ res, lat, lon, provider })
     schedule()
   })
   const sockets = new Set()
@@ -150,6 +156,38 @@ export async function startSimulatedUpstream({
       await new Promise((resolve) => server.close(resolve))
     },
   }
+}
+
+const PATHS = {
+  '/data/3.0/onecall': 'openweather',
+  '/v1/forecast': 'open-meteo',
+  '/weatherapi/locationforecast/2.0/compact': 'met-norway',
+}
+
+/** WMO codes and MET Norway symbols for the simulated conditions. */
+const WMO = { Clear: 0, Clouds: 3, Rain: 61, Drizzle: 53, Mist: 45, Snow: 71, Thunderstorm: 95 }
+const SYMBOLS = { Clear: 'clearsky_day', Clouds: 'cloudy', Rain: 'rain', Drizzle: 'lightrain', Mist: 'fog', Snow: 'snow', Thunderstorm: 'rainandthunder' }
+
+/** Each provider's answer body for one reading. */
+const BODIES = {
+  openweather: (lat, lon, at, celsius, condition) => ({
+    lat,
+    lon,
+    timezone: 'UTC',
+    timezone_offset: 0,
+    current: { dt: Math.floor(at / 1000), temp: celsius, feels_like: celsius, weather: [{ id: 800, main: condition, description: condition.toLowerCase() }] },
+  }),
+  'open-meteo': (lat, lon, at, celsius, condition) => ({
+    latitude: lat,
+    longitude: lon,
+    current: { time: new Date(at).toISOString().slice(0, 16), interval: 900, temperature_2m: celsius, weather_code: WMO[condition] },
+  }),
+  'met-norway': (lat, lon, at, celsius, condition) => ({
+    type: 'Feature',
+    properties: {
+      timeseries: [{ time: new Date(at).toISOString(), data: { instant: { details: { air_temperature: celsius } }, next_1_hours: { summary: { symbol_code: SYMBOLS[condition] } } } }],
+    },
+  }),
 }
 
 function send(res, status, body, headers = {}) {

@@ -10,6 +10,7 @@
 'use strict'
 
 const native = require('./binding.js')
+const { abortAll, withWrappedFetchers } = require('./fetcher.js')
 const { Front } = require('./front.js')
 
 function codedError(Type, code, message) {
@@ -63,10 +64,12 @@ class Service {
   /** lib/front.js once attached; `null` before, or when it cannot help this service. */
   #front = null
   #frontTried = false
+  /** AbortControllers of custom providers' fetches in flight (lib/fetcher.js). */
+  #fetches = new Set()
 
   /** `wrapped` is internal: the default instance wraps the addon's lazily configured one. */
   constructor(options, wrapped) {
-    this.#native = wrapped ?? new native.WeatherService(options)
+    this.#native = wrapped ?? new native.WeatherService(withWrappedFetchers(options, this.#fetches))
   }
 
   static #is(self) {
@@ -192,6 +195,7 @@ class Service {
     this.#front = null
     this.#frontTried = true
     this.#native.close()
+    abortAll(this.#fetches)
   }
 }
 

@@ -4,10 +4,12 @@
 mod abort;
 mod args;
 mod errors;
+mod fetcher;
 mod front;
 mod hit_path;
 mod logger;
 mod options;
+mod providers;
 mod proxy;
 mod service;
 mod summaries;

@@ -1,5 +1,6 @@
 //! `new WeatherService(options)`: types checked here, ranges by the engine's `Config`.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -31,6 +32,9 @@ pub struct Options<'e> {
     pub logger: Option<Object<'e>>,
     /// OpenWeather's call budget.
     pub budget: BudgetConfig,
+    /// `providers`, when given: the upstreams in order of preference (see `providers.rs`).
+    pub providers: Option<Vec<super::providers::ProviderSpec<'e>>>,
+    pub max_response_bytes: u64,
     /// The shared tier, and where its URL came from (for error messages).
     pub redis: Option<(TierConfig, &'static str)>,
 }
@@ -111,6 +115,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
     };
     let logger = reader.logger()?;
     let budget = budget(&reader)?;
+    let providers = super::providers::parse(&reader)?;
     let redis = match redis(&reader)? {
         Some(tier) => Some((tier, "options.redis")),
         None if default_instance => env_var(env, REDIS_URL_ENV).map(|url| {
@@ -123,7 +128,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
         }),
         None => None,
     };
-    Ok(Options { config, provider, base_url_from, logger, budget, redis })
+    Ok(Options { config, provider, base_url_from, logger, budget, providers, max_response_bytes, redis })
 }
 
 /// `redis: string | { url, keyPrefix?, timeoutMs? }`. The URL is checked when the tier is
@@ -175,19 +180,19 @@ fn redis(reader: &Reader) -> Checked<Option<TierConfig>> {
     Ok(Some(tier))
 }
 
-/// `budget: { perMinute?, perDay?, whenRedisDown? }`.
-fn budget(reader: &Reader) -> Checked<BudgetConfig> {
+/// `budget: { perMinute?, perDay?, whenRedisDown? }` of `reader`'s object.
+pub fn budget(reader: &Reader) -> Checked<BudgetConfig> {
     let mut budget = BudgetConfig::UNLIMITED;
     let Some(value) = reader.get("budget")? else { return Ok(budget) };
     if type_of(&value) != ValueType::Object {
-        return Err(ArgError::Type { name: "options.budget".into(), expected: "object", received: describe(&value) });
+        return Err(ArgError::Type { name: reader.name("budget"), expected: "object", received: describe(&value) });
     }
-    let options = reader.nested(&value, "options.budget");
+    let options = reader.nested(&value, reader.name("budget"));
     for (key, target) in [("perMinute", &mut budget.per_minute), ("perDay", &mut budget.per_day)] {
         if let Some(n) = options.integer(key, u32::MAX as u64)? {
             if n == 0 {
                 return Err(ArgError::Range {
-                    name: format!("options.budget.{key}"),
+                    name: options.name(key),
                     expected: "an integer >= 1 (leave it out for no limit)".into(),
                     received: "0".into(),
                 });
@@ -224,8 +229,8 @@ pub fn env_var(env: &Env, name: &str) -> Option<String> {
 pub struct Reader<'e> {
     env: &'e Env,
     object: Option<Object<'e>>,
-    /// How errors name the object read (`options`, `options.redis`, ...).
-    path: &'static str,
+    /// How errors name the object read (`options`, `options.redis`, `options.providers[1]`...).
+    path: Cow<'static, str>,
 }
 
 impl<'e> Reader<'e> {
@@ -236,12 +241,12 @@ impl<'e> Reader<'e> {
             ValueType::Object => Some(Object::from_raw(env.raw(), value.raw())),
             _ => return Err(ArgError::Type { name: path.into(), expected: "object", received: describe(value) }),
         };
-        Ok(Reader { env, object, path })
+        Ok(Reader { env, object, path: path.into() })
     }
 
     /// A reader of an object nested in this one (checked to be an object by the caller).
-    fn nested(&self, value: &Unknown<'e>, path: &'static str) -> Reader<'e> {
-        Reader { env: self.env, object: Some(Object::from_raw(self.env.raw(), value.raw())), path }
+    pub fn nested(&self, value: &Unknown<'e>, path: impl Into<Cow<'static, str>>) -> Reader<'e> {
+        Reader { env: self.env, object: Some(Object::from_raw(self.env.raw(), value.raw())), path: path.into() }
     }
 
     /// `options[key]`, `None` when undefined. A getter (or Proxy trap) that throws makes the
@@ -250,11 +255,11 @@ impl<'e> Reader<'e> {
         self.object.as_ref().map_or(Ok(None), |object| option(object, key))
     }
 
-    fn name(&self, key: &str) -> String {
+    pub fn name(&self, key: &str) -> String {
         format!("{}.{key}", self.path)
     }
 
-    fn type_error(&self, key: &str, expected: &'static str, value: &Unknown) -> ArgError {
+    pub fn type_error(&self, key: &str, expected: &'static str, value: &Unknown) -> ArgError {
         ArgError::Type { name: self.name(key), expected, received: describe(value) }
     }
 

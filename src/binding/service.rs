@@ -16,14 +16,14 @@ use super::errors::{describe, js_number, request_error, take_pending_exception, 
 use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
+use super::providers;
 use super::proxy::WeatherProxy;
 use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
 use crate::engine::{
     tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
-    Source, Upstream,
+    Source,
 };
-use crate::provider::OpenWeather;
 use crate::tier::SharedTier;
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
@@ -381,15 +381,8 @@ fn rejected<'e>(env: &'e Env, error: napi::Error) -> Result<Settled<'e>> {
 
 impl Service {
     fn new(env: &Env, options: &Unknown, default_instance: bool) -> Result<Service> {
-        let options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
-        // Never echo a URL's credentials, query or fragment: an API key could sit there.
-        let received = match reqwest::Url::parse(&options.provider.base_url) {
-            Ok(url) => format!("'{}://{}{}'", url.scheme(), url.host_str().unwrap_or(""), url.path()),
-            Err(_) => "a string that is not a URL".to_owned(),
-        };
-        let name = options.base_url_from.to_owned();
-        let provider = OpenWeather::new(options.provider)
-            .map_err(|reason| ArgError::Value { name, reason, received }.throw(env))?;
+        let mut options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
+        let upstreams = providers::build(&mut options).map_err(|e| e.throw(env))?;
         let logger = options.logger.as_ref().map(|l| ServiceLogger::new(env, l)).transpose()?;
         let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
@@ -405,7 +398,6 @@ impl Service {
             }
             None => None,
         };
-        let upstreams = vec![Upstream { provider: Arc::new(provider), budget: options.budget }];
         let engine = Engine::new(options.config, upstreams, tier, runtime, background.clone());
         Ok(Service { engine, level, front: Default::default(), logger, background, summaries: Summaries::register(env) })
     }
