@@ -146,7 +146,7 @@ test('SIGTERM: requests in flight finish, then the process exits 0', async () =>
 })
 
 test('bad flags and bad options exit 2 with a message', async () => {
-  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x']]) {
+  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x'], ['--providers', 'darksky'], ['--providers', 'met-norway'], ['--met-norway-user-agent', 'x']]) {
     const child = spawn(process.execPath, [bin, 'serve', ...args])
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
@@ -334,3 +334,20 @@ test('431 for too many headers; garbage on one socket leaves the others serving'
     const { data } = await steady.closed
     assert.equal(data.match(/HTTP\/1\.1 200/g).length, 2, 'both requests of the steady client answered')
   }))
+
+test('--providers: a 429 from OpenWeather is answered by Open-Meteo, not a 503', async () => {
+  const om = await startUpstream(answer.fixed(7.4, 'Rain'))
+  try {
+    await withProxy(answer.rateLimited(60), async ({ upstream, get }) => {
+      const res = await get('/v1/weather?lat=48.85&lon=2.35')
+      assert.equal(res.status, 200)
+      const body = await res.json()
+      assert.deepEqual([body.condition, body.tempC, body.source], ['Rain', 7, 'network'])
+      assert.deepEqual([upstream.count, om.count], [1, 1])
+      const metrics = await (await get('/metrics')).text()
+      assert.match(metrics, /^weather_cache_upstream_requests_total\{provider="open-meteo"\} 1$/m)
+    }, ['--providers', 'openweather,open-meteo', '--open-meteo-url', om.url])
+  } finally {
+    await om.close()
+  }
+})

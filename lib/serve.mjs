@@ -8,7 +8,8 @@ import { UsageError, parseFlags } from './cli-args.mjs'
 
 export const SERVE_HELP = `Usage: weather-cache serve [options]
 
-A weather proxy for drone fleets: every drone asks this server, the cache asks OpenWeather.
+A weather proxy for drone fleets: every drone asks this server, the cache asks OpenWeather
+(or the providers listed with --providers).
 
   GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial]
       200 { condition, tempC, tempF, temp, units, source, fetchedAt, ageMs }
@@ -47,6 +48,13 @@ Options:
                            through Redis (redis:// or rediss://; default WEATHER_CACHE_REDIS_URL)
   --budget-per-minute <n>  at most n upstream calls a minute (across instances with --redis)
   --budget-per-day <n>     at most n upstream calls a UTC day (likewise)
+  --providers <list>       providers in order of preference, comma-separated, among
+                           openweather, open-meteo, met-norway (default openweather); a fetch
+                           fails over to the next on a 429, an error or a timeout. Open-Meteo's
+                           free tier is for non-commercial use only (see the README)
+  --met-norway-user-agent <ua>  who you are, for MET Norway (required with met-norway)
+  --open-meteo-url <url>   Open-Meteo base URL (default https://api.open-meteo.com)
+  --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
   -h, --help               this text
 
 SIGINT / SIGTERM stop accepting connections, close idle ones
@@ -77,6 +85,33 @@ const FLAGS = {
   redis: { type: 'string' },
   'budget-per-minute': { type: 'int', min: 1 },
   'budget-per-day': { type: 'int', min: 1 },
+  providers: { type: 'string' },
+  'met-norway-user-agent': { type: 'string' },
+  'open-meteo-url': { type: 'string' },
+  'met-norway-url': { type: 'string' },
+}
+
+const PROVIDERS = ['openweather', 'open-meteo', 'met-norway']
+
+/** `--providers` and the flags of each provider, as WeatherService's `providers`. */
+function providers(values) {
+  if (values.providers === undefined) {
+    for (const flag of ['met-norway-user-agent', 'open-meteo-url', 'met-norway-url']) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --providers`)
+    }
+    return undefined
+  }
+  const names = values.providers.split(',').map((name) => name.trim())
+  return names.map((name) => {
+    if (!PROVIDERS.includes(name)) throw new UsageError(`--providers: unknown provider "${name}" (known: ${PROVIDERS.join(', ')})`)
+    if (name === 'open-meteo') return values['open-meteo-url'] ? { name, baseUrl: values['open-meteo-url'] } : name
+    if (name === 'met-norway') {
+      const userAgent = values['met-norway-user-agent']
+      if (!userAgent) throw new UsageError("--providers met-norway needs --met-norway-user-agent (MET Norway's terms: your app and a contact)")
+      return { name, userAgent, ...(values['met-norway-url'] ? { baseUrl: values['met-norway-url'] } : {}) }
+    }
+    return name
+  })
 }
 
 /** A secret from a file: its first line, trimmed. Never echoed in errors. */
@@ -123,6 +158,8 @@ export function serveOptions(argv, env = process.env) {
   if (values['budget-per-minute'] !== undefined) budget.perMinute = values['budget-per-minute']
   if (values['budget-per-day'] !== undefined) budget.perDay = values['budget-per-day']
   if (Object.keys(budget).length > 0) service.budget = budget
+  const list = providers(values)
+  if (list) service.providers = list
 
   const host = values.host ?? '127.0.0.1'
   const token = values['token-file'] !== undefined ? secretFile('token-file', values['token-file']) : (values.token ?? env.WEATHER_CACHE_TOKEN)
