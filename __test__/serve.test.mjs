@@ -146,7 +146,7 @@ test('SIGTERM: requests in flight finish, then the process exits 0', async () =>
 })
 
 test('bad flags and bad options exit 2 with a message', async () => {
-  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x'], ['--providers', 'darksky'], ['--providers', 'met-norway'], ['--met-norway-user-agent', 'x']]) {
+  for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x'], ['--providers', 'darksky'], ['--access-log', '/nonexistent/dir/access.log'], ['--providers', 'met-norway'], ['--met-norway-user-agent', 'x']]) {
     const child = spawn(process.execPath, [bin, 'serve', ...args])
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))

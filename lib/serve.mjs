@@ -173,6 +173,10 @@ export function serveOptions(argv, env = process.env) {
   if (values['header-timeout'] !== undefined) listen.headerTimeoutMs = values['header-timeout']
   if (values['idle-timeout'] !== undefined) listen.idleTimeoutMs = values['idle-timeout']
   if (values['request-timeout'] !== undefined) listen.requestTimeoutMs = values['request-timeout']
+  // hyper restarts its header timer once an answer is sent: a connection idles at most that long.
+  if ((values['idle-timeout'] ?? 5_000) > (values['header-timeout'] ?? 10_000)) {
+    warnings.push('--idle-timeout is longer than --header-timeout, which caps it: idle connections close at the header timeout')
+  }
   return { help: false, service, listen, warnings }
 }
 
@@ -189,7 +193,8 @@ export async function startServer({ service: serviceOptions, listen }) {
     proxy = await service.listen(listen)
   } catch (error) {
     service.close()
-    if (error.code === 'EADDRINUSE' || error.code === 'EACCES' || error.code === 'EADDRNOTAVAIL' || /^ERR_(INVALID|OUT_OF)/.test(error.code ?? '')) {
+    // Anything about the flags' values (an unusable --host, --access-log, --port) is a usage error.
+    if (['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ERR_PROXY_LISTEN', 'ERR_PROXY_ACCESS_LOG'].includes(error.code) || /^ERR_(INVALID|OUT_OF)/.test(error.code ?? '')) {
       throw new UsageError(error.message)
     }
     throw error

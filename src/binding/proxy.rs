@@ -77,8 +77,12 @@ pub fn listen(env: &Env, engine: &Engine, events: Option<BackgroundEvents>, opti
     Ok(WeatherProxy { proxy, url })
 }
 
-/// Node's codes for the usual failures (`EADDRINUSE`, `EACCES`, ...).
+/// Node's codes for the usual failures (`EADDRINUSE`, `EACCES`, ...); the access log's own.
 fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
+    if let Some(log) = error.get_ref().and_then(|e| e.downcast_ref::<crate::proxy::AccessLogError>()) {
+        let js = JsError::from(napi::Error::new("ERR_PROXY_ACCESS_LOG".to_owned(), log.0.clone())).into_unknown(*env);
+        return napi::Error::from(js);
+    }
     let code = match error.kind() {
         std::io::ErrorKind::AddrInUse => "EADDRINUSE",
         std::io::ErrorKind::AddrNotAvailable => "EADDRNOTAVAIL",
@@ -91,7 +95,9 @@ fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
 
 fn config(env: &Env, options: &Unknown) -> Checked<ProxyConfig> {
     let reader = Reader::of(env, options, "options")?;
+    // `[::1]`, as URLs write it, is `::1`.
     let host = reader.string("host")?.unwrap_or_else(|| "127.0.0.1".to_owned());
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).map(str::to_owned).unwrap_or(host);
     let port = reader.integer("port", 65_535)?.unwrap_or(8080) as u16;
     let mut config = ProxyConfig::new(&host, port);
     config.token = reader.secret("token")?.filter(|t| !t.is_empty());

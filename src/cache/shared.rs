@@ -98,6 +98,12 @@ impl SharedCache {
             .cloned()
     }
 
+    /// Up to `limit` live entries (fresh or stale at `now`), most recently used first, without
+    /// marking any as used: what the status page draws.
+    pub fn live(&self, now: Millis, limit: usize) -> Vec<Arc<Entry>> {
+        self.entries.values().filter(|e| e.freshness(now) != Freshness::Expired).take(limit).cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -82,6 +82,11 @@ impl<K: Copy + Eq + Hash, V: Placed> SpatialLru<K, V> {
         self.items.is_empty()
     }
 
+    /// Every item, most recently used first, without marking any as used.
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.items.iter().map(|(_, slot)| &slot.value)
+    }
+
     pub fn peek(&self, key: &K) -> Option<&V> {
         self.items.peek(key).map(|slot| &slot.value)
     }

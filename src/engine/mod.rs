@@ -134,6 +134,13 @@ impl Engine {
         &self.inner.grid
     }
 
+    /// Up to `limit` live entries of the shared store, most recently used first (for the
+    /// proxy's status page; a snapshot, under the lock for as long as the copy takes).
+    pub fn live_entries(&self, limit: usize) -> Vec<Arc<Entry>> {
+        let now = self.inner.clock.now();
+        self.inner.lock().shared.live(now, limit)
+    }
+
     /// The configured upstreams, in order of preference.
     pub fn upstreams(&self) -> &[Upstream] {
         &self.inner.upstreams

@@ -8,16 +8,54 @@ pub fn authorized(header: Option<&[u8]>, token: &str) -> bool {
     let Some(presented) = value.get(..7).filter(|s| s.eq_ignore_ascii_case(b"bearer ")).map(|_| &value[7..]) else {
         return false;
     };
-    let expected = token.as_bytes();
-    if presented.len() != expected.len() {
-        return false;
+    same(presented, token.as_bytes())
+}
+
+/// Whether a `Cookie` header carries `token` as `weather_cache_token` (percent-encoded, as the
+/// status page's login form sets it). Only the status page accepts it: a browser cannot send a
+/// bearer header when it loads a page.
+pub fn cookie_authorized(header: Option<&[u8]>, token: &str) -> bool {
+    let Some(cookies) = header.and_then(|h| std::str::from_utf8(h).ok()) else { return false };
+    cookies
+        .split(';')
+        .filter_map(|pair| pair.trim().strip_prefix("weather_cache_token="))
+        .filter_map(percent_decoded)
+        .any(|presented| same(presented.as_bytes(), token.as_bytes()))
+}
+
+fn same(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len() && presented.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
     }
-    presented.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_page_cookies() {
+        assert!(cookie_authorized(Some(b"a=1; weather_cache_token=s%3Bcret%20x"), "s;cret x"));
+        assert!(!cookie_authorized(Some(b"weather_cache_token=s3cre"), "s3cret"));
+        assert!(!cookie_authorized(Some(b"other_token=s3cret"), "s3cret"));
+        assert!(!cookie_authorized(Some(b"weather_cache_token=%zz"), "s3cret"));
+        assert!(!cookie_authorized(None, "s3cret"));
+    }
 
     #[test]
     fn bearer_tokens() {

@@ -27,6 +27,9 @@ use super::Shared;
 pub const MAX_HEADERS: usize = 50;
 /// Largest request head, in bytes (hyper's minimum buffer; 431 beyond).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// How long a connection closing for idleness may take to flush what it owes a client: one
+/// that stops reading must not hold its slot (and a thread's attention) for ever.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Whether a request is in flight, and until when the connection may idle.
 struct Activity {
@@ -42,17 +45,22 @@ impl Activity {
         *self.idle_until.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Resolves once the connection has had nothing in flight for the idle timeout.
+    /// Resolves once the connection has had nothing in flight for the idle timeout. While a
+    /// request is in flight it waits for its end alone: no timer ticks however long it takes.
     async fn idle(&self) {
         loop {
+            // Created before the checks: an end signalled in between still wakes it.
             let ended = self.ended.notified();
+            if self.busy.load(Ordering::Acquire) > 0 {
+                ended.await;
+                continue;
+            }
             let until = self.idle_until();
-            if self.busy.load(Ordering::Acquire) == 0 && Instant::now() >= until {
+            if Instant::now() >= until {
                 return;
             }
-            let next = until.max(Instant::now() + Duration::from_millis(10));
             tokio::select! {
-                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = tokio::time::sleep_until(until.into()) => {}
                 _ = ended => {}
             }
         }
@@ -108,6 +116,9 @@ pub(super) async fn serve(
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
+        // A client that half-closes after its request (`nc -N`) still gets the answer; the
+        // request timeout bounds the wait.
+        .half_close(true)
         // Answers are a few hundred bytes: one copy into one buffer, one send (not writev).
         .writev(false)
         .serve_connection(TokioIo::new(stream), service);
@@ -117,7 +128,11 @@ pub(super) async fn serve(
     loop {
         tokio::select! {
             _ = connection.as_mut() => break,
-            _ = activity.idle(), if deadline.is_none() => connection.as_mut().graceful_shutdown(),
+            _ = activity.idle(), if deadline.is_none() => {
+                // Once: then the connection has `DRAIN` to flush and go, read or not.
+                connection.as_mut().graceful_shutdown();
+                deadline = Some(Instant::now() + DRAIN);
+            }
             _ = stop.changed(), if deadline.is_none() => {
                 let grace = stop.borrow().unwrap_or_default();
                 connection.as_mut().graceful_shutdown();

@@ -9,6 +9,7 @@ mod connection;
 pub mod query;
 mod routes;
 mod runtime;
+mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ use self::runtime::ProxyRuntime;
 use crate::engine::{BackgroundEvents, Engine, Event};
 use crate::geo::LatLon;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     pub host: String,
     /// 0 picks a free port.
@@ -49,6 +50,27 @@ pub struct ProxyConfig {
     /// Threads serving connections.
     pub threads: usize,
 }
+
+/// Everything but the token's value: a `{:?}` of the config must never log it.
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .field("metrics_public", &self.metrics_public)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connections the kernel queues before they are accepted (the default, 128, overflows when a
+/// fleet reconnects at once: dropped SYNs come back a second later).
+const BACKLOG: u32 = 4_096;
 
 impl ProxyConfig {
     pub fn new(host: &str, port: u16) -> ProxyConfig {
@@ -74,6 +96,7 @@ pub(crate) struct Shared {
     counters: Counters,
     events: Option<BackgroundEvents>,
     access_log: Option<AccessLog>,
+    status: status::Status,
 }
 
 impl Shared {
@@ -85,7 +108,13 @@ impl Shared {
     }
 
     /// Where requests come from (kept for the status page).
-    fn remember(&self, _at: LatLon) {}
+    fn remember(&self, at: LatLon) {
+        self.status.seen(at);
+    }
+
+    fn status(&self) -> String {
+        self.status.json(&self.engine, self.counters.requests.get())
+    }
 
     fn metrics(&self) -> String {
         let dropped = self.access_log.as_ref().map_or(0, AccessLog::dropped);
@@ -105,7 +134,7 @@ struct Counters {
 impl Counters {
     fn to_prometheus(&self, access_log_dropped: u64) -> String {
         let series: [(&str, &str, &str, f64); 5] = [
-            ("proxy_requests_total", "counter", "HTTP requests the proxy answered.", self.requests.get() as f64),
+            ("proxy_requests_total", "counter", "HTTP requests the proxy received (hyper's own 400 and 431 answers aside).", self.requests.get() as f64),
             ("proxy_not_modified_total", "counter", "Answers 304 Not Modified (If-None-Match).", self.not_modified.get() as f64),
             (
                 "proxy_refused_connections_total",
@@ -137,6 +166,8 @@ pub struct Proxy {
     /// Held by the accept loop too, so that dropping the handle does not read as a close.
     stop: Arc<watch::Sender<Option<Duration>>>,
     finished: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Set by the first `close`: every call waits on it.
+    closed: Mutex<Option<watch::Receiver<bool>>>,
     /// The access log's writer is done, awaited on close so that no line is lost.
     written: Mutex<Option<oneshot::Receiver<()>>>,
     runtime: ProxyRuntime,
@@ -154,29 +185,31 @@ impl Proxy {
         events: Option<BackgroundEvents>,
         keep_alive: KeepAlive,
     ) -> std::io::Result<Arc<Proxy>> {
-        let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let (access_log, written) = match config.access_log.clone() {
             Some(target) => {
-                let (log, written) = AccessLog::open(target)?;
+                let shown = match &target {
+                    AccessLogTarget::Stdout => "stdout".to_owned(),
+                    AccessLogTarget::File(path) => path.display().to_string(),
+                };
+                let (log, written) = AccessLog::open(target).map_err(|e| AccessLogError::wrap(&shown, e))?;
                 (Some(log), Some(written))
             }
             None => (None, None),
         };
         let runtime = ProxyRuntime::start(config.threads)?;
-        let listener = {
+        let bound = {
             let _entered = runtime.handle().enter();
-            TcpListener::from_std(listener)
+            bind(&config.host, config.port).and_then(|listener| Ok((listener.local_addr()?, listener)))
         };
-        let listener = match listener {
-            Ok(listener) => listener,
+        let (addr, listener) = match bound {
+            Ok(bound) => bound,
             Err(error) => {
                 runtime.exit();
                 return Err(error);
             }
         };
-        let shared = Arc::new(Shared { engine, config, counters: Counters::default(), events, access_log });
+        let status = status::Status::new(&engine);
+        let shared = Arc::new(Shared { engine, config, counters: Counters::default(), events, access_log, status });
         let stop = Arc::new(watch::channel(None).0);
         let (alive, mut connections) = mpsc::channel::<()>(1);
         let (finish, finished) = oneshot::channel();
@@ -191,6 +224,7 @@ impl Proxy {
             addr,
             stop,
             finished: Mutex::new(Some(finished)),
+            closed: Mutex::new(None),
             written: Mutex::new(written),
             runtime,
         }))
@@ -201,23 +235,71 @@ impl Proxy {
     }
 
     /// Stops accepting, closes idle and half-open connections at once, lets requests in flight
-    /// finish within `grace`, then stops the threads. Later calls resolve at once.
+    /// finish within `grace`, then stops the threads. Every call resolves when that is done
+    /// (later calls' `grace` is ignored).
     pub fn close(self: &Arc<Self>, grace: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        self.stop.send_replace(Some(grace));
-        let finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let proxy = self.clone();
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        let closed = closed.get_or_insert_with(|| {
+            self.stop.send_replace(Some(grace));
+            let finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let proxy = self.clone();
+            let (done, closed) = watch::channel(false);
+            // On a thread of its own: the proxy's runtime stops at the end of it.
+            std::thread::spawn(move || {
+                let wait = async move {
+                    if let Some(finished) = finished {
+                        // Connections end by `grace` at the latest; the slack covers their last writes.
+                        let _ = tokio::time::timeout(grace + Duration::from_secs(1), finished).await;
+                    }
+                    if let Some(written) = written {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
+                    }
+                };
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                    runtime.block_on(wait);
+                }
+                proxy.runtime.exit();
+                let _ = done.send(true);
+            });
+            closed
+        });
+        let mut closed = closed.clone();
         Box::pin(async move {
-            if let Some(finished) = finished {
-                // Connections end by `grace` at the latest; the slack covers their last writes.
-                let _ = tokio::time::timeout(grace + Duration::from_secs(1), finished).await;
-            }
-            if let Some(written) = written {
-                let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
-            }
-            proxy.runtime.exit();
+            let _ = closed.wait_for(|done| *done).await;
         })
     }
+}
+
+/// The access log could not be opened (told apart from a failed bind by the binding).
+#[derive(Debug)]
+pub struct AccessLogError(pub String);
+
+impl AccessLogError {
+    fn wrap(path: &str, error: std::io::Error) -> std::io::Error {
+        std::io::Error::new(error.kind(), AccessLogError(format!("cannot open the access log {path}: {error}")))
+    }
+}
+
+impl std::fmt::Display for AccessLogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AccessLogError {}
+
+/// A listener on `host:port` with a deep backlog (inside the proxy's runtime).
+fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} resolves to no address")))?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 async fn accept(

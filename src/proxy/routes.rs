@@ -6,6 +6,8 @@
 //! | `GET /v1/weather?lat&lon[&user][&units]` | the weather, `Cache-Control: max-age` = freshness left, a weak `ETag` per entry and units, `304` for a matching `If-None-Match` |
 //! | `GET /metrics` | Prometheus text (behind the token unless public) |
 //! | `GET /healthz` | `ok` (always open) |
+//! | `GET /` | the status page (`status.rs`), behind the token (or its cookie) |
+//! | `GET /v1/status` | what the status page draws, as JSON, likewise |
 //!
 //! Errors are `{ "error": { "code", "message" } }`: 400 for a bad query, 401 without the token,
 //! 404, 405, 414 for a query over 2 KiB, 503 when there is nothing to serve (with `Retry-After`
@@ -18,7 +20,8 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::auth::authorized;
+use super::auth::{authorized, cookie_authorized};
+use super::status;
 use super::query::{self, Units, MAX_QUERY_BYTES};
 use super::Shared;
 use crate::cache::Freshness;
@@ -41,6 +44,8 @@ pub async fn route<B>(shared: &Arc<Shared>, request: &Request<B>) -> Answer {
         "/v1/weather" => "/v1/weather",
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
+        "/" => "/",
+        "/v1/status" => "/v1/status",
         _ => "(other)",
     };
     let answer = |response| Answer { response, path, source: None };
@@ -56,24 +61,41 @@ pub async fn route<B>(shared: &Arc<Shared>, request: &Request<B>) -> Answer {
     let open = match path {
         "/healthz" => return answer(text(StatusCode::OK, "ok\n", "text/plain; charset=utf-8", head)),
         "/metrics" => shared.config.metrics_public,
-        "/v1/weather" => false,
+        "/v1/weather" | "/" | "/v1/status" => false,
         _ => {
             let message = format!("no route for {}", shown(uri.path()));
             return answer(error(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", &message, head));
         }
     };
     if let (false, Some(token)) = (open, &shared.config.token) {
-        if !authorized(request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes), token) {
-            let mut response = error(StatusCode::UNAUTHORIZED, "ERR_UNAUTHORIZED", "a valid bearer token is required", head);
+        let bearer = authorized(request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes), token);
+        let status_page = matches!(path, "/" | "/v1/status");
+        let cookie = || cookie_authorized(request.headers().get(header::COOKIE).map(HeaderValue::as_bytes), token);
+        if !bearer && !(status_page && cookie()) {
+            let mut response = if path == "/" {
+                // A browser cannot send a bearer header for a page: a form that sets the cookie.
+                text(StatusCode::UNAUTHORIZED, status::LOGIN_PAGE, "text/html; charset=utf-8", head)
+            } else {
+                error(StatusCode::UNAUTHORIZED, "ERR_UNAUTHORIZED", "a valid bearer token is required", head)
+            };
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"weather-cache\""));
             return answer(response);
         }
     }
-    if path == "/metrics" {
-        let body = shared.metrics();
-        return answer(text(StatusCode::OK, &body, "text/plain; version=0.0.4; charset=utf-8", head));
+    match path {
+        "/metrics" => {
+            let body = shared.metrics();
+            return answer(text(StatusCode::OK, &body, "text/plain; version=0.0.4; charset=utf-8", head));
+        }
+        "/" => return answer(page(status::PAGE, head)),
+        "/v1/status" => {
+            let mut response = text(StatusCode::OK, &shared.status(), "application/json; charset=utf-8", head);
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return answer(response);
+        }
+        _ => {}
     }
     weather(shared, request, head).await
 }
@@ -183,6 +205,19 @@ pub fn error(status: StatusCode, code: &str, message: &str, head: bool) -> Respo
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-store");
     respond(builder, status, body, head)
+}
+
+/// The status page: no framing elsewhere, no scripts but its own.
+fn page(body: &str, head: bool) -> Response<Body> {
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-frame-options", "DENY")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        );
+    respond(builder, StatusCode::OK, body.to_owned(), head)
 }
 
 fn text(status: StatusCode, body: &str, content_type: &'static str, head: bool) -> Response<Body> {

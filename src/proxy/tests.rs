@@ -262,7 +262,47 @@ async fn the_access_log_says_what_happened_and_keeps_secrets_and_places_out() {
             ("(other)", 404, None),
         ]
     );
-    for secret in ["secret-token-31", "wrong", KEY, "51.5", "pilot-77", "nowhere"] {
+    // The exact coordinates, not a prefix: "51.5" can occur in a timestamp.
+    for secret in ["secret-token-31", "wrong", KEY, "51.5072", "-0.1276", "pilot-77", "nowhere"] {
         assert!(!log.contains(secret), "{secret} in the access log:\n{log}");
     }
+}
+
+#[tokio::test]
+async fn the_status_page_shows_entries_requests_and_providers_behind_the_token() {
+    let upstream = Upstream::start(|_| async { weather(12.0, "Rain") }).await;
+    let engine = engine(&upstream);
+    let proxy = start(&engine, |c| c.token = Some("s;cret tok".into()));
+    let addr = proxy.local_addr();
+    let auth = "authorization: Bearer s;cret tok\r\n";
+    for (lat, lon) in [(48.85661, 2.35222), (48.857, 2.353), (40.7128, -74.006)] {
+        assert_eq!(get(addr, &format!("/v1/weather?lat={lat}&lon={lon}"), auth).await.status, 200);
+    }
+    // Without the token: the page is a login form, the data a 401.
+    let login = get(addr, "/", "").await;
+    assert_eq!((login.status, login.header("content-type")), (401, Some("text/html; charset=utf-8")));
+    assert!(login.body.contains("weather_cache_token"));
+    assert_eq!(get(addr, "/v1/status", "").await.status, 401);
+    // With it, as a bearer header or as the login form's cookie.
+    let page = get(addr, "/", "cookie: theme=dark; weather_cache_token=s%3Bcret%20tok\r\n").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg id=\"map\""));
+    for external in ["src=", "href=", "url(", "@import", "fetch('http", "fetch(\"http"] {
+        assert!(!page.body.contains(external), "self-contained: {external}");
+    }
+    assert!(page.header("content-security-policy").is_some_and(|csp| csp.contains("default-src 'none'")));
+    assert_eq!(get(addr, "/metrics", "cookie: weather_cache_token=s%3Bcret%20tok\r\n").await.status, 401, "the cookie opens the status page only");
+    let status = get(addr, "/v1/status", auth).await;
+    assert_eq!(status.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(json["requests"], 8, "every HTTP request so far");
+    assert_eq!(json["engine"]["requests"], 3, "the weather requests");
+    assert_eq!(json["entries"].as_array().unwrap().len(), 2, "two areas");
+    assert_eq!(json["engine"]["userHits"], 1, "the same (anonymous) user, nearby");
+    assert_eq!(json["providers"][0]["name"], "openweather");
+    assert_eq!(json["providers"][0]["upstreamRequests"], 2);
+    let recent: Vec<(f64, f64)> = json["recent"].as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect();
+    assert_eq!(recent, [(48.857, 2.352), (48.857, 2.353), (40.713, -74.006)], "rounded to ~100 m");
+    assert!(!status.body.contains(KEY));
+    proxy.close(Duration::from_secs(1)).await;
 }

@@ -1,0 +1,91 @@
+// The proxy's status page (GET /) in a real browser: Debian's chromium driven by
+// playwright-core, loading the page from a running proxy after a small fleet flew through it,
+// with every request outside 127.0.0.1 refused (the page must work offline). It logs in through
+// the page's token form, checks the counters and the entries drawn against /v1/status, and
+// saves a screenshot in the test's temp dir (UPDATE_SCREENSHOT=1 also writes
+// docs/status-page.png, the README's).
+import assert from 'node:assert/strict'
+import { copyFileSync, existsSync, mkdtempSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+import { WeatherService } from '../main.js'
+import { Fleet } from '../lib/fleet.mjs'
+import { API_KEY, startUpstream } from './upstream.mjs'
+
+const CHROMIUM = '/usr/bin/chromium'
+const TOKEN = 'status-page-test-token'
+const docs = fileURLToPath(new URL('../docs/status-page.png', import.meta.url))
+// CI installs chromium: there the test must run, never skip.
+const skip = !existsSync(CHROMIUM) && !process.env.CI && 'chromium is not installed (apt-get install chromium)'
+
+test('the status page shows the fleet: counters, entries as disks, requests as dots', { skip, timeout: 60_000 }, async (t) => {
+  const { chromium } = await import('playwright-core')
+  const upstream = await startUpstream()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perMinute: 60 } })
+  const proxy = await service.listen({ port: 0, token: TOKEN })
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu'],
+  })
+  t.after(async () => {
+    await browser.close()
+    await proxy.close(1_000)
+    service.close()
+    await upstream.close()
+  })
+
+  // A small fleet: 40 drones over Paris, three rounds a minute apart.
+  const fleet = new Fleet({ drones: 40, seed: 7, radiusKm: 12 })
+  let asked = 0
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(
+      fleet.drones.map(async (drone) => {
+        const { lat, lon } = fleet.position(drone)
+        const res = await fetch(`${proxy.url}/v1/weather?lat=${lat}&lon=${lon}&user=${drone.id}`, { headers: { authorization: `Bearer ${TOKEN}` } })
+        assert.equal(res.status, 200)
+        await res.arrayBuffer()
+        asked++
+      }),
+    )
+    fleet.step(60)
+  }
+
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } })
+  const outside = []
+  await page.route('**/*', (route) => {
+    const url = new URL(route.request().url())
+    if (url.hostname === '127.0.0.1') return route.continue()
+    outside.push(url.href)
+    return route.abort()
+  })
+  // Without the token: the login form; with it, the page.
+  const first = await page.goto(`${proxy.url}/`)
+  assert.equal(first.status(), 401)
+  await page.fill('#token', TOKEN)
+  await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')])
+  await page.waitForSelector('body[data-loaded="true"]')
+
+  const status = await (await fetch(`${proxy.url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
+  assert.ok(status.entries.length > 0)
+  const drawn = await page.locator('svg#map circle.entry').count()
+  assert.equal(drawn, status.entries.length, 'one disk per live entry')
+  assert.ok((await page.locator('svg#map circle.request').count()) >= fleet.drones.length, 'the last requests as dots')
+  const requests = Number((await page.textContent('#requests')).replaceAll(',', ''))
+  assert.ok(requests >= asked, `${requests} requests shown, ${asked} made`)
+  assert.match(await page.textContent('#entries-count'), new RegExp(`^${status.entries.length} / `))
+  assert.equal(await page.locator('#providers tr[data-provider="openweather"]').count(), 1)
+  const provider = await page.textContent('#providers tr[data-provider="openweather"]')
+  assert.match(provider, new RegExp(`^openweather${status.providers[0].callsLastMinute} / 60 per minok$`), 'calls against the budget')
+  assert.equal(status.providers[0].callsLastMinute, upstream.count)
+  assert.deepEqual(outside, [], 'nothing requested outside the proxy')
+
+  const dir = mkdtempSync(join(tmpdir(), 'weather-cache-status-'))
+  const shot = join(dir, 'status-page.png')
+  await page.screenshot({ path: shot, fullPage: true })
+  assert.ok(statSync(shot).size > 10_000)
+  if (process.env.UPDATE_SCREENSHOT) copyFileSync(shot, docs)
+})
