@@ -80,7 +80,7 @@ test('demo --providers openweather,open-meteo: OpenWeather rate-limits, Open-Met
 })
 
 test('demo rejects bad flags with exit code 2', async () => {
-  for (const args of [['--drones', 'many'], ['--minutes', '0'], ['--fault-rate', '2'], ['--what'], ['--providers', 'openweather,darksky']]) {
+  for (const args of [['--drones', 'many'], ['--minutes', '0'], ['--fault-rate', '2'], ['--what'], ['--providers', 'openweather,darksky'], ['--providers', 'open-meteo,open-meteo']]) {
     const { code, stderr } = await demo(args)
     assert.equal(code, 2, args.join(' '))
     assert.match(stderr, /^weather-cache: /)

@@ -269,8 +269,9 @@ test('the distance bound never accepts a point the engine refuses, and misses al
   for (let i = 0; i < 200_000; i++) {
     const lat0 = (rng.next() - 0.5) * 179.8
     const lon0 = (rng.next() - 0.5) * 359.8
+    const call = front.expect()
     view.set([1, lat0, lon0, 1e12, 0, 0, 0])
-    front.learn('u', answered)
+    front.learn(call, 'u', answered)
     // Points around the 5 km edge in every direction (0.045 degrees of latitude ~ 5 km).
     const scale = rng.pick([0.01, 0.04, 0.0449, 0.045, 0.05]) / Math.max(0.05, Math.cos((lat0 * Math.PI) / 180) ** rng.int(2))
     const lat = Math.max(-90, Math.min(90, lat0 + (rng.next() - 0.5) * 2 * scale))
@@ -324,6 +325,28 @@ test('clearUser and close take effect at once', () =>
     service.close()
     assert.equal(await service.getWeather(null, 'bo', 10, 10).catch((e) => e.code), 'ERR_SERVICE_CLOSED')
     assert.equal(upstream.count, 1)
+  }))
+
+test('a getWeather nested in another (a session logger getter) leaves the front remembering the right entry', () =>
+  withFront({}, async (service) => {
+    await service.getWeather(null, 'x', 10, 10) // a miss: x's next call is the addon's hit
+    let nested = false
+    const session = {
+      get logger() {
+        // Read by the addon on a miss, while its call runs.
+        if (!nested) {
+          nested = true
+          service.getWeather(null, 'x', 10, 10)
+        }
+        return undefined
+      },
+    }
+    const own = await service.getWeather(session, 'a', 40, 40)
+    assert.ok(nested, 'the getter ran inside the call')
+    // a's newest entry is its own (40, 40); at (10, 10) the engine finds x's, in the shared store.
+    const there = await service.getForecast(null, 'a', 10, 10)
+    assert.notEqual(own.tempC, there.summary.tempC)
+    assert.equal(await service.getWeather(null, 'a', 10.001, 10), there.summary, 'x\'s entry, not a\'s old answer')
   }))
 
 test('the manual clock: an entry the front remembers expires with advanceTime', () =>

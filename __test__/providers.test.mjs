@@ -233,6 +233,11 @@ test('providers: each mistake gets a clear error naming the entry', () => {
       return true
     })
   }
+  // Configured names are never confused, however many a process has seen.
+  for (let i = 0; i < 300; i++) new WeatherService({ providers: [{ name: `tenant-${i}`, fetch: async () => ({}) }] }).close()
+  const names = new WeatherService({ providers: [{ name: 'station-b', fetch: async () => ({}) }, { name: 'station-c', fetch: async () => ({}) }] })
+  assert.deepEqual(names.stats().providers.map((p) => p.name), ['station-b', 'station-c'])
+  names.close()
   // Keys never show in errors.
   assert.throws(() => new WeatherService({ providers: [{ name: 'open-meteo', apiKey: 42 }] }), (error) => !error.message.includes('42'))
 })

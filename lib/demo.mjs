@@ -13,7 +13,8 @@ import { startSimulatedUpstream } from './simulated-upstream.mjs'
 export const DEMO_HELP = `Usage: weather-cache demo [options]   (npm run demo -- [options])
 
 Simulates a drone fleet and a few Dashboard users against an embedded, simulated OpenWeather
-(no API key, no network) and shows what the cache saves.
+(and, with --providers, Open-Meteo and MET Norway; no API key, no network) and shows what the
+cache saves.
 
 Options:
   --drones <n>              drones in the fleet (default 2000)
@@ -54,6 +55,7 @@ const PROVIDER_NAMES = ['openweather', 'open-meteo', 'met-norway']
 function providerList(text) {
   if (text === undefined) return undefined
   const names = text.split(',').map((name) => name.trim())
+  if (new Set(names).size !== names.length) throw new UsageError('--providers: each provider once')
   for (const name of names) {
     if (!PROVIDER_NAMES.includes(name)) throw new UsageError(`--providers: unknown provider "${name}" (known: ${PROVIDER_NAMES.join(', ')})`)
   }

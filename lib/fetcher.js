@@ -4,6 +4,8 @@
 // never rejects, since an exception inside a threadsafe call would end the process.
 'use strict'
 
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** Longest error text passed on; the user's messages are theirs, and may be long. */
 const MAX_MESSAGE = 200
 
@@ -39,10 +41,11 @@ function wrapFetcher(fetch, pending) {
         resolve(outcome)
       }
       // At the timeout the call ends, whether or not the function listens to its signal.
+      // setTimeout fires at once past 2^31 - 1 ms; beyond that the addon's own timeout ends the call.
       const timer = setTimeout(() => {
         controller.abort(new DOMException('The fetch timed out', 'TimeoutError'))
         finish({ timedOut: true })
-      }, timeoutMs)
+      }, Math.min(timeoutMs, MAX_TIMER_MS))
       timer.unref?.()
       try {
         Promise.resolve(fetch(lat, lon, controller.signal)).then(
@@ -71,7 +74,11 @@ function withWrappedFetchers(options, pending) {
     if (!Array.isArray(providers) || !providers.some((p) => typeof p?.fetch === 'function')) return options
     const wrap = (p) => ({ name: p.name, budget: p.budget, fetch: wrapFetcher(p.fetch, pending) })
     const wrapped = providers.map((p) => (typeof p?.fetch === 'function' ? wrap(p) : p))
-    return { ...options, providers: wrapped }
+    // A copy that still reads every other option as the caller's object would (getters on a
+    // prototype included).
+    const copy = Object.create(options)
+    copy.providers = wrapped
+    return copy
   } catch {
     return options
   }

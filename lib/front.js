@@ -32,6 +32,12 @@ const VIEW_NOW = 6
  */
 const MAX_REMEMBERED_USERS = 16_384
 
+/**
+ * The system clock as the addon reads it. Taken at load: test tools that fake `Date` (jest,
+ * sinon, node:test's mock timers) must not make the front keep what the engine let expire.
+ */
+const systemNow = Date.now
+
 const EARTH_RADIUS_KM = 6371
 const RADIANS = Math.PI / 180
 const EDGE_KM = 1e-9
@@ -82,6 +88,8 @@ class Front {
   #hitCounter = 0
   #flushedAt = 0
   #armed = false
+  /** Calls to the addon's getWeather so far (see `expect`). */
+  #calls = 0
   #flushSoon
 
   constructor(native, channel) {
@@ -104,7 +112,7 @@ class Front {
   answer(user, lat, lon) {
     const memory = this.#memories.get(user)
     if (memory === undefined || memory.version !== this.#versions[memory.bucket]) return undefined
-    const now = this.#manualClock ? this.#view[VIEW_NOW] : Date.now()
+    const now = this.#manualClock ? this.#view[VIEW_NOW] : systemNow()
     // Both sides are exact integers below 2^53; beyond, rounding is monotonic, so a `true` here
     // still means fresh.
     if (!(memory.expiresAt > now)) return undefined
@@ -145,13 +153,23 @@ class Front {
     return this.#hitCounter
   }
 
-  /** Before a call to the addon's getWeather: one that fails its argument checks leaves the view alone. */
+  /**
+   * Before a call to the addon's getWeather: one that fails its argument checks leaves the view
+   * alone. Returns the call's number for `learn`.
+   */
   expect() {
     this.#view[VIEW_ANSWERED] = 0
+    return ++this.#calls
   }
 
-  /** After the addon answered `user` (the view describes that call): remember or forget. */
-  learn(user, promise) {
+  /**
+   * After the addon answered call `call` for `user` (the view describes that call): remember or
+   * forget. Unless another call ran inside it (a session's logger getter may call getWeather):
+   * the view then describes that one, and the memory stays as it was (its version still guards
+   * it).
+   */
+  learn(call, user, promise) {
+    if (call !== this.#calls) return
     const view = this.#view
     if (view[VIEW_ANSWERED] !== 1) {
       this.#memories.delete(user)

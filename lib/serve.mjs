@@ -46,8 +46,8 @@ Options:
   --error-cooldown <ms>    first cooldown of an area after an upstream error (default 5000)
   --redis <url>            share the cache, leases, 429s and budgets with other instances
                            through Redis (redis:// or rediss://; default WEATHER_CACHE_REDIS_URL)
-  --budget-per-minute <n>  at most n upstream calls a minute (across instances with --redis)
-  --budget-per-day <n>     at most n upstream calls a UTC day (likewise)
+  --budget-per-minute <n>  at most n OpenWeather calls a minute (across instances with --redis)
+  --budget-per-day <n>     at most n OpenWeather calls a UTC day (likewise)
   --providers <list>       providers in order of preference, comma-separated, among
                            openweather, open-meteo, met-norway (default openweather); a fetch
                            fails over to the next on a 429, an error or a timeout. Open-Meteo's

@@ -109,7 +109,8 @@ class Service {
         if (validUserId(user)) return this.#ask(session, user, second, third, user)
       }
     }
-    // Whatever is wrong with these arguments, the addon says so.
+    // Whatever is wrong with these arguments, the addon says so (a call all the same, for `learn`).
+    front?.expect()
     return this.#native.getWeather(session, second, third, fourth)
   }
 
@@ -117,9 +118,9 @@ class Service {
   #ask(session, user, lat, long, learnedUser) {
     this.#flush()
     const front = this.#front
-    if (front !== null) front.expect()
+    const call = front?.expect()
     const promise = this.#native.getWeather(session, user, lat, long)
-    if (front !== null) front.learn(learnedUser, promise)
+    if (front !== null) front.learn(call, learnedUser, promise)
     else if (!this.#frontTried) this.#attach()
     return promise
   }

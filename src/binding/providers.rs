@@ -13,7 +13,7 @@ use super::fetcher::{FetcherOutcome, JsFetcher};
 use super::options::{budget, Options, Reader};
 use crate::engine::{BudgetConfig, Upstream};
 use crate::provider::{
-    intern, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather, OpenWeatherConfig,
+    intern_configured, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather, OpenWeatherConfig,
     MET_NORWAY_BASE_URL, OPEN_METEO_BASE_URL,
 };
 
@@ -115,7 +115,7 @@ fn object<'e>(entry: Reader<'e>) -> Checked<Kind<'e>> {
             });
         }
         let fetch = unsafe { fetch.cast::<FetchFunction<'e>>() }.map_err(|_| ArgError::Thrown)?;
-        return Ok(Kind::Custom { name: intern(&name), fetch, budget: budget(&entry)? });
+        return Ok(Kind::Custom { name: intern_configured(&name), fetch, budget: budget(&entry)? });
     }
     match name.as_str() {
         "openweather" => Ok(Kind::OpenWeather {

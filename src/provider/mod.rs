@@ -18,7 +18,7 @@ pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_B
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
 pub use crate::redact::Redactor;
-pub use names::intern;
+pub use names::{intern, intern_configured};
 pub use retry_after::parse_retry_after;
 
 use crate::cache::Observation;

@@ -13,6 +13,17 @@ const MAX_NAMES: usize = 256;
 static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
 
 pub fn intern(name: &str) -> &'static str {
+    intern_within(name, MAX_NAMES)
+}
+
+/// A configured provider's name (already checked to be short and printable): interned beyond
+/// `MAX_NAMES` too, since only names read from the shared tier can be junk, and a configured
+/// name must never read as another's.
+pub fn intern_configured(name: &str) -> &'static str {
+    intern_within(name, usize::MAX)
+}
+
+fn intern_within(name: &str, max_names: usize) -> &'static str {
     for known in ["openweather", "open-meteo", "met-norway"] {
         if name == known {
             return known;
@@ -26,7 +37,7 @@ pub fn intern(name: &str) -> &'static str {
     if let Some(known) = names.get(name) {
         return known;
     }
-    if names.len() >= MAX_NAMES {
+    if names.len() >= max_names {
         return "other";
     }
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
