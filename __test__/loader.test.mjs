@@ -5,14 +5,15 @@
 // the repo (with NAPI_RS_NATIVE_LIBRARY_PATH) or from a temp copy of the loader.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const work = mkdtempSync(join(tmpdir(), 'weather-cache-loader-'))
+// Real path: module resolution reports real paths (macOS's tmpdir is behind a symlink).
+const work = realpathSync(mkdtempSync(join(tmpdir(), 'weather-cache-loader-')))
 after(() => rmSync(work, { recursive: true, force: true }))
 
 const { platform, arch } = process
@@ -21,7 +22,8 @@ const abi = platform === 'linux' ? (glibc ? '-gnu' : '-musl') : platform === 'wi
 const target = `${platform}-${arch}${abi}`
 const packageName = `weather-cache-${target}`
 const binaryName = `weather-cache.${target}.node`
-const hasCc = spawnSync('cc', ['--version']).status === 0
+// The cases built with cc make Linux ELF objects (-soname, a musl libc's name).
+const elfCc = platform === 'linux' && spawnSync('cc', ['--version']).status === 0
 
 /** Requires `<dir>/lib/binding.js` in a child Node; returns what it threw (or `{ loaded: true }`). */
 function load(dir, env = {}) {
@@ -129,7 +131,7 @@ test('a corrupt binary in the platform package: ERR_WEATHER_CACHE_BINARY_LOAD na
   assert.ok(outcome.message.includes(`"${packageName}"`), outcome.message)
 })
 
-test('a binary that needs another libc (musl) here: the file is named though dlopen names only the library', { skip: !hasCc && 'no cc' }, () => {
+test('a binary that needs another libc (musl) here: the file is named though dlopen names only the library', { skip: !elfCc && 'needs Linux and cc' }, () => {
   const dir = loaderCopy('other-libc')
   // A stand-in for musl's libc, only there at link time: the .node then NEEDs it, as a musl
   // build of the addon NEEDs musl's libc on a glibc system.
@@ -142,7 +144,7 @@ test('a binary that needs another libc (musl) here: the file is named though dlo
   assert.ok(!outcome.dlopenMessage.includes(file), 'dlopen itself does not name the file here')
 })
 
-test('a binary with a missing symbol: ERR_WEATHER_CACHE_BINARY_LOAD with dlopen\'s "undefined symbol"', { skip: !hasCc && 'no cc' }, () => {
+test('a binary with a missing symbol: ERR_WEATHER_CACHE_BINARY_LOAD with dlopen\'s "undefined symbol"', { skip: !elfCc && 'needs Linux and cc' }, () => {
   const dir = loaderCopy('missing-symbol')
   // A data reference is bound at load time, so dlopen (lazy for functions) fails at once.
   const file = sharedObject(dir, binaryName, 'extern int weather_cache_absent;\nint weather_cache_read(void) { return weather_cache_absent; }\n')
