@@ -169,8 +169,12 @@ async function heldUpstream() {
           const [a, b] = [held[i].q, held[first].q]
           if (a.lat < b.lat || (a.lat === b.lat && a.lon < b.lon)) first = i
         }
-        // The loop's wait then sees the flight land, or its retry come back to the upstream.
         held.splice(first, 1)[0].answer()
+        // Once it landed, let its waiters resume (their answers cross from Rust as callbacks)
+        // before the next lands: what they do next must not race the next landing, or the
+        // users LRU's order (see README, where the front can differ) would depend on timing.
+        await until(() => inflightOf(service) < inflight || held.length >= inflightOf(service), 'the flight to land')
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(() => setImmediate(resolve), 1))
       }
       // After close(): what cancelled flights had asked.
       while (held.length > 0) held.shift().answer()
@@ -253,8 +257,10 @@ async function sequence(seed, length) {
 test('differential: random operations give the same results and stats with the front on and off', async () => {
   const seeds = Number(process.env.FRONT_SEEDS ?? 60)
   let frontHits = 0
-  for (let seed = 1; seed <= seeds; seed++) frontHits += await sequence(seed, 40)
-  if (!process.env.FRONT_CONTROL) assert.ok(frontHits > seeds, `the front answered only ${frontHits} calls`)
+  // FRONT_SEED=n replays one sequence (the one a failure names).
+  const only = Number(process.env.FRONT_SEED ?? 0)
+  for (let seed = only || 1; seed <= (only || seeds); seed++) frontHits += await sequence(seed, 40)
+  if (!process.env.FRONT_CONTROL && !only) assert.ok(frontHits > seeds, `the front answered only ${frontHits} calls`)
 })
 
 test('the distance bound never accepts a point the engine refuses, and misses almost nothing inside', async () => {
