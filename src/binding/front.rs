@@ -39,6 +39,9 @@ const VIEW_LEN: usize = 7;
 pub struct FrontView(UnsafeCell<[f64; VIEW_LEN]>);
 
 impl FrontView {
+    // An `Arc` though it never leaves the JS thread (the service and the buffer's finalizer
+    // both live there): `buffers` hands both buffers over the same way.
+    #[allow(clippy::arc_with_non_send_sync)]
     pub fn new() -> Arc<FrontView> {
         Arc::new(FrontView(UnsafeCell::new([0.0; VIEW_LEN])))
     }

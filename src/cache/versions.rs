@@ -19,6 +19,12 @@ impl std::fmt::Debug for UserVersions {
     }
 }
 
+impl Default for UserVersions {
+    fn default() -> UserVersions {
+        UserVersions::new()
+    }
+}
+
 impl UserVersions {
     pub fn new() -> UserVersions {
         UserVersions((0..BUCKETS).map(|_| AtomicU32::new(0)).collect())
