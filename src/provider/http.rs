@@ -4,7 +4,48 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use super::{parse_retry_after, ProviderError};
+use super::{parse_retry_after, ProviderError, Redactor};
+
+/// What a keyed HTTP provider is configured with (OpenWeather's settings and Open-Meteo's are
+/// the same).
+#[derive(Clone)]
+pub struct HttpProviderConfig {
+    pub api_key: Option<String>,
+    pub base_url: String,
+    /// Decimals used when printing the (already rounded) coordinates into the query.
+    pub coordinate_decimals: u32,
+    pub request_timeout: Duration,
+    pub max_response_bytes: u64,
+}
+
+/// A keyed provider's HTTP side: the client, its endpoint, the key (redacted from every
+/// message) and the limits.
+pub struct KeyedClient {
+    pub client: reqwest::Client,
+    pub url: reqwest::Url,
+    pub api_key: Option<String>,
+    pub decimals: usize,
+    pub max_response_bytes: u64,
+    pub redactor: Redactor,
+}
+
+impl KeyedClient {
+    /// `path` appended to the configured base URL; fails (with a message fit for users) when
+    /// that is not an http(s) URL.
+    pub fn new(config: HttpProviderConfig, path: &str) -> Result<KeyedClient, String> {
+        let url = endpoint(&config.base_url, path)?;
+        let client = client(&url, config.request_timeout, USER_AGENT)?;
+        let api_key = config.api_key.filter(|k| !k.is_empty());
+        Ok(KeyedClient {
+            client,
+            url,
+            redactor: Redactor::new(api_key.as_deref()),
+            api_key,
+            decimals: config.coordinate_decimals as usize,
+            max_response_bytes: config.max_response_bytes,
+        })
+    }
+}
 
 /// `base_url` with `path` appended to its own path. Fails (with a message fit for users) when
 /// it is not an absolute http(s) URL, or carries a query, a fragment or credentials (a key

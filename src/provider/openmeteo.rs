@@ -3,70 +3,48 @@
 //! (`customer-api.open-meteo.com`) takes `&apikey=`. Errors come as HTTP 400
 //! `{"error": true, "reason": "..."}`.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::http::{self, coordinate, endpoint, failure};
-use super::{observation, Answer, FetchFuture, Provider, ProviderError, Redactor};
+use super::http::{coordinate, failure, HttpProviderConfig, KeyedClient};
+use super::{observation, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.open-meteo.com";
 
-#[derive(Clone)]
-pub struct OpenMeteoConfig {
-    pub api_key: Option<String>,
-    pub base_url: String,
-    pub coordinate_decimals: u32,
-    pub request_timeout: Duration,
-    pub max_response_bytes: u64,
-}
+/// The key is optional: only the commercial endpoint takes one.
+pub type OpenMeteoConfig = HttpProviderConfig;
 
 pub struct OpenMeteo {
-    client: reqwest::Client,
-    endpoint: reqwest::Url,
-    api_key: Option<String>,
-    decimals: usize,
-    max_response_bytes: u64,
-    redactor: Redactor,
+    http: KeyedClient,
 }
 
 impl OpenMeteo {
     pub fn new(config: OpenMeteoConfig) -> Result<OpenMeteo, String> {
-        let endpoint = endpoint(&config.base_url, "/v1/forecast")?;
-        let client = http::client(&endpoint, config.request_timeout, http::USER_AGENT)?;
-        let api_key = config.api_key.filter(|k| !k.is_empty());
-        Ok(OpenMeteo {
-            client,
-            endpoint,
-            redactor: Redactor::new(api_key.as_deref()),
-            api_key,
-            decimals: config.coordinate_decimals as usize,
-            max_response_bytes: config.max_response_bytes,
-        })
+        Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")? })
     }
 
     async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
-        let mut url = self.endpoint.clone();
+        let http = &self.http;
+        let mut url = http.url.clone();
         {
             let mut query = url.query_pairs_mut();
             query
-                .append_pair("latitude", &coordinate(at.lat, self.decimals))
-                .append_pair("longitude", &coordinate(at.lon, self.decimals))
+                .append_pair("latitude", &coordinate(at.lat, http.decimals))
+                .append_pair("longitude", &coordinate(at.lon, http.decimals))
                 .append_pair("current", "temperature_2m,weather_code");
-            if let Some(key) = &self.api_key {
+            if let Some(key) = &http.api_key {
                 query.append_pair("apikey", key);
             }
         }
-        let response = self.client.get(url).send().await.map_err(|e| transport_error(e, &self.redactor))?;
+        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "open-meteo", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), "upstream answered");
         if let Some(error) = failure(&response) {
             return Err(error);
         }
-        let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
+        let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
         parse_forecast(&body)
     }
 }

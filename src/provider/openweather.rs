@@ -1,69 +1,45 @@
 //! OpenWeather One Call 3.0: `GET /data/3.0/onecall?lat&lon&exclude&units=metric&appid`.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::http::{self, endpoint, failure};
-use super::{observation, Answer, FetchFuture, Provider, ProviderError, Redactor};
+use super::http::{failure, HttpProviderConfig, KeyedClient};
+use super::{observation, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openweathermap.org";
 
-#[derive(Clone)]
-pub struct OpenWeatherConfig {
-    pub api_key: Option<String>,
-    pub base_url: String,
-    /// Decimals used when printing the (already rounded) coordinates into the query.
-    pub coordinate_decimals: u32,
-    pub request_timeout: Duration,
-    pub max_response_bytes: u64,
-}
+pub type OpenWeatherConfig = HttpProviderConfig;
 
 pub struct OpenWeather {
-    client: reqwest::Client,
-    endpoint: reqwest::Url,
-    api_key: Option<String>,
-    decimals: usize,
-    max_response_bytes: u64,
-    redactor: Redactor,
+    http: KeyedClient,
 }
 
 impl OpenWeather {
     /// Fails (with a message fit for users) when `base_url` is not an http(s) URL.
     pub fn new(config: OpenWeatherConfig) -> Result<OpenWeather, String> {
-        let endpoint = endpoint(&config.base_url, "/data/3.0/onecall")?;
-        let client = http::client(&endpoint, config.request_timeout, http::USER_AGENT)?;
-        let api_key = config.api_key.filter(|k| !k.is_empty());
-        Ok(OpenWeather {
-            client,
-            endpoint,
-            redactor: Redactor::new(api_key.as_deref()),
-            api_key,
-            decimals: config.coordinate_decimals as usize,
-            max_response_bytes: config.max_response_bytes,
-        })
+        Ok(OpenWeather { http: KeyedClient::new(config, "/data/3.0/onecall")? })
     }
 
     async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
-        let key = self.api_key.as_deref().ok_or(ProviderError::NoApiKey)?;
-        let mut url = self.endpoint.clone();
+        let http = &self.http;
+        let key = http.api_key.as_deref().ok_or(ProviderError::NoApiKey)?;
+        let mut url = http.url.clone();
         url.query_pairs_mut()
-            .append_pair("lat", &format!("{:.*}", self.decimals, at.lat))
-            .append_pair("lon", &format!("{:.*}", self.decimals, at.lon))
+            .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
+            .append_pair("lon", &format!("{:.*}", http.decimals, at.lon))
             .append_pair("exclude", "minutely,hourly,daily,alerts")
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
-        let response = self.client.get(url).send().await.map_err(|e| transport_error(e, &self.redactor))?;
+        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
         if let Some(error) = failure(&response) {
             return Err(error);
         }
-        let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
+        let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
         parse_one_call(&body)
     }
 }
@@ -74,7 +50,7 @@ impl Provider for OpenWeather {
     }
 
     fn ready(&self) -> Result<(), ProviderError> {
-        self.api_key.as_ref().map(|_| ()).ok_or(ProviderError::NoApiKey)
+        self.http.api_key.as_ref().map(|_| ()).ok_or(ProviderError::NoApiKey)
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
