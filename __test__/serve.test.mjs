@@ -321,10 +321,24 @@ test('a non-loopback --host without a token warns', async () => {
   await upstream.close()
 })
 
-test('431 for too many headers; garbage on one socket leaves the others serving', () =>
-  withProxy(answer.weather, async ({ proxy, get }) => {
-    const headers = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']))
-    assert.equal((await get('/healthz', { headers })).status, 431)
+test('431 with a JSON error for too many headers or too big a head; garbage on one socket leaves the others serving', () =>
+  withProxy(answer.weather, async ({ proxy, get, upstream }) => {
+    const many = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`x-h${i}`, 'v']))
+    const big = { 'x-big': 'b'.repeat(17 * 1024) }
+    for (const headers of [many, big]) {
+      const res = await get('/v1/weather?lat=1&lon=1', { headers })
+      assert.equal(res.status, 431)
+      assert.equal((await res.json()).error.code, 'ERR_HEADERS_TOO_LARGE')
+    }
+    // Past what hyper buffers: still refused (by hyper, without a body).
+    assert.equal((await get('/healthz', { headers: { 'x-huge': 'h'.repeat(70 * 1024) } })).status, 431)
+    // Just under both limits: answered.
+    const fifty = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`x-h${i}`, 'v']))
+    assert.equal((await get('/healthz', { headers: { ...fifty, 'x-big': 'b'.repeat(15 * 1024) } })).status, 200)
+    // Counted like every answer of ours: two 431s, the 200, and this request itself.
+    const metrics = await (await get('/metrics')).text()
+    assert.match(metrics, /^weather_cache_proxy_requests_total 4$/m)
+    assert.equal(upstream.count, 0)
     // A keep-alive client mid-conversation, garbage on another socket, then the first goes on.
     const steady = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
     await new Promise((resolve) => setTimeout(resolve, 100))

@@ -4,7 +4,9 @@
 //! - The first request head must arrive within the header timeout (hyper's, enforced by its
 //!   timer): a client that sends half a head is cut off, not held.
 //! - Between requests a keep-alive connection may idle for the idle timeout, then it closes.
-//! - Heads are limited in count and size (431), garbage gets 400 and a close (hyper).
+//! - Heads are limited in count and size: `routes` answers 431 with a JSON body beyond our
+//!   limits; hyper's looser ones only stop a head too big to buffer. Garbage gets 400 and a
+//!   close (hyper).
 //! - On shutdown a connection with nothing in flight (idle, or half a head) closes at once; one
 //!   with a request in flight finishes it (answered `Connection: close`) within the grace.
 
@@ -23,10 +25,12 @@ use super::access_log::Line;
 use super::routes::{error, route, Answer, Body};
 use super::Shared;
 
-/// Most header lines in a request head (431 beyond).
-pub const MAX_HEADERS: usize = 50;
-/// Largest request head, in bytes (hyper's minimum buffer; 431 beyond).
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The most a head may hold before hyper itself refuses it (431, empty body, outside the
+/// counters). Looser than the limits `routes` enforces with a proper answer, so that only a
+/// head far past them meets this one: 100 header lines is hyper's default (kept on the stack,
+/// where a configured count would cost a heap allocation per request); the head size is
+/// checked exactly, the buffer (which one read may overshoot) bounds what is held.
+const HYPER_MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long a connection closing for idleness may take to flush what it owes a client: one
 /// that stops reading must not hold its slot (and a thread's attention) for ever.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -113,8 +117,8 @@ pub(super) async fn serve(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(HYPER_MAX_HEAD_BYTES)
+        .max_buf_size(HYPER_MAX_HEAD_BYTES)
         .keep_alive(true)
         // A client that half-closes after its request (`nc -N`) still gets the answer; the
         // request timeout bounds the wait.

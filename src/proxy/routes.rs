@@ -10,8 +10,8 @@
 //! | `GET /v1/status` | what the status page draws, as JSON, likewise |
 //!
 //! Errors are `{ "error": { "code", "message" } }`: 400 for a bad query, 401 without the token,
-//! 404, 405, 414 for a query over 2 KiB, 503 when there is nothing to serve (with `Retry-After`
-//! when rate limited or out of budget).
+//! 404, 405, 414 for a query over 2 KiB, 431 for over 50 header lines or a 16 KiB head, 503
+//! when there is nothing to serve (with `Retry-After` when rate limited or out of budget).
 
 use std::sync::Arc;
 
@@ -29,6 +29,11 @@ use crate::engine::{Begin, Mode, Recorder, RequestError, Served};
 use crate::geo::LatLon;
 
 pub type Body = Full<Bytes>;
+
+/// Most header lines in a request head (431 beyond).
+pub const MAX_HEADERS: usize = 50;
+/// Largest request head, request line included, in bytes (431 beyond).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// A response and what the access log says about it.
 pub struct Answer {
@@ -52,6 +57,10 @@ pub async fn route<B>(shared: &Arc<Shared>, request: &Request<B>) -> Answer {
     if uri.query().is_some_and(|q| q.len() > MAX_QUERY_BYTES) {
         let message = format!("query strings are limited to {MAX_QUERY_BYTES} bytes");
         return answer(error(StatusCode::URI_TOO_LONG, "ERR_QUERY_TOO_LONG", &message, head));
+    }
+    if request.headers().len() > MAX_HEADERS || head_bytes(request) > MAX_HEAD_BYTES {
+        let message = format!("request heads are limited to {MAX_HEADERS} header lines and {MAX_HEAD_BYTES} bytes");
+        return answer(error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "ERR_HEADERS_TOO_LARGE", &message, head));
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "ERR_METHOD_NOT_ALLOWED", "only GET is supported", head);
@@ -98,6 +107,15 @@ pub async fn route<B>(shared: &Arc<Shared>, request: &Request<B>) -> Answer {
         _ => {}
     }
     weather(shared, request, head).await
+}
+
+/// The size of the head as the client sent it (HTTP/1.1 framing: `name: value\r\n` per line).
+fn head_bytes<B>(request: &Request<B>) -> usize {
+    let uri = request.uri();
+    // The request target as sent: origin form, or absolute form with its scheme and authority.
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len() + "http://".len());
+    let line = request.method().as_str().len() + target + " HTTP/1.1\r\n ".len();
+    request.headers().iter().fold(line + 2, |sum, (name, value)| sum + name.as_str().len() + value.len() + 4)
 }
 
 async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool) -> Answer {
