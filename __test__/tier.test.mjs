@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { WeatherService, distanceKm } from '../main.js'
 import { recordingLogger, until } from './helpers.mjs'
 import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
-import { API_KEY, answer, startUpstream } from './upstream.mjs'
+import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
 
 // Where the binary is missing the tests skip loudly, unless CI is set: there they must run.
 const redisAvailable = redisServerInstalled()
@@ -62,6 +62,43 @@ async function processInstance(options) {
   await call('create', { options })
   return { call, child, exited, kill: () => child.kill('SIGKILL') }
 }
+
+test("MET Norway's Expires and Last-Modified travel through Redis: B neither refetches before Expires nor refreshes unconditionally", { skip }, async () => {
+  const lastModified = 'Sun, 22 Nov 2026 09:55:12 GMT'
+  const met = await startUpstream((req, res, q) => {
+    const date = Math.floor(Date.now() / 1000) * 1000
+    const headers = { Date: new Date(date).toUTCString(), Expires: new Date(date + 1_800_000).toUTCString(), 'Last-Modified': lastModified }
+    if (q.ifModifiedSince === lastModified) return res.writeHead(304, headers).end()
+    const body = metNorwayBody(-3.2, 'Snow')
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers }).end(body)
+  })
+  const prefix = namespace()
+  const options = {
+    providers: [{ name: 'met-norway', userAgent: 'acme-dashboard/2.1 ops@acme.example', baseUrl: met.url }],
+    clock: 'manual',
+    redis: { url: redis.url, keyPrefix: prefix },
+  }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    assert.equal((await a.getForecast(null, 'alice', 59.91273, 10.74609)).meta.source, 'network')
+    await untilAsync(async () => (await redis.command('KEYS', `{${prefix}}:e:*`)).startsWith('*1'), 'the write-through')
+    // 20 minutes on B's clock: past the 10-minute TTL, before Expires. Fresh from Redis.
+    b.advanceTime(20 * 60_000)
+    const held = await b.getForecast(null, 'bob', 59.91273, 10.74609)
+    assert.deepEqual([held.meta.source, held.meta.provider, held.summary.tempC], ['cache', 'met-norway', -3])
+    assert.equal(b.stats().tierHits, 1)
+    assert.equal(met.count, 1, 'B did not ask MET Norway before Expires')
+    // Past Expires: B's refresh is conditional, with A's Last-Modified; the 304 renews it.
+    b.advanceTime(11 * 60_000)
+    const renewed = await b.getForecast(null, 'bob', 59.91273, 10.74609, { forceRefresh: true })
+    assert.deepEqual([renewed.meta.source, renewed.summary.tempC], ['network', -3])
+    assert.deepEqual([met.count, met.requests[1].ifModifiedSince], [2, lastModified])
+  } finally {
+    a.close()
+    b.close()
+    await met.close()
+  }
+})
 
 test('four processes, 250 simultaneous requests each for one spot: one upstream call, 1,000 equal answers', { skip }, async () => {
   const upstream = await startUpstream(answer.delayed(500, answer.fixed(17.4, 'Rain')))

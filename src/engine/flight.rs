@@ -451,15 +451,19 @@ impl Inner {
     fn write_through(&self, entry: Option<Arc<Entry>>, lease: Option<Lease>) {
         let Some(tier) = self.tier() else { return };
         let ttl_ms = if self.config.stale_ttl_ms > 0 { self.config.stale_ttl_ms } else { self.config.fresh_ttl_ms };
-        let ttl = Duration::from_millis(ttl_ms.max(1));
         match entry.filter(|e| crate::tier::in_geo_range(e.location)) {
             Some(entry) => {
+                // Kept in Redis at least as long as the provider asked us to hold it.
+                let hold_ms = u64::try_from(entry.held_until - entry.fetched_at).unwrap_or(0);
+                let ttl = Duration::from_millis(ttl_ms.max(hold_ms).max(1));
                 let stored = crate::tier::Stored {
                     celsius: entry.celsius,
                     condition: entry.summary.condition.as_str().to_owned(),
                     fetched_at: entry.fetched_at,
                     location: entry.location,
                     provider: entry.provider.to_owned(),
+                    held_until: entry.held_until,
+                    validator: entry.validator.as_deref().map(str::to_owned),
                 };
                 self.runtime.spawn(async move {
                     let _ = tier.store(&stored, ttl, lease.as_ref().map(|l| l.token.as_str())).await;

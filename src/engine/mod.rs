@@ -294,18 +294,8 @@ impl Inner {
         self.tier.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// An entry for a reading taken at `location` at `fetched_at` (service clock).
-    fn entry(
-        &self,
-        location: crate::geo::LatLon,
-        observation: &crate::cache::Observation,
-        provider: &'static str,
-        fetched_at: i64,
-    ) -> Entry {
-        self.held_entry(location, observation, provider, fetched_at, 0, None)
-    }
-
-    /// An entry the provider asked us to hold until `held_until` (0: no such request): fresh
+    /// An entry for a reading taken at `location` at `fetched_at` (service clock), which the
+    /// provider asked us to hold until `held_until` (0: no such request): fresh
     /// until the later of that and the fresh TTL, and never stale for less.
     fn held_entry(
         &self,

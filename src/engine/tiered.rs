@@ -210,7 +210,8 @@ impl Inner {
             .iter()
             .filter_map(|s| {
                 let reading = observation(s.celsius, Some(&s.condition)).ok()?;
-                Some(Arc::new(self.entry(s.location, &reading, intern(&s.provider), s.fetched_at)))
+                let validator = s.validator.as_deref().map(Into::into);
+                Some(Arc::new(self.held_entry(s.location, &reading, intern(&s.provider), s.fetched_at, s.held_until, validator)))
             })
             .collect()
     }

@@ -14,9 +14,22 @@ pub struct Stored {
     pub fetched_at: i64,
     pub location: LatLon,
     pub provider: String,
+    /// Until when the provider asked not to be asked again (MET Norway's `Expires`; 0 for
+    /// none), on the writer's clock: every instance honours it, not only the one that fetched.
+    pub held_until: i64,
+    /// The provider's validator (`Last-Modified`), so that any instance's refresh is
+    /// conditional.
+    pub validator: Option<String>,
 }
 
-/// Short field names: a payload is about 90 bytes. `f` is also read by the Lua scripts.
+/// The longest hold a payload may claim past its `fetched_at`: the providers cap theirs at a
+/// day, and a foreign value must not pin an entry fresh for ever.
+const MAX_HOLD_MS: i64 = 86_400_000;
+/// The longest validator kept; it goes back to the provider in a header.
+const MAX_VALIDATOR_BYTES: usize = 128;
+
+/// Short field names: a payload is about 90 bytes. `f` and `h` are also read by the Lua
+/// scripts.
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
     c: f64,
@@ -25,6 +38,14 @@ struct Wire<'a> {
     a: f64,
     o: f64,
     p: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    h: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn is_zero(x: &i64) -> bool {
+    *x == 0
 }
 
 impl Stored {
@@ -36,6 +57,8 @@ impl Stored {
             a: self.location.lat,
             o: self.location.lon,
             p: self.provider.as_str().into(),
+            h: self.held_until,
+            v: self.validator.as_deref().map(Into::into),
         };
         serde_json::to_string(&wire).expect("plain numbers and strings encode")
     }
@@ -51,6 +74,12 @@ impl Stored {
             fetched_at: wire.f,
             location: LatLon::new(wire.a, wire.o),
             provider: wire.p.into_owned(),
+            held_until: if wire.h > 0 { wire.h.min(wire.f.saturating_add(MAX_HOLD_MS)) } else { 0 },
+            // Printable ASCII only: anything else could not go back in a header.
+            validator: wire
+                .v
+                .filter(|v| v.len() <= MAX_VALIDATOR_BYTES && v.bytes().all(|b| (b' '..=b'~').contains(&b)))
+                .map(|v| v.into_owned()),
         })
     }
 }
@@ -67,10 +96,27 @@ mod tests {
             fetched_at: 1_700_000_000_000,
             location: LatLon::new(48.86, 2.35),
             provider: "openweather".into(),
+            held_until: 0,
+            validator: None,
         };
-        assert_eq!(Stored::decode(stored.encode().as_bytes()), Some(stored));
+        assert_eq!(Stored::decode(stored.encode().as_bytes()), Some(stored.clone()));
+        let held = Stored {
+            held_until: stored.fetched_at + 1_800_000,
+            validator: Some("Sun, 22 Nov 2026 09:55:12 GMT".into()),
+            provider: "met-norway".into(),
+            ..stored
+        };
+        assert_eq!(Stored::decode(held.encode().as_bytes()), Some(held));
         for foreign in [&b"hello"[..], b"{}", br#"{"c":1,"w":"x","f":1,"a":91,"o":0,"p":"x"}"#] {
             assert_eq!(Stored::decode(foreign), None);
         }
+    }
+
+    #[test]
+    fn a_foreign_hold_is_capped_and_a_foreign_validator_dropped() {
+        let f = 1_700_000_000_000_i64;
+        let text = format!(r#"{{"c":1,"w":"Rain","f":{f},"a":1,"o":2,"p":"met-norway","h":{},"v":"bad\r\nX: y"}}"#, f + 10 * MAX_HOLD_MS);
+        let stored = Stored::decode(text.as_bytes()).expect("a payload");
+        assert_eq!((stored.held_until, stored.validator), (f + MAX_HOLD_MS, None));
     }
 }

@@ -27,7 +27,9 @@ for _, m in ipairs(members) do
   if v then
     found[#found + 1] = v
     local ok, e = pcall(cjson.decode, v)
-    if ok and type(e) == 'table' and tonumber(e.f) and tonumber(e.f) + tonumber(ARGV[10]) > tonumber(ARGV[9]) then
+    -- Fresh by the caller's TTL, or held by the provider (`h`) past it.
+    if ok and type(e) == 'table' and tonumber(e.f) and (tonumber(e.f) + tonumber(ARGV[10]) > tonumber(ARGV[9])
+        or (tonumber(e.h) or 0) > tonumber(ARGV[9])) then
       fresh = true
     end
   else

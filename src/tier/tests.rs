@@ -20,7 +20,7 @@ fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
 }
 
 fn stored(lat: f64, lon: f64, fetched_at: i64) -> Stored {
-    Stored { celsius: 12.5, condition: "Rain".into(), fetched_at, location: LatLon::new(lat, lon), provider: "openweather".into() }
+    Stored { celsius: 12.5, condition: "Rain".into(), fetched_at, location: LatLon::new(lat, lon), provider: "openweather".into(), held_until: 0, validator: None }
 }
 
 fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> LeaseRequest<'a> {
