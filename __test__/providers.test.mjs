@@ -48,7 +48,7 @@ test('a 429 from OpenWeather: the same flight is answered by Open-Meteo, for 100
   }
 })
 
-test('OpenWeather down and Open-Meteo answering 400: the request gets the error', async () => {
+test('OpenWeather down and Open-Meteo answering 400: the request gets the error, with Open-Meteo\'s reason', async () => {
   const ow = await startUpstream(answer.status(503))
   const om = await startUpstream(answer.status(400, JSON.stringify({ error: true, reason: 'Latitude must be in range of -90 to 90°.' })))
   try {
@@ -56,6 +56,13 @@ test('OpenWeather down and Open-Meteo answering 400: the request gets the error'
       await assert.rejects(service.getForecast(null, 'u', 10, 10), { code: 'ERR_UPSTREAM_STATUS' })
       assert.equal(await service.getWeather(null, 'v', 10.001, 10), null, 'inside both areas\' cooldowns')
       assert.deepEqual([ow.count, om.count], [1, 1])
+    })
+    // Open-Meteo's own error says why: its reason is in the message.
+    await withProviders([providerAt('open-meteo', om.url)], async (service) => {
+      await assert.rejects(service.getForecast(null, 'u', 10, 10), {
+        code: 'ERR_UPSTREAM_STATUS',
+        message: 'Upstream open-meteo answered HTTP 400: Latitude must be in range of -90 to 90°.',
+      })
     })
   } finally {
     await ow.close()

@@ -140,7 +140,7 @@ mod tests {
     fn windows_double_per_failure_and_reset_after_quiet() {
         let (grid, mut cooldowns, mut jitter, policy) = fixture();
         let at = LatLon::new(10.0, 10.0);
-        let err = RequestError::Status { provider: OW, status: 503 };
+        let err = RequestError::Status { provider: OW, status: 503, reason: None };
         let mut record = |now| cooldowns.record(&grid, at, 5.0, now, err.clone(), &policy, &mut jitter);
         assert_eq!(record(0), 5_000);
         assert_eq!(record(5_000), 10_000);
@@ -162,7 +162,7 @@ mod tests {
         let (a, b) = (LatLon::new(9.97, 9.99), LatLon::new(10.01, 10.02));
         assert_eq!(grid.cell_of(a), grid.cell_of(b));
         assert!(distance_km(a, b) > 5.0);
-        let err = RequestError::Status { provider: OW, status: 503 };
+        let err = RequestError::Status { provider: OW, status: 503, reason: None };
         assert_eq!(cooldowns.record(&grid, a, 5.0, 0, err.clone(), &policy, &mut jitter), 5_000);
         assert_eq!(cooldowns.record(&grid, b, 5.0, 1, err.clone(), &policy, &mut jitter), 5_000);
         assert!(cooldowns.active(&grid, a, 5.0, 2).is_some(), "A still cools down");

@@ -13,7 +13,7 @@ pub enum RequestError {
     RateLimited { provider: ProviderName, retry_after_ms: i64 },
     /// The call budget refused the call (per minute or per day, this instance or all of them).
     BudgetExhausted { provider: ProviderName, retry_after_ms: i64 },
-    Status { provider: ProviderName, status: u16 },
+    Status { provider: ProviderName, status: u16, reason: Option<String> },
     Timeout { provider: ProviderName },
     Network { provider: ProviderName, message: String },
     InvalidResponse { provider: ProviderName, message: String },
@@ -71,7 +71,10 @@ impl RequestError {
             RequestError::BudgetExhausted { provider, retry_after_ms } => {
                 format!("The call budget for {provider} is spent; retry in {retry_after_ms} ms")
             }
-            RequestError::Status { provider, status } => format!("Upstream {provider} answered HTTP {status}"),
+            RequestError::Status { provider, status, reason: None } => format!("Upstream {provider} answered HTTP {status}"),
+            RequestError::Status { provider, status, reason: Some(reason) } => {
+                format!("Upstream {provider} answered HTTP {status}: {reason}")
+            }
             RequestError::Timeout { provider } => format!("Upstream {provider} did not answer in time"),
             RequestError::Network { provider, message } => format!("Could not reach upstream {provider}: {message}"),
             RequestError::InvalidResponse { provider, message } => {
@@ -118,7 +121,7 @@ impl RequestError {
                 provider,
                 retry_after_ms: retry_after.map_or(0, |d| d.as_millis().min(MAX_RETRY_AFTER_MS as u128) as i64),
             },
-            ProviderError::Status { status } => RequestError::Status { provider, status },
+            ProviderError::Status { status, reason } => RequestError::Status { provider, status, reason },
             ProviderError::Timeout => RequestError::Timeout { provider },
             ProviderError::Network { message } => RequestError::Network { provider, message },
             ProviderError::InvalidResponse { message } => RequestError::InvalidResponse { provider, message },

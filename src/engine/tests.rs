@@ -164,12 +164,12 @@ async fn one_failure_reaches_every_waiter() {
     let requests: Vec<(&str, f64, f64)> = (0..50).map(|_| ("drone", 5.0, 5.0)).collect();
     let results = h.burst(&requests).await;
     assert_eq!(h.upstream.hits(), 1);
-    assert!(results.iter().all(|r| r.as_ref().err() == Some(&RequestError::Status { provider: OW, status: 500 })));
+    assert!(results.iter().all(|r| r.as_ref().err() == Some(&RequestError::Status { provider: OW, status: 500, reason: None })));
     // The failure is not cached, and the area cools down: no call until the window ends.
-    assert_eq!(h.get("late", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500 });
+    assert_eq!(h.get("late", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500, reason: None });
     assert_eq!(h.upstream.hits(), 1);
     h.advance(5_000);
-    assert_eq!(h.get("later", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500 });
+    assert_eq!(h.get("later", 5.0, 5.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 500, reason: None });
     assert_eq!(h.upstream.hits(), 2);
     let stats = h.engine.stats();
     assert_eq!((stats.upstream_errors, stats.rejected), (2, 1));
@@ -376,7 +376,7 @@ async fn errors_cool_an_area_down_not_the_provider() {
         None,
     )
     .await;
-    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 502 });
+    assert_eq!(h.get("u", 1.0, 1.0).await.unwrap_err(), RequestError::Status { provider: OW, status: 502, reason: None });
     // 1,000 requests for the failing area during its window: no upstream call.
     for i in 0..1_000 {
         assert!(h.get(&format!("d{i}"), 1.0 + (i % 10) as f64 * 1e-3, 1.0).await.is_err());
@@ -683,7 +683,7 @@ async fn two_failing_areas_in_one_cell_each_cool_down() {
     let mut windows = Vec::new();
     for (lat, lon) in [a, b, a, b, a, b] {
         let reply = h.request("u", lat, lon, Mode::Normal).await;
-        assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503 });
+        assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503, reason: None });
         windows.extend(reply.events.iter().filter_map(|e| match e {
             Event::BackoffState { provider: OW, scope: BackoffScope::Area, backoff_ms } => Some(*backoff_ms),
             _ => None,
@@ -935,7 +935,7 @@ async fn a_request_is_refused_where_its_fetch_would_ask() {
     let h = harness_with(config(|_| {}), Upstream::start(|_| async { json(503, "{}") }).await, None).await;
     h.get("u", 10.0, 10.0).await.unwrap_err();
     let reply = h.request("u", 10.0149, 10.0449, Mode::Normal).await;
-    assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503 });
+    assert_eq!(reply.result.unwrap_err(), RequestError::Status { provider: OW, status: 503, reason: None });
     assert_eq!(h.upstream.hits(), 1);
     let stats = h.engine.stats();
     assert_eq!((stats.misses, stats.rejected), (1, 1), "{stats:?}");

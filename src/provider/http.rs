@@ -92,7 +92,7 @@ pub fn failure(response: &reqwest::Response) -> Option<ProviderError> {
             header(reqwest::header::RETRY_AFTER).and_then(|value| parse_retry_after(value, header(reqwest::header::DATE)));
         return Some(ProviderError::RateLimited { retry_after });
     }
-    (!(200..300).contains(&status)).then_some(ProviderError::Status { status })
+    (!(200..300).contains(&status)).then_some(ProviderError::Status { status, reason: None })
 }
 
 /// A coordinate as the query shows it: at most `decimals` decimals, without trailing zeros

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
-pub use reading::{observation, MAX_CELSIUS, MIN_CELSIUS};
+pub use reading::{observation, tidy, MAX_CELSIUS, MIN_CELSIUS};
 pub use crate::redact::Redactor;
 pub use names::{intern, intern_configured};
 pub use retry_after::parse_retry_after;
@@ -72,6 +72,9 @@ pub enum ProviderError {
     },
     Status {
         status: u16,
+        /// What the provider said of it, when it says (Open-Meteo's `reason`): tidied, capped,
+        /// the key redacted.
+        reason: Option<String>,
     },
     Timeout,
     Network {

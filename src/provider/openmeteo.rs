@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
 use super::http::{coordinate, failure, HttpProviderConfig, KeyedClient};
-use super::{observation, Answer, FetchFuture, Provider, ProviderError};
+use super::{observation, tidy, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
@@ -41,8 +41,15 @@ impl OpenMeteo {
         let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "open-meteo", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), "upstream answered");
-        if let Some(error) = failure(&response) {
-            return Err(error);
+        match failure(&response) {
+            // Its error answers say why (a bad parameter, a key refused): worth a read, bounded.
+            Some(ProviderError::Status { status, .. }) if (400..500).contains(&status) => {
+                let body = read_bounded(response, http.max_response_bytes.min(MAX_ERROR_BYTES), &http.redactor).await;
+                let reason = body.ok().and_then(|b| reason_of(&b)).map(|r| http.redactor.redact(&r));
+                return Err(ProviderError::Status { status, reason });
+            }
+            Some(error) => return Err(error),
+            None => {}
         }
         let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
         parse_forecast(&body)
@@ -61,6 +68,21 @@ impl Provider for OpenMeteo {
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
         Box::pin(async move { self.current(at).await.map(Answer::observed) })
     }
+}
+
+/// The most of an error answer read for its reason.
+const MAX_ERROR_BYTES: u64 = 4 * 1024;
+/// The longest reason passed on.
+const MAX_REASON_CHARS: usize = 200;
+
+/// The `reason` of an error body `{"error": true, "reason": "..."}`, as one tidy line.
+fn reason_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Error {
+        reason: String,
+    }
+    let error: Error = serde_json::from_slice(body).ok()?;
+    Some(tidy(&error.reason, MAX_REASON_CHARS)).filter(|r| !r.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -130,6 +152,17 @@ mod tests {
         }
         assert_eq!(condition_of_wmo(Some(2.5)), "Unknown");
         assert_eq!(condition_of_wmo(None), "Unknown");
+    }
+
+    #[test]
+    fn an_error_body_gives_its_reason_as_one_capped_line() {
+        let reason = reason_of(br#"{"error":true,"reason":"Latitude must be in range of -90 to 90"}"#);
+        assert_eq!(reason.as_deref(), Some("Latitude must be in range of -90 to 90"));
+        let long = format!(r#"{{"error":true,"reason":"a\u0000\nb{}"}}"#, "x".repeat(1_000));
+        assert_eq!(reason_of(long.as_bytes()).map(|r| (r.starts_with("ab"), r.chars().count())), Some((true, 200)));
+        for body in [&b"not json"[..], br#"{"error":true}"#, br#"{"reason":"   "}"#, br#"{"reason":7}"#] {
+            assert_eq!(reason_of(body), None);
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     match cod {
         Some(429) => return Err(ProviderError::RateLimited { retry_after: None }),
         Some(code) if parsed.current.is_none() && !(200..300).contains(&code) => {
-            return Err(ProviderError::Status { status: code.min(u16::MAX as u64) as u16 })
+            return Err(ProviderError::Status { status: code.min(u16::MAX as u64) as u16, reason: None })
         }
         _ => {}
     }
@@ -159,7 +159,7 @@ mod tests {
         );
         assert_eq!(
             parse_one_call(br#"{"cod":"401","message":"Invalid API key"}"#),
-            Err(ProviderError::Status { status: 401 })
+            Err(ProviderError::Status { status: 401, reason: None })
         );
     }
 }

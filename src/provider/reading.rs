@@ -27,18 +27,16 @@ pub fn observation(celsius: f64, condition: Option<&str>) -> Result<Observation,
             message: format!("temperature {shown} °C is outside [{MIN_CELSIUS}, {MAX_CELSIUS}]"),
         });
     }
-    Ok(Observation { condition: tidy(condition.unwrap_or("")), celsius })
+    let condition = tidy(condition.unwrap_or(""), MAX_CONDITION_CHARS);
+    Ok(Observation { condition: if condition.is_empty() { UNKNOWN.to_owned() } else { condition }, celsius })
 }
 
-fn tidy(condition: &str) -> String {
-    let printable: String = condition.chars().filter(|c| !hidden(*c)).take(MAX_CONDITION_CHARS * 2).collect();
-    let trimmed: String = printable.trim().chars().take(MAX_CONDITION_CHARS).collect();
-    let trimmed = trimmed.trim_end();
-    if trimmed.is_empty() {
-        UNKNOWN.to_owned()
-    } else {
-        trimmed.to_owned()
-    }
+/// A provider's text as one display line: hidden characters removed, surrounding space
+/// trimmed, at most `max_chars` characters (possibly empty).
+pub fn tidy(text: &str, max_chars: usize) -> String {
+    let printable: String = text.chars().filter(|c| !hidden(*c)).take(max_chars * 2).collect();
+    let trimmed: String = printable.trim().chars().take(max_chars).collect();
+    trimmed.trim_end().to_owned()
 }
 
 /// Characters that print nothing or rearrange what prints: controls (Cc), Unicode's format
