@@ -3,6 +3,8 @@
 'use strict'
 
 const { WeatherService, weatherService } = require('./lib/weather-service.js')
-const { bucketKey, distanceKm, noopResolved, __napiBindingTarget } = require('./lib/binding.js')
+// WeatherProxy is what `service.listen()` resolves to; exported so that the declared class is a
+// value too (`instanceof`), as index.d.ts says. It cannot be constructed from JS.
+const { WeatherProxy, bucketKey, distanceKm, noopResolved, __napiBindingTarget } = require('./lib/binding.js')
 
-module.exports = { WeatherService, weatherService, bucketKey, distanceKm, noopResolved, __napiBindingTarget }
+module.exports = { WeatherService, weatherService, WeatherProxy, bucketKey, distanceKm, noopResolved, __napiBindingTarget }

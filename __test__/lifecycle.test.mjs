@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 
-import { WeatherService } from '../main.js'
+import { WeatherProxy, WeatherService } from '../main.js'
 import { setup, withService } from './helpers.mjs'
 import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
 
@@ -85,6 +85,21 @@ test('a script that makes one request exits promptly (nothing keeps Node alive)'
   }
 })
 
+test('listen() resolves to a WeatherProxy, the exported class', async () => {
+  const upstream = await startUpstream()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url })
+  try {
+    const proxy = await service.listen({ port: 0 })
+    assert.ok(proxy instanceof WeatherProxy)
+    assert.equal((await fetch(`${proxy.url}/healthz`)).status, 200)
+    await proxy.close(100)
+    assert.throws(() => new WeatherProxy(), /constructor/)
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+})
+
 test('require() and import both work, with the same exports', async () => {
   const cjs = await runNode(['-e', "const m = require('./main.js'); console.log(Object.keys(m).sort().join(','))"])
   const esm = await runNode([
@@ -95,7 +110,7 @@ test('require() and import both work, with the same exports', async () => {
   ])
   assert.equal(cjs.code, 0, cjs.stderr)
   assert.equal(esm.code, 0, esm.stderr)
-  for (const name of ['WeatherService', 'weatherService', 'distanceKm', 'bucketKey']) {
+  for (const name of ['WeatherService', 'weatherService', 'WeatherProxy', 'distanceKm', 'bucketKey']) {
     assert.ok(cjs.stdout.split(',').map((s) => s.trim()).includes(name), cjs.stdout)
     assert.ok(esm.stdout.split(',').map((s) => s.trim()).includes(name), esm.stdout)
   }
@@ -103,18 +118,26 @@ test('require() and import both work, with the same exports', async () => {
 
 test('the default instance reads its configuration on first use, not at import', async () => {
   const upstream = await startUpstream()
+  // A Redis URL nobody listens on: the tier is tried (and found down), the answer still comes.
+  const redisUrl = `redis://:not-a-real-password@127.0.0.1:${await closedPort()}`
   try {
     const script = `
       import { weatherService } from './main.js'
       // Set after the import, as dotenv-style loaders often do.
       process.env.OPEN_WEATHER_API_KEY = ${JSON.stringify(API_KEY)}
       process.env.OPEN_WEATHER_BASE_URL = ${JSON.stringify(upstream.url)}
+      process.env.WEATHER_CACHE_REDIS_URL = ${JSON.stringify(redisUrl)}
       const w = await weatherService.getWeather({ userId: 'dash' }, 40.7, -74)
-      console.log(JSON.stringify(w))`
-    const env = { OPEN_WEATHER_API_KEY: '', OPEN_WEATHER_BASE_URL: '' }
+      const { tierUp, tierErrors } = weatherService.stats()
+      console.log(JSON.stringify({ w, tierUp, tierErrors }))
+      weatherService.close()`
+    const env = { OPEN_WEATHER_API_KEY: '', OPEN_WEATHER_BASE_URL: '', WEATHER_CACHE_REDIS_URL: '' }
     const { code, stdout, stderr } = await runNode(['--input-type=module', '-e', script], { env })
     assert.equal(code, 0, stderr)
-    assert.equal(typeof JSON.parse(stdout).tempC, 'number')
+    const { w, tierUp, tierErrors } = JSON.parse(stdout)
+    assert.equal(typeof w.tempC, 'number')
+    assert.deepEqual([tierUp, tierErrors > 0], [false, true], 'WEATHER_CACHE_REDIS_URL was read')
+    assert.ok(!stdout.includes('not-a-real-password') && !stderr.includes('not-a-real-password'))
     assert.equal(upstream.count, 1)
   } finally {
     await upstream.close()

@@ -48,6 +48,29 @@ test('a 429 from OpenWeather: the same flight is answered by Open-Meteo, for 100
   }
 })
 
+test('a provider that needs a key and has none is skipped, not asked; with none left the error says so', async () => {
+  const ow = await startUpstream(answer.fixed(20, 'Clear'))
+  const om = await startUpstream(answer.fixed(7.4, 'Rain'))
+  // No key from the environment either (read at construction).
+  const saved = process.env.OPEN_WEATHER_API_KEY
+  delete process.env.OPEN_WEATHER_API_KEY
+  try {
+    const keyless = [{ name: 'openweather', baseUrl: ow.url }, providerAt('open-meteo', om.url)]
+    await withProviders(keyless, async (service) => {
+      const forecast = await service.getForecast(null, 'u', 10, 10)
+      assert.deepEqual([forecast.meta.provider, ow.count, om.count], ['open-meteo', 0, 1])
+    }, { apiKey: undefined })
+    await withProviders([{ name: 'openweather', baseUrl: ow.url }], async (service) => {
+      await assert.rejects(service.getForecast(null, 'u', 10, 10), { code: 'ERR_NO_API_KEY' })
+      assert.equal(ow.count, 0)
+    }, { apiKey: undefined })
+  } finally {
+    if (saved !== undefined) process.env.OPEN_WEATHER_API_KEY = saved
+    await ow.close()
+    await om.close()
+  }
+})
+
 test('OpenWeather down and Open-Meteo answering 400: the request gets the error, with Open-Meteo\'s reason', async () => {
   const ow = await startUpstream(answer.status(503))
   const om = await startUpstream(answer.status(400, JSON.stringify({ error: true, reason: 'Latitude must be in range of -90 to 90°.' })))

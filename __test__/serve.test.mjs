@@ -5,6 +5,7 @@ import net from 'node:net'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
+import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
 import { parsePrometheus } from './prometheus.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
@@ -142,6 +143,39 @@ test('SIGTERM: requests in flight finish, then the process exits 0', async () =>
   } finally {
     proxy.child.kill('SIGKILL')
     await upstream.close()
+  }
+})
+
+const noRedis = !redisServerInstalled() && 'redis-server is not installed'
+if (noRedis && process.env.CI) throw new Error('CI is set but redis-server is missing: .ci/run must install it')
+
+test('--redis and --budget-per-day: two proxies share entries and one budget', { skip: noRedis }, async () => {
+  const redis = await startRedis()
+  const upstream = await startUpstream(answer.fixed(20.6, 'Clouds'))
+  const args = ['--upstream', upstream.url, '--redis', redis.url, '--budget-per-day', '2']
+  const [a, b] = [await startServe(args, { OPEN_WEATHER_API_KEY: API_KEY }), await startServe(args, { OPEN_WEATHER_API_KEY: API_KEY })]
+  try {
+    assert.equal((await (await fetch(`${a.url}/v1/weather?lat=48.8566&lon=2.3522`)).json()).source, 'network')
+    // B, 3 km away, is answered from Redis once A's write-through lands.
+    let fromB
+    for (let tries = 0; tries < 100 && fromB?.source !== 'cache'; tries++) {
+      fromB = await (await fetch(`${b.url}/v1/weather?lat=48.8836&lon=2.3522`)).json()
+      if (fromB.source !== 'cache') await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.deepEqual([fromB.source, fromB.tempC, upstream.count], ['cache', 21, 1])
+    // The budget is the pair's: one more call anywhere, then 503 with Retry-After. (A day's
+    // budget: a minute's could roll over mid-test.)
+    assert.equal((await fetch(`${b.url}/v1/weather?lat=-33.9&lon=151.2`)).status, 200)
+    const refused = await fetch(`${a.url}/v1/weather?lat=35.68&lon=139.69`)
+    assert.equal(refused.status, 503)
+    assert.equal((await refused.json()).error.code, 'ERR_BUDGET_EXHAUSTED')
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1)
+    assert.equal(upstream.count, 2)
+  } finally {
+    for (const proxy of [a, b]) proxy.child.kill('SIGKILL')
+    await Promise.all([a.exited, b.exited])
+    await upstream.close()
+    await redis.stop()
   }
 })
 
