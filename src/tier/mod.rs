@@ -316,7 +316,8 @@ impl SharedTier {
             .arg(ttl.as_millis().max(1) as u64)
             .arg(token.unwrap_or(""))
             .arg(&k.channel)
-            .arg(&k.entry_prefix);
+            .arg(&k.entry_prefix)
+            .arg(&k.lease_prefix);
         let mut connection = self.connection.clone();
         self.run(invocation.invoke_async::<Value>(&mut connection), self.timeout).await.map(drop)
     }

@@ -93,9 +93,13 @@ return {'held', redis.call('PTTL', key), unpack(found)}
 
 /// Stores an entry (payload with a TTL, GEO member, expiry), trims up to 32 members whose
 /// payload expired, releases the caller's lease if it still owns it, and announces the landing.
+/// Leases left by holders that died (their key expired, their GEO member stayed) are trimmed
+/// too, from a sample of 8: a lease lives seconds, so the set is mostly live or mostly dead,
+/// and either way each landing removes some of the dead.
 ///
 /// KEYS: entries GEO, expiries ZSET, entry key, leases GEO, the caller's lease key.
-/// ARGV: lon, lat, member, payload, ttl ms, token ('' for none), channel, entry key prefix.
+/// ARGV: lon, lat, member, payload, ttl ms, token ('' for none), channel, entry key prefix,
+///       lease key prefix.
 pub const STORE: &str = r"
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 redis.call('GEOADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
@@ -109,6 +113,9 @@ end
 if ARGV[6] ~= '' and redis.call('GET', KEYS[5]) == ARGV[6] then
   redis.call('DEL', KEYS[5])
   redis.call('ZREM', KEYS[4], ARGV[3])
+end
+for _, m in ipairs(redis.call('ZRANDMEMBER', KEYS[4], 8)) do
+  if redis.call('EXISTS', ARGV[9] .. m) == 0 then redis.call('ZREM', KEYS[4], m) end
 end
 redis.call('PUBLISH', ARGV[7], 'landed ' .. ARGV[3])
 return 1

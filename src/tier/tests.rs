@@ -192,3 +192,30 @@ async fn the_password_appears_in_no_message() {
         assert!(!message.contains("pw"), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_landing_trims_dead_entries_and_dead_leases() {
+    let Some(server) = RedisServer::start(None) else { return };
+    let (tier, _) = tier_at(&server.url(), 1_000);
+    let mut raw = redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let reader = raw.clone();
+    let members = |key: &'static str| {
+        let mut raw = reader.clone();
+        async move { redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).query_async::<Vec<String>>(&mut raw).await.unwrap() }
+    };
+    // A holder that died mid-fetch: its lease key expired, its GEO member stayed.
+    let _: () = redis::cmd("GEOADD").arg("{test}:leases").arg(2.35).arg(48.86).arg("48.86,2.35").query_async(&mut raw).await.unwrap();
+    // An entry whose payload expired.
+    tier.store(&stored(10.0, 10.0, 1), Duration::from_millis(1), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(members("{test}:entries").await, vec!["10,10".to_owned()]);
+    tier.store(&stored(20.0, 20.0, 1), Duration::from_secs(60), None).await.unwrap();
+    assert_eq!(members("{test}:entries").await, vec!["20,20".to_owned()], "the dead entry's member is gone");
+    assert_eq!(members("{test}:leases").await, Vec::<String>::new(), "the dead lease's member is gone");
+    // A live lease stays.
+    let here = LatLon::new(30.0, 30.0);
+    let taken = tier.find_or_lease(&request(here, &member(here), "token", 1), T).await.unwrap();
+    assert_eq!(taken.status, LeaseStatus::Acquired { candidate: None });
+    tier.store(&stored(40.0, 40.0, 1), Duration::from_secs(60), None).await.unwrap();
+    assert_eq!(members("{test}:leases").await, vec!["30,30".to_owned()]);
+}
