@@ -99,12 +99,27 @@ pub struct Entry {
     pub fetched_at: Millis,
     pub expires_at: Millis,
     pub stale_until: Millis,
+    /// What the provider asked of this answer, when it asked anything (MET Norway). Boxed: most
+    /// entries have none, and every entry pays for the field.
+    pub terms: Option<Box<Terms>>,
+}
+
+/// A provider's conditions on reusing its answer.
+#[derive(Debug, Default, PartialEq)]
+pub struct Terms {
     /// Until when the provider asked not to be asked again about this place (MET Norway's
     /// `Expires`; 0 for none): the entry stays fresh that long, and even a forced refresh is
     /// answered from it.
     pub held_until: Millis,
     /// The provider's validator of this answer, for a conditional refresh at its location.
     pub validator: Option<Box<str>>,
+}
+
+impl Terms {
+    /// `None` when there is nothing to keep.
+    pub fn boxed(held_until: Millis, validator: Option<Box<str>>) -> Option<Box<Terms>> {
+        (held_until > 0 || validator.is_some()).then(|| Box::new(Terms { held_until, validator }))
+    }
 }
 
 impl Entry {
@@ -120,6 +135,16 @@ impl Entry {
 
     pub fn age(&self, now: Millis) -> Millis {
         (now - self.fetched_at).max(0)
+    }
+
+    /// See `Terms::held_until` (0 for none).
+    pub fn held_until(&self) -> Millis {
+        self.terms.as_ref().map_or(0, |t| t.held_until)
+    }
+
+    /// See `Terms::validator`.
+    pub fn validator(&self) -> Option<&str> {
+        self.terms.as_ref().and_then(|t| t.validator.as_deref())
     }
 }
 
@@ -157,8 +182,7 @@ mod tests {
             fetched_at: 1_000,
             expires_at: 2_000,
             stale_until: 3_000,
-            held_until: 0,
-            validator: None,
+            terms: None,
         };
         assert_eq!(e.freshness(1_999), Freshness::Fresh);
         assert_eq!(e.freshness(2_000), Freshness::Stale);

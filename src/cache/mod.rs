@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::geo::{distance_km, LatLon};
 
-pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary};
+pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary, Terms};
 pub use nearby::Nearby;
 pub use shared::SharedCache;
 pub use spatial::{Placed, SpatialLru};

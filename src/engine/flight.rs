@@ -43,7 +43,7 @@ pub(super) enum Outcome {
 /// A provider's reading, and what the provider asked of it.
 pub(super) struct Fetched {
     observation: Observation,
-    /// How long not to ask the provider again about the place (see `Entry::held_until`).
+    /// How long not to ask the provider again about the place (see `Terms::held_until`).
     hold_ms: i64,
     validator: Option<Box<str>>,
 }
@@ -222,8 +222,8 @@ impl Inner {
             }
             // This provider's previous answer for exactly this place, if it gave a validator:
             // a conditional request, which a 304 answers without a body.
-            let previous = self.lock().shared.at(&self.grid, location, upstream.name()).filter(|e| e.validator.is_some());
-            let validator = previous.as_ref().and_then(|e| e.validator.as_deref());
+            let previous = self.lock().shared.at(&self.grid, location, upstream.name()).filter(|e| e.validator().is_some());
+            let validator = previous.as_ref().and_then(|e| e.validator());
             let answer = match Contained(upstream.provider.fetch(location, validator)).await {
                 Ok(answer) => answer,
                 // A bug in a provider is an upstream failure of that area (with its cooldown),
@@ -454,7 +454,7 @@ impl Inner {
         match entry.filter(|e| crate::tier::in_geo_range(e.location)) {
             Some(entry) => {
                 // Kept in Redis at least as long as the provider asked us to hold it.
-                let hold_ms = u64::try_from(entry.held_until - entry.fetched_at).unwrap_or(0);
+                let hold_ms = u64::try_from(entry.held_until() - entry.fetched_at).unwrap_or(0);
                 let ttl = Duration::from_millis(ttl_ms.max(hold_ms).max(1));
                 let stored = crate::tier::Stored {
                     celsius: entry.celsius,
@@ -462,8 +462,8 @@ impl Inner {
                     fetched_at: entry.fetched_at,
                     location: entry.location,
                     provider: entry.provider.to_owned(),
-                    held_until: entry.held_until,
-                    validator: entry.validator.as_deref().map(str::to_owned),
+                    held_until: entry.held_until(),
+                    validator: entry.validator().map(str::to_owned),
                 };
                 self.runtime.spawn(async move {
                     let _ = tier.store(&stored, ttl, lease.as_ref().map(|l| l.token.as_str())).await;

@@ -154,7 +154,7 @@ impl Inner {
             let fresh = covering.found.freshness == Freshness::Fresh;
             // Too recent to refetch: younger than the minimum interval, or held at the
             // provider's request (MET Norway's Expires).
-            let recent = entry.age(now) < self.config.min_refresh_interval_ms as i64 || entry.held_until > now;
+            let recent = entry.age(now) < self.config.min_refresh_interval_ms as i64 || entry.held_until() > now;
             let serve = match request.mode {
                 Mode::Normal => true,
                 Mode::Warmup => fresh || recent,

@@ -318,8 +318,7 @@ impl Inner {
             fetched_at,
             expires_at,
             stale_until: stale_until.max(expires_at),
-            held_until,
-            validator,
+            terms: crate::cache::Terms::boxed(held_until, validator),
         }
     }
 }
