@@ -45,7 +45,7 @@ impl OpenMeteo {
             // Its error answers say why (a bad parameter, a key refused): worth a read, bounded.
             Some(ProviderError::Status { status, .. }) if (400..500).contains(&status) => {
                 let body = read_bounded(response, http.max_response_bytes.min(MAX_ERROR_BYTES), &http.redactor).await;
-                let reason = body.ok().and_then(|b| reason_of(&b)).map(|r| http.redactor.redact(&r));
+                let reason = body.ok().and_then(|b| reason_of(&b, |text| http.redactor.redact(text)));
                 return Err(ProviderError::Status { status, reason });
             }
             Some(error) => return Err(error),
@@ -75,14 +75,16 @@ const MAX_ERROR_BYTES: u64 = 4 * 1024;
 /// The longest reason passed on.
 const MAX_REASON_CHARS: usize = 200;
 
-/// The `reason` of an error body `{"error": true, "reason": "..."}`, as one tidy line.
-fn reason_of(body: &[u8]) -> Option<String> {
+/// The `reason` of an error body `{"error": true, "reason": "..."}`, as one tidy line, the
+/// secrets `redact`ed before it is cut (a cut through the key would leave part of it).
+fn reason_of(body: &[u8], redact: impl Fn(&str) -> String) -> Option<String> {
     #[derive(Deserialize)]
     struct Error {
         reason: String,
     }
     let error: Error = serde_json::from_slice(body).ok()?;
-    Some(tidy(&error.reason, MAX_REASON_CHARS)).filter(|r| !r.is_empty())
+    let whole = redact(&tidy(&error.reason, MAX_ERROR_BYTES as usize));
+    Some(tidy(&whole, MAX_REASON_CHARS)).filter(|r| !r.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -156,13 +158,21 @@ mod tests {
 
     #[test]
     fn an_error_body_gives_its_reason_as_one_capped_line() {
-        let reason = reason_of(br#"{"error":true,"reason":"Latitude must be in range of -90 to 90"}"#);
+        let keep = |text: &str| text.to_owned();
+        let reason = reason_of(br#"{"error":true,"reason":"Latitude must be in range of -90 to 90"}"#, keep);
         assert_eq!(reason.as_deref(), Some("Latitude must be in range of -90 to 90"));
         let long = format!(r#"{{"error":true,"reason":"a\u0000\nb{}"}}"#, "x".repeat(1_000));
-        assert_eq!(reason_of(long.as_bytes()).map(|r| (r.starts_with("ab"), r.chars().count())), Some((true, 200)));
+        assert_eq!(reason_of(long.as_bytes(), keep).map(|r| (r.starts_with("ab"), r.chars().count())), Some((true, 200)));
         for body in [&b"not json"[..], br#"{"error":true}"#, br#"{"reason":"   "}"#, br#"{"reason":7}"#] {
-            assert_eq!(reason_of(body), None);
+            assert_eq!(reason_of(body, keep), None);
         }
+        // A key across the cut is redacted whole, not cut first and then missed.
+        let key = "k3y-0123456789abcdef";
+        let body = format!(r#"{{"error":true,"reason":"{}{key} is not a valid key"}}"#, "y".repeat(190));
+        let redactor = crate::redact::Redactor::new(Some(key));
+        let reason = reason_of(body.as_bytes(), |text| redactor.redact(text)).unwrap();
+        assert!(!reason.contains("k3y-01"), "{reason}");
+        assert_eq!(reason.chars().count(), 200);
     }
 
     #[test]

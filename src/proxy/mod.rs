@@ -134,7 +134,7 @@ struct Counters {
 impl Counters {
     fn to_prometheus(&self, access_log_dropped: u64) -> String {
         let series: [(&str, &str, &str, f64); 5] = [
-            ("proxy_requests_total", "counter", "HTTP requests the proxy received (hyper's own answers aside: 400 to a malformed head, 431 to one over 64 KiB).", self.requests.get() as f64),
+            ("proxy_requests_total", "counter", "HTTP requests the proxy received (hyper's own answers aside: 400 to a malformed head, 431 to one over 64 KiB or 100 lines).", self.requests.get() as f64),
             ("proxy_not_modified_total", "counter", "Answers 304 Not Modified (If-None-Match).", self.not_modified.get() as f64),
             (
                 "proxy_refused_connections_total",

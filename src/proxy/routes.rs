@@ -113,7 +113,9 @@ pub async fn route<B>(shared: &Arc<Shared>, request: &Request<B>) -> Answer {
 fn head_bytes<B>(request: &Request<B>) -> usize {
     let uri = request.uri();
     // The request target as sent: origin form, or absolute form with its scheme and authority.
-    let target = uri.path_and_query().map_or(1, |p| p.as_str().len()) + uri.authority().map_or(0, |a| a.as_str().len() + "http://".len());
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + "://".len());
     let line = request.method().as_str().len() + target + " HTTP/1.1\r\n ".len();
     request.headers().iter().fold(line + 2, |sum, (name, value)| sum + name.as_str().len() + value.len() + 4)
 }

@@ -27,9 +27,10 @@ for _, m in ipairs(members) do
   if v then
     found[#found + 1] = v
     local ok, e = pcall(cjson.decode, v)
-    -- Fresh by the caller's TTL, or held by the provider (`h`) past it.
+    -- Fresh by the caller's TTL, or held by the provider (`h`, at most a day, as the reader
+    -- caps it) past it.
     if ok and type(e) == 'table' and tonumber(e.f) and (tonumber(e.f) + tonumber(ARGV[10]) > tonumber(ARGV[9])
-        or (tonumber(e.h) or 0) > tonumber(ARGV[9])) then
+        or math.min(tonumber(e.h) or 0, tonumber(e.f) + 86400000) > tonumber(ARGV[9])) then
       fresh = true
     end
   else
