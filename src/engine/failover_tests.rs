@@ -144,6 +144,9 @@ async fn cooldowns_and_budgets_are_per_provider() {
     let mut budgeted = super::Upstream::new(open_meteo(&om));
     budgeted.budget = BudgetConfig { per_minute: 1, ..BudgetConfig::UNLIMITED };
     let engine = engine(|c| c.fresh_ttl_ms = 1_000, vec![super::Upstream::new(openweather(&ow)), budgeted]);
+    // Budget minutes are clock minutes: start at the beginning of one, so that the steps below
+    // stay inside it (the clock starts wherever the system clock is).
+    engine.advance_time((60_000 - engine.now().rem_euclid(60_000)) as u64);
     // OpenWeather fails the area: it cools down for OpenWeather only; Open-Meteo answers.
     assert_eq!(get(&engine, "u", 1.0, 1.0, Mode::Normal).await.unwrap().entry.provider, "open-meteo");
     // The entry goes stale; within OpenWeather's area cooldown and past Open-Meteo's budget of
