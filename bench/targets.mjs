@@ -67,7 +67,7 @@ export class Targets {
     const lines = [
       `check: ${met.length} met, ${missed.length} missed, ${unmeasured.length} unmeasured` +
         (reported.length > 0 ? `; ${reported.length} noisy target(s) reported, not judged (quick run)` : ''),
-      ...missed.map((t) => `check: MISSED ${t.target}: ${t.value}, target ${t.limit}`),
+      ...missed.map((t) => `check: MISSED ${t.target}: ${Number(t.value.toFixed(3))}, target ${t.limit}`),
       ...unmeasured.map((t) => `check: UNMEASURED ${t.target}: ${t.why}`),
       ...this.failed.map((name) => `check: FAILED scenario ${name}`),
     ]
