@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
 import { bucketKey } from '../main.js'
-import { recordingLogger, until, withService } from './helpers.mjs'
+import { recordingLogger, rejectionsReported, until, withService } from './helpers.mjs'
 import { answer } from './upstream.mjs'
 
 /** An upstream whose temperature goes up by one degree per call: tells fetches apart. */
@@ -67,6 +67,7 @@ test('SWR: a failed refresh is counted, never an unhandled rejection, and keeps 
       const { backgroundRefreshes, inflight } = service.stats()
       assert.deepEqual({ backgroundRefreshes, inflight }, { backgroundRefreshes: 1, inflight: 0 }, 'the area is cooling down: no second refresh')
       assert.equal(upstream.count, 2)
+      await rejectionsReported()
       assert.deepEqual(rejections, [])
     } finally {
       process.off('unhandledRejection', onRejection)
