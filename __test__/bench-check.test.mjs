@@ -11,7 +11,7 @@ import { Targets } from '../bench/targets.mjs'
 const run = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
 
 async function targetsOf(scenarios) {
-  const targets = new Targets()
+  const targets = new Targets({ log: () => {} })
   for (const [name, declared, body] of scenarios) await targets.scenario(name, declared, body)
   return targets
 }

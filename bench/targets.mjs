@@ -14,6 +14,11 @@ export class Targets {
   /** Scenarios that threw. */
   failed = []
 
+  /** `log(line)` says what went wrong as it happens (a scenario that threw or could not run). */
+  constructor({ log = console.log } = {}) {
+    this.log = log
+  }
+
   /**
    * Runs one scenario. `declared` lists its targets as `[name, kind, limit]`; `body(judge)`
    * measures, prints, and calls `judge(name, value, pass)` for each, or `judge.cannot(name, why)`.
@@ -40,10 +45,10 @@ export class Targets {
       if (typeof returned === 'string') why = returned
     } catch (error) {
       this.failed.push(name)
-      console.error(`\n${name}: FAILED\n${error.stack}`)
+      this.log(`\n${name}: FAILED\n${error.stack}`)
       why = `the scenario failed: ${error.message}`
     }
-    if (why) console.log(`\n${name}: NOT MEASURED (${why})`)
+    if (why) this.log(`\n${name}: NOT MEASURED (${why})`)
     for (const [target, kind, limit] of declared) {
       const j = judged.get(target)
       if (j && Number.isFinite(j.value)) this.list.push({ target, kind, limit, measured: true, value: j.value, pass: j.pass })
