@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { redisServerInstalled } from '../lib/local-redis.mjs'
+import { needs } from './needs.mjs'
 
 const bin = fileURLToPath(new URL('../bin/weather-cache.mjs', import.meta.url))
 
@@ -87,7 +88,8 @@ test('demo rejects bad flags with exit code 2', async () => {
   }
 })
 
-test('demo --instances 4: the shared tier brings four instances near one process', { skip: !redisServerInstalled() && 'redis-server is not installed' }, async () => {
+test('demo --instances 4: the shared tier brings four instances near one process', async (t) => {
+  if (!needs(t, redisServerInstalled(), 'redis-server is not installed (apt-get install redis-server)')) return
   const { code, stdout, stderr } = await demo(['--instances', '4', '--drones', '400', '--minutes', '20', '--json'])
   assert.equal(code, 0, stderr)
   const r = JSON.parse(stdout)

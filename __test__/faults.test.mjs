@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { recordingLogger, setup, withService as withPlainService } from './helpers.mjs'
+import { recordingLogger, setup, until, withService as withPlainService } from './helpers.mjs'
 import { API_KEY, answer } from './upstream.mjs'
 
 /** Every error, event, result and metric any test in this file produced: checked for the key
@@ -212,8 +212,9 @@ test('an upstream that never answers: close() settles every pending Promise', as
       ...Array.from({ length: 5 }, (_, i) => service.getForecast(null, `f${i}`, 1, 1)),
       service.warmup('x', 2, 2),
     ]
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    assert.equal(upstream.count, 2)
+    // One flight for the area of the ten calls, one for the warmup's: both asked, none more.
+    await until(() => upstream.count === 2, 'both requests to reach the upstream')
+    assert.equal(service.stats().inflight, 2)
     service.close()
     const results = await settleAll(pending)
     assert.deepEqual(results.slice(0, 5).map((r) => r.value), [null, null, null, null, null])

@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { WeatherService } from '../main.js'
-import { recordingLogger, until, withService } from './helpers.mjs'
+import { recordingLogger, rejectionsReported, until, withService } from './helpers.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -206,12 +206,26 @@ test('#12: a logger that returns a rejected Promise causes no unhandled rejectio
   const onUnhandled = (reason) => unhandled.push(reason)
   process.on('unhandledRejection', onUnhandled)
   try {
-    const asyncLogger = {}
-    for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal']) asyncLogger[level] = async () => Promise.reject(new Error(`async ${level}`))
-    await withService({ logLevel: 'debug', logger: asyncLogger }, async ({ service }) => {
-      assert.equal(await service.getWeather({ logger: asyncLogger }, 'u', 1, 1), null)
+    const calls = { session: [], service: [] }
+    const asyncLogger = (to) => {
+      const logger = {}
+      for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal']) {
+        logger[level] = async (fields, name) => {
+          to.push(name)
+          return Promise.reject(new Error(`async ${level}`))
+        }
+      }
+      return logger
+    }
+    await withService({ logLevel: 'debug', logger: asyncLogger(calls.service) }, async ({ service }) => {
+      assert.equal(await service.getWeather({ logger: asyncLogger(calls.session) }, 'u', 1, 1), null)
       assert.equal(await service.getWeather(null, 'v', 2, 2), null) // events to the service logger
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      const events = ['weather.request.attempted', 'weather.cache.miss', 'weather.request.sent', 'weather.error.network', 'weather.backoff.state']
+      assert.deepEqual(calls.session, events)
+      // The service logger's events arrive through a queue, debug and warn each through its own.
+      await until(() => calls.service.length === events.length, "the service logger's events")
+      assert.deepEqual([...calls.service].sort(), [...events].sort())
+      await rejectionsReported()
     }, answer.status(503))
   } finally {
     process.off('unhandledRejection', onUnhandled)
@@ -243,7 +257,7 @@ test('#14: maxResponseBytes below 1 KiB is refused', () => {
 
 test('#5: the events of a 429 reach a waiter or the service logger when the initiator aborted', async () => {
   const serviceLog = recordingLogger()
-  await withService({ logger: serviceLog.logger }, async ({ service }) => {
+  await withService({ logger: serviceLog.logger }, async ({ service, upstream }) => {
     const joinerLog = recordingLogger()
     const controller = new AbortController()
     const initiator = service.getForecast({ logger: recordingLogger().logger }, 'first', 1, 1, { signal: controller.signal })
@@ -252,19 +266,25 @@ test('#5: the events of a 429 reach a waiter or the service logger when the init
     await assert.rejects(initiator, { code: 'ABORT_ERR' })
     assert.equal(await joiner, null)
     assert.deepEqual(joinerLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
-    await new Promise((resolve) => setTimeout(resolve, 100)) // any queued service-logger delivery
-    assert.deepEqual(serviceLog.names(), [], 'delivered once, to the joiner')
+    // A marker through the same queue (warn events to the service logger, in order): once it
+    // arrives, so would have the 429's events, had they gone there too.
+    service.advanceTime(60_000) // past the 429's backoff
+    upstream.behave(answer.status(503))
+    assert.equal(await service.getWeather(null, 'marker', 20, 20), null)
+    await until(() => serviceLog.names().includes('weather.backoff.state'), 'the marker events')
+    assert.deepEqual(serviceLog.names(), ['weather.error.network', 'weather.backoff.state'], 'the 429 was delivered once, to the joiner')
   }, answer.delayed(50, answer.rateLimited(30)))
 
-  await withService({ logger: serviceLog.logger }, async ({ service }) => {
+  const otherServiceLog = recordingLogger()
+  await withService({ logger: otherServiceLog.logger }, async ({ service }) => {
     const controller = new AbortController()
     const initiator = service.getForecast({ logger: recordingLogger().logger }, 'first', 1, 1, { signal: controller.signal })
     const joiner = service.getWeather(null, 'second', 1, 1) // no logger of its own
     controller.abort()
     await assert.rejects(initiator, { code: 'ABORT_ERR' })
     assert.equal(await joiner, null)
-    await until(() => serviceLog.names().length === 2, 'the service logger')
-    assert.deepEqual(serviceLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
+    await until(() => otherServiceLog.names().length === 2, 'the service logger')
+    assert.deepEqual(otherServiceLog.names(), ['weather.rate_limited', 'weather.backoff.state'])
   }, answer.delayed(50, answer.rateLimited(30)))
 })
 
@@ -291,10 +311,17 @@ test('an async logger is handled even when the app replaced globalThis.Promise',
     }
   }
   try {
-    const logger = { warn: async () => original.reject(new Error('async logger')) }
+    const calls = []
+    const logger = {
+      warn: async (fields, name) => {
+        calls.push(name)
+        return original.reject(new Error('async logger'))
+      },
+    }
     await withService({}, async ({ service }) => {
       assert.equal(await service.getWeather({ logger }, 'u', 1, 1), null)
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.deepEqual(calls, ['weather.error.network', 'weather.backoff.state'])
+      await rejectionsReported()
     }, answer.status(503))
   } finally {
     globalThis.Promise = original

@@ -44,6 +44,13 @@ export async function until(condition, what = 'condition', timeoutMs = 5000) {
   }
 }
 
+/**
+ * Resolves once every rejection left unhandled so far has been reported (`unhandledRejection`):
+ * Node reports them after the microtasks of the turn that made them, before the next turn's
+ * immediates. Wait first for what would make such a rejection (a logger call recorded).
+ */
+export const rejectionsReported = () => new Promise((resolve) => setImmediate(resolve))
+
 /** A pino-like logger that records `{ level, msg, obj, self }` for every call. */
 export function recordingLogger({ throws = false } = {}) {
   const records = []

@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
+import { needs } from './needs.mjs'
+
 const root = fileURLToPath(new URL('..', import.meta.url))
 // Real path: module resolution reports real paths (macOS's tmpdir is behind a symlink).
 const work = realpathSync(mkdtempSync(join(tmpdir(), 'weather-cache-loader-')))
@@ -22,8 +24,11 @@ const abi = platform === 'linux' ? (glibc ? '-gnu' : '-musl') : platform === 'wi
 const target = `${platform}-${arch}${abi}`
 const packageName = `weather-cache-${target}`
 const binaryName = `weather-cache.${target}.node`
-// The cases built with cc make Linux ELF objects (-soname, a musl libc's name).
-const elfCc = platform === 'linux' && spawnSync('cc', ['--version']).status === 0
+// The cases built with cc make Linux ELF objects (-soname, a musl libc's name): elsewhere they
+// do not apply; on Linux they need a C compiler (CI has one: cargo links with it).
+const notLinux = platform !== 'linux' && 'ELF objects: Linux only'
+const cc = platform === 'linux' && spawnSync('cc', ['--version']).status === 0
+const CC_MISSING = 'cc (a C compiler) is not installed'
 
 /** Requires `<dir>/lib/binding.js` in a child Node; returns what it threw (or `{ loaded: true }`). */
 function load(dir, env = {}) {
@@ -131,7 +136,8 @@ test('a corrupt binary in the platform package: ERR_WEATHER_CACHE_BINARY_LOAD na
   assert.ok(outcome.message.includes(`"${packageName}"`), outcome.message)
 })
 
-test('a binary that needs another libc (musl) here: the file is named though dlopen names only the library', { skip: !elfCc && 'needs Linux and cc' }, () => {
+test('a binary that needs another libc (musl) here: the file is named though dlopen names only the library', { skip: notLinux }, (t) => {
+  if (!needs(t, cc, CC_MISSING)) return
   const dir = loaderCopy('other-libc')
   // A stand-in for musl's libc, only there at link time: the .node then NEEDs it, as a musl
   // build of the addon NEEDs musl's libc on a glibc system.
@@ -144,7 +150,8 @@ test('a binary that needs another libc (musl) here: the file is named though dlo
   assert.ok(!outcome.dlopenMessage.includes(file), 'dlopen itself does not name the file here')
 })
 
-test('a binary with a missing symbol: ERR_WEATHER_CACHE_BINARY_LOAD with dlopen\'s "undefined symbol"', { skip: !elfCc && 'needs Linux and cc' }, () => {
+test('a binary with a missing symbol: ERR_WEATHER_CACHE_BINARY_LOAD with dlopen\'s "undefined symbol"', { skip: notLinux }, (t) => {
+  if (!needs(t, cc, CC_MISSING)) return
   const dir = loaderCopy('missing-symbol')
   // A data reference is bound at load time, so dlopen (lazy for functions) fails at once.
   const file = sharedObject(dir, binaryName, 'extern int weather_cache_absent;\nint weather_cache_read(void) { return weather_cache_absent; }\n')

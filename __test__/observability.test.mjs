@@ -1,10 +1,12 @@
 // Events to session.logger / the logger option, stats() identities, metricsText().
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { test } from 'node:test'
 
 import { recordingLogger, until, withService } from './helpers.mjs'
 import { parsePrometheus } from './prometheus.mjs'
-import { API_KEY, answer, closedPort } from './upstream.mjs'
+import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
 import { WeatherService } from '../main.js'
 
 const debug = { logLevel: 'debug' }
@@ -113,7 +115,7 @@ test('network error: error.network with a code and a message, then the area back
 })
 
 test('logLevel "info" (the default): debug events are never built, warn events arrive', () =>
-  withService({}, async ({ service }) => {
+  withService({}, async ({ service, upstream }) => {
     let loggerReads = 0
     const log = recordingLogger()
     const session = {
@@ -127,7 +129,14 @@ test('logLevel "info" (the default): debug events are never built, warn events a
     const readsAfterMiss = loggerReads
     for (let i = 0; i < 100; i++) await service.getWeather(session, 1, 1) // hits
     assert.equal(loggerReads, readsAfterMiss, 'hits do not even read session.logger')
-    assert.deepEqual(log.records, [])
+    assert.deepEqual(log.records, [], 'no debug event of the miss or of the hits')
+    upstream.behave(answer.status(503))
+    assert.equal(await service.getWeather(session, 30, 30), null)
+    assert.deepEqual(log.records.map((r) => [r.level, r.msg]), [
+      ['warn', 'weather.error.network'],
+      ['warn', 'weather.backoff.state'],
+    ])
+    assert.equal(log.records[0].obj.code, 'ERR_UPSTREAM_STATUS')
   }))
 
 test('logLevel "silent": nothing, even on errors', () =>
@@ -147,16 +156,50 @@ test('a logger that throws breaks nothing (session logger and logger option)', a
     assert.ok(log.records.length >= 5)
     service.advanceTime(600_000)
     await service.getWeather(null, 'v', 1, 1) // no session logger: events go to the option
+    // The throws happened inside those deliveries: a fatal one would have ended the process.
     await until(() => upstream.count === 2 && background.records.length >= 3, 'background events')
-    await new Promise((resolve) => setTimeout(resolve, 20)) // still alive: nothing was fatal
+    assert.notEqual(await service.getWeather(session, 'w', 1, 1), null, 'still answering')
   })
 })
 
-test('without any logger nothing is printed and nothing fails', () =>
-  withService(debug, async ({ service }) => {
-    assert.equal(await service.getWeather(null, 'u', 1, 1), null)
-    assert.equal(await service.getWeather({ logger: 'not a logger' }, 'u', 1, 1), null)
-  }, answer.status(503)))
+test('without any logger nothing is printed and nothing fails', async () => {
+  // In a child process, so that whatever the addon might write to fd 1 or 2 is caught too. The
+  // upstream answers the first request at latitude 5 and fails every other one.
+  let answered = false
+  const upstream = await startUpstream((req, res, q) => {
+    if (q.lat === 5 && !answered) return (answered = true), answer.weather(req, res, q)
+    answer.status(503)(req, res, q)
+  })
+  try {
+    const script = `
+      import { WeatherService } from ${JSON.stringify(new URL('../main.js', import.meta.url).href)}
+      const service = new WeatherService({ apiKey: ${JSON.stringify(API_KEY)}, baseUrl: process.env.UPSTREAM, clock: 'manual', logLevel: 'debug' })
+      const answers = [
+        await service.getWeather(null, 'u', 1, 1),
+        await service.getWeather({ logger: 'not a logger' }, 'u', 2, 2),
+        await service.getForecast(null, 'v', 3, 3).catch((e) => e.code),
+        typeof (await service.getWeather(null, 'w', 5, 5)),
+      ]
+      service.advanceTime(600_000)
+      // Stale: answered at once, refreshed in the background, and that refresh fails.
+      answers.push((await service.getForecast(null, 'w', 5, 5)).meta.source)
+      while (service.stats().inflight > 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      service.close()
+      process.send(answers)
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, UPSTREAM: upstream.url }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+    let [stdout, stderr, answers] = ['', '', null]
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('message', (m) => (answers = m))
+    const [code] = await once(child, 'exit')
+    assert.deepEqual({ code, stdout, stderr }, { code: 0, stdout: '', stderr: '' })
+    assert.deepEqual(answers, [null, null, 'ERR_UPSTREAM_STATUS', 'object', 'stale-cache'])
+    assert.equal(upstream.count, 5, 'each call and the refresh asked the upstream')
+  } finally {
+    await upstream.close()
+  }
+})
 
 test('at warn level no event carries exact user coordinates', () =>
   withService({ logLevel: 'warn' }, async ({ service, upstream }) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
 import { bucketKey } from '../main.js'
-import { until, withService } from './helpers.mjs'
+import { recordingLogger, rejectionsReported, until, withService } from './helpers.mjs'
 import { answer } from './upstream.mjs'
 
 /** An upstream whose temperature goes up by one degree per call: tells fetches apart. */
@@ -60,10 +60,14 @@ test('SWR: a failed refresh is counted, never an unhandled rejection, and keeps 
       upstream.behave(answer.status(503))
       service.advanceTime(600_000)
       assert.equal((await service.getForecast(null, 'u', 1, 1)).meta.source, 'stale-cache')
-      await until(() => upstream.count === 2, 'the refresh')
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      // The refresh failed and landed: its area's cooldown is recorded before it leaves the
+      // flights, so a second refresh would start (and be counted) at the next stale hit.
+      await until(() => service.stats().upstreamErrors === 1 && service.stats().inflight === 0, 'the failed refresh to land')
       assert.equal((await service.getForecast(null, 'u', 1, 1)).meta.source, 'stale-cache')
-      assert.equal(upstream.count, 2, 'the area is cooling down: no second refresh')
+      const { backgroundRefreshes, inflight } = service.stats()
+      assert.deepEqual({ backgroundRefreshes, inflight }, { backgroundRefreshes: 1, inflight: 0 }, 'the area is cooling down: no second refresh')
+      assert.equal(upstream.count, 2)
+      await rejectionsReported()
       assert.deepEqual(rejections, [])
     } finally {
       process.off('unhandledRejection', onRejection)
@@ -95,11 +99,15 @@ test('forceRefresh inside the minimum interval is served from cache, after it fe
   }, counting()))
 
 test('no background refresh for an entry younger than minRefreshIntervalMs', () =>
-  withService({ freshTtlMs: 60_000, minRefreshIntervalMs: 300_000 }, async ({ service, upstream }) => {
+  withService({ freshTtlMs: 60_000, minRefreshIntervalMs: 300_000, logLevel: 'debug' }, async ({ service, upstream }) => {
     await service.getForecast(null, 'u', 1, 1)
     service.advanceTime(120_000)
-    assert.equal((await service.getForecast(null, 'u', 1, 1)).meta.source, 'stale-cache')
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    const log = recordingLogger()
+    assert.equal((await service.getForecast({ logger: log.logger }, 'u', 1, 1)).meta.source, 'stale-cache')
+    // The lookup decided, and said so: a refresh it had started would be counted and in flight.
+    assert.deepEqual(log.names(), ['weather.request.attempted', 'weather.request.skipped.minInterval', 'weather.cache.hit.stale'])
+    const { backgroundRefreshes, inflight } = service.stats()
+    assert.deepEqual({ backgroundRefreshes, inflight }, { backgroundRefreshes: 0, inflight: 0 })
     assert.equal(upstream.count, 1)
     service.advanceTime(180_000)
     await service.getForecast(null, 'u', 1, 1)

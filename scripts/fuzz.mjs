@@ -1,6 +1,8 @@
-// `npm run fuzz [-- --seconds N] [--only a,b]`: runs every cargo-fuzz target (fuzz/fuzz_targets)
-// for a bounded time, one after the other, and reports executions and findings. Not part of
-// `npm test`. Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+// `npm run fuzz [-- --seconds N] [--only a,b]`: builds the cargo-fuzz targets (fuzz/fuzz_targets),
+// then runs each for a bounded time, one after the other, and reports executions and findings.
+// Not part of `npm test`; CI runs it for 5 s per target (.ci/run). Needs the nightly toolchain
+// and cargo-fuzz (`cargo install cargo-fuzz --version 0.13.2 --locked`). CARGO_TARGET_DIR moves
+// the build.
 //
 // Each target's working corpus is fuzz/corpus/<target> (ignored by git), grown from the seeds
 // committed in fuzz/seeds/<target>. A crash leaves its input in fuzz/artifacts/<target> and makes
@@ -33,6 +35,15 @@ function run(command, argv) {
     child.stderr.on('data', (d) => (output += d))
     child.on('exit', (code) => resolve({ code, output }))
   })
+}
+
+// Built once, up front (the runs below then find them built): a build that fails says so here.
+console.log(`fuzz: building ${chosen.join(', ')} (cargo +nightly fuzz build -O)...`)
+const build = await run('cargo', ['+nightly', 'fuzz', 'build', '-O', ...(chosen.length === 1 ? [chosen[0]] : [])])
+if (build.code !== 0) {
+  console.log(build.output.split('\n').slice(-60).join('\n'))
+  console.error('fuzz: the build failed')
+  process.exit(1)
 }
 
 const results = []

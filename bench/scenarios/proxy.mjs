@@ -2,11 +2,18 @@
 // VCL, both in front of the same simulated OpenWeather (fixed 20 ms) in one run, driven by wrk
 // (1 thread, 100 connections) with 2,000 drones jittering ~100 m over a 40 km city.
 //
-// Needs Debian's `wrk` (skipped with a note otherwise) and `varnish` (its row is skipped with a
-// note otherwise). Reports req/s, p50/p99/p99.9, upstream calls and RSS of the proxy with one
-// thread and with its default (a thread per core), a cold first run beside the warm one, and
-// the load generator's own ceiling (the same script against the proxy's constant /healthz).
+// Like for like, in two set-ups (the targets hold on these rows only):
+// - both at their defaults, nothing pinned: serve runs a proxy thread per core, Varnish its
+//   default thread pools, and wrk shares the cores with them;
+// - both pinned to one core with `taskset`, wrk on another: serve's default then is one proxy
+//   thread (it counts the cores it may run on), Varnish keeps its default pools on that core.
+// Each proxy gets a cold first run and a warm one; the load generator's own ceiling is the same
+// script against serve's constant /healthz, pinned like the rest.
+//
+// Needs Debian's `wrk` (the scenario is not measured otherwise), `varnish` (its rows) and
+// `taskset` with two cores (the pinned rows); each row that cannot run says why.
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -78,8 +85,8 @@ async function waitForPort(port, timeoutMs = 20_000) {
   }
 }
 
-function wrk(url, scriptPath, seconds) {
-  const run = spawnSync('wrk', ['-t1', '-c100', `-d${seconds}s`, '--timeout', '5s', '-s', scriptPath, url], { encoding: 'utf8' })
+function wrk(url, scriptPath, seconds, cpu) {
+  const run = spawnSync(...pinned(cpu, 'wrk', ['-t1', '-c100', `-d${seconds}s`, '--timeout', '5s', '-s', scriptPath, url]), { encoding: 'utf8' })
   const line = run.stdout.split('\n').find((l) => l.startsWith('RESULT '))
   if (!line) throw new Error(`wrk failed:\n${run.stdout}\n${run.stderr}`)
   const r = JSON.parse(line.slice(7))
@@ -112,11 +119,23 @@ function childPids(pid) {
   }
 }
 
-/** Starts `weather-cache serve` (with `flags`) on its own upstream; resolves once it listens. */
-async function startServe(flags, children) {
+/** The CPUs `pid` may run on, as the kernel lists them ("0-1", "1"). */
+function cpusOf(pid) {
+  try {
+    return /Cpus_allowed_list:\s+(\S+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]
+  } catch {
+    return undefined
+  }
+}
+
+/** `command args` as spawn arguments, under `taskset -c cpu` when `cpu` is given. */
+const pinned = (cpu, command, args) => (cpu === undefined ? [command, args] : ['taskset', ['-c', String(cpu), command, ...args]])
+
+/** Starts `weather-cache serve` at its defaults on its own upstream; resolves once it listens. */
+async function startServe(cpu, children) {
   const upstream = await startUpstream({ latencyMs: 20 })
   const port = await freePort()
-  const serve = spawn(process.execPath, [bin, 'serve', '--port', String(port), '--upstream', upstream.url, ...flags], {
+  const serve = spawn(...pinned(cpu, process.execPath, [bin, 'serve', '--port', String(port), '--upstream', upstream.url]), {
     env: { ...process.env, OPEN_WEATHER_API_KEY: API_KEY },
     stdio: 'ignore',
   })
@@ -126,17 +145,47 @@ async function startServe(flags, children) {
     url: `http://127.0.0.1:${port}`,
     async stop() {
       const upstreamCalls = (await upstream.stats()).requests
-      const rss = rssMiB([serve.pid])
+      const about = { upstreamCalls, rssMiB: rssMiB([serve.pid]), cpus: cpusOf(serve.pid) }
       serve.kill('SIGTERM')
       await upstream.close()
-      return { upstreamCalls, rssMiB: rss }
+      return about
     },
   }
 }
 
+/** Starts varnishd at its defaults (but for the VCL) on its own upstream. */
+async function startVarnish(cpu, dir, name, children) {
+  const upstream = await startUpstream({ latencyMs: 20 })
+  const vcl = path.join(dir, `${name}.vcl`)
+  writeFileSync(vcl, VCL(new URL(upstream.url).port))
+  const port = await freePort()
+  const varnish = spawn(...pinned(cpu, 'varnishd', ['-F', '-a', `127.0.0.1:${port}`, '-f', vcl, '-n', path.join(dir, name)]), { stdio: 'ignore' })
+  children.push(varnish)
+  await waitForPort(port)
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      const pids = [varnish.pid, ...childPids(varnish.pid)]
+      const about = { upstreamCalls: (await upstream.stats()).requests, rssMiB: rssMiB(pids), cpus: cpusOf(pids.at(-1)) }
+      const exited = varnish.exitCode !== null || varnish.signalCode !== null ? null : once(varnish, 'exit')
+      varnish.kill('SIGTERM')
+      await exited // so that it is gone before the next proxy is measured
+      await upstream.close()
+      return about
+    },
+  }
+}
+
+/** Row labels of the like-for-like pairs the targets compare. */
+export const LIKE_FOR_LIKE = [
+  { label: 'both at defaults', serve: 'weather-cache serve, defaults', varnish: 'Varnish, defaults' },
+  { label: 'both on one core', serve: 'weather-cache serve, one core', varnish: 'Varnish, one core' },
+]
+const CEILING = "wrk's ceiling (same script, constant /healthz), one core"
+
 export async function proxyBench({ quick }) {
   if (!installed('wrk', ['--version'])) {
-    return { skipped: 'wrk is not installed (apt-get install wrk)' }
+    return { skipped: 'wrk is not installed: apt-get install wrk' }
   }
   const seconds = quick ? 3 : 10
   const dir = mkdtempSync(path.join(os.tmpdir(), 'weather-cache-proxy-bench-'))
@@ -147,50 +196,44 @@ export async function proxyBench({ quick }) {
   // query): what wrk itself can drive on this machine.
   const ceilingScript = path.join(dir, 'ceiling.lua')
   writeFileSync(ceilingScript, WRK_SCRIPT.replace('"/v1/weather?', '"/healthz?'))
-  const results = {}
+  const result = { rows: {}, cold: {}, missing: {}, notes: [] }
   const children = []
+
+  const varnishVersion = installed('varnishd', ['-V']) ? /varnish-(\d+\.\d+)/.exec(spawnSync('varnishd', ['-V'], { encoding: 'utf8' }).stderr)?.[1] ?? '?' : null
+  const cores = os.availableParallelism?.() ?? os.cpus().length
+  const pinning = !installed('taskset', ['-V']) ? 'taskset is not installed (util-linux)' : cores < 2 ? `one core here (${cores}): wrk needs a core of its own` : null
+  // Pinned: wrk on the first core, the proxy on the second.
+  const setups = [
+    { pair: LIKE_FOR_LIKE[0], proxyCpu: undefined, wrkCpu: undefined },
+    { pair: LIKE_FOR_LIKE[1], proxyCpu: 1, wrkCpu: 0, unavailable: pinning },
+  ]
+  let ceiling
   try {
-    // wrk takes one of the cores; on a 2-core machine one proxy thread gets the other to itself.
-    const one = await startServe(['--threads', '1'], children)
-    const cold = wrk(one.url, script, seconds)
-    const warm = wrk(one.url, script, seconds)
-    const ceiling = wrk(one.url, ceilingScript, seconds)
-    results['weather-cache serve --threads 1'] = { ...warm, cold, ...(await one.stop()) }
-
-    // The default: a thread per core, sharing them with wrk.
-    const threads = os.availableParallelism?.() ?? os.cpus().length
-    const all = await startServe([], children)
-    wrk(all.url, script, seconds) // warm-up
-    results[`weather-cache serve (default: ${threads} threads)`] = { ...wrk(all.url, script, seconds), ...(await all.stop()) }
-
-    // Varnish with a snapping VCL, against its own upstream (same latency) for its own count.
-    if (installed('varnishd', ['-V'])) {
-      const varnishUpstream = await startUpstream({ latencyMs: 20 })
-      const vcl = path.join(dir, 'snap.vcl')
-      writeFileSync(vcl, VCL(new URL(varnishUpstream.url).port))
-      const varnishPort = await freePort()
-      const varnish = spawn('varnishd', ['-F', '-a', `127.0.0.1:${varnishPort}`, '-f', vcl, '-n', path.join(dir, 'varnish'), '-s', 'malloc,256m', '-p', 'thread_pool_min=50'], {
-        stdio: 'ignore',
-      })
-      children.push(varnish)
-      await waitForPort(varnishPort)
-      const vurl = `http://127.0.0.1:${varnishPort}`
-      wrk(vurl, script, seconds) // warm-up, as for the proxy's cold run
-      const warmV = wrk(vurl, script, seconds)
-      results['Varnish 7.1, 0.1 deg snap'] = {
-        ...warmV,
-        upstreamCalls: (await varnishUpstream.stats()).requests,
-        rssMiB: rssMiB([varnish.pid, ...childPids(varnish.pid)]),
+    for (const { pair, proxyCpu, wrkCpu, unavailable } of setups) {
+      if (unavailable) {
+        result.missing[pair.serve] = result.missing[pair.varnish] = unavailable
+        continue
       }
-      varnish.kill('SIGTERM')
-      await varnishUpstream.close()
-    } else {
-      results.note = 'Varnish is not installed (apt-get install varnish): its row is missing'
+      const serve = await startServe(proxyCpu, children)
+      result.cold[pair.serve] = wrk(serve.url, script, seconds, wrkCpu)
+      const warm = wrk(serve.url, script, seconds, wrkCpu)
+      if (proxyCpu !== undefined) ceiling = wrk(serve.url, ceilingScript, seconds, wrkCpu)
+      result.rows[pair.serve] = { ...warm, ...(await serve.stop()) }
+
+      if (!varnishVersion) {
+        result.missing[pair.varnish] = 'varnishd is not installed: apt-get install varnish'
+        continue
+      }
+      const cache = await startVarnish(proxyCpu, dir, `varnish-${proxyCpu ?? 'any'}`, children)
+      result.cold[pair.varnish] = wrk(cache.url, script, seconds, wrkCpu)
+      result.rows[pair.varnish] = { ...wrk(cache.url, script, seconds, wrkCpu), ...(await cache.stop()) }
     }
-    results['wrk ceiling (same script, constant answer)'] = ceiling
   } finally {
     for (const child of children) child.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   }
-  return results
+  if (ceiling) result.rows[CEILING] = ceiling
+  for (const [label, why] of Object.entries(result.missing)) result.notes.push(`${label}: no row (${why})`)
+  if (varnishVersion) result.notes.push(`Varnish is ${varnishVersion}, with a VCL snapping coordinates to 0.1 deg.`)
+  return result
 }

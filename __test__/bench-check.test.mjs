@@ -1,0 +1,82 @@
+// `npm run bench -- --check` (bench/targets.mjs, bench/run.mjs): a missed judged target, a target
+// that could not be measured and a scenario that throws each make it exit 1; noisy targets are
+// judged in full runs and only reported in quick ones.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+import { Targets } from '../bench/targets.mjs'
+
+const run = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
+
+async function targetsOf(scenarios) {
+  const targets = new Targets({ log: () => {} })
+  for (const [name, declared, body] of scenarios) await targets.scenario(name, declared, body)
+  return targets
+}
+
+test('--check: an exact target missed fails quick and full runs; a noisy one fails full runs only', async () => {
+  const exact = await targetsOf([['counts', [['calls per area', 'exact', '== 1']], (judge) => judge('calls per area', 1.01, false)]])
+  assert.equal(exact.verdict({ quick: true }).exitCode, 1)
+  assert.equal(exact.verdict({ quick: false }).exitCode, 1)
+  assert.match(exact.verdict({ quick: true }).lines.join('\n'), /MISSED calls per area: 1\.01, target == 1/)
+
+  const noisy = await targetsOf([['timings', [['ns per hit', 'noisy', '<= 2']], (judge) => judge('ns per hit', 2.4, false)]])
+  const quick = noisy.verdict({ quick: true })
+  assert.equal(quick.exitCode, 0)
+  assert.match(quick.lines[0], /1 noisy target\(s\) reported, not judged/)
+  assert.equal(noisy.list[0].verdict, 'MISSED')
+  assert.equal(noisy.verdict({ quick: false }).exitCode, 1)
+
+  const met = await targetsOf([['both', [['a', 'exact', '== 1'], ['b', 'noisy', '<= 2']], (judge) => (judge('a', 1, true), judge('b', 1.5, true))]])
+  assert.deepEqual([met.verdict({ quick: true }).exitCode, met.verdict({ quick: false }).exitCode], [0, 0])
+  assert.equal(met.verdict({ quick: false }).lines[0], 'check: 2 met, 0 missed, 0 unmeasured')
+})
+
+test('--check: a target that could not be measured fails whatever its kind and the run, with the reason', async () => {
+  const targets = await targetsOf([
+    ['tier', [['tier calls', 'noisy', '<= 1.05']], () => 'redis-server is not installed'],
+    ['proxy', [['rps', 'noisy', '>= 1.5'], ['p99', 'noisy', '<= 1']], (judge) => (judge('rps', 2, true), judge.cannot('p99', 'varnishd is not installed'))],
+    ['silent', [['forgotten', 'exact', '== 1']], () => {}],
+    ['nan', [['divided by zero', 'exact', '<= 1']], (judge) => judge('divided by zero', NaN, false)],
+  ])
+  const { exitCode, lines } = targets.verdict({ quick: true })
+  assert.equal(exitCode, 1)
+  assert.equal(lines[0], 'check: 0 met, 0 missed, 4 unmeasured; 1 noisy target(s) reported, not judged (quick run)')
+  assert.deepEqual(lines.slice(1), [
+    'check: UNMEASURED tier calls: redis-server is not installed',
+    'check: UNMEASURED p99: varnishd is not installed',
+    'check: UNMEASURED forgotten: the scenario gave no value for it',
+    'check: UNMEASURED divided by zero: its value is NaN',
+  ])
+})
+
+test('--check: a scenario that throws, or judges a target it did not declare, fails', async () => {
+  for (const body of [
+    () => {
+      throw new Error('upstream did not start')
+    },
+    (judge) => judge('a typo', 1, true),
+  ]) {
+    const targets = await targetsOf([['broken', [['declared', 'exact', '== 1']], body]])
+    const { exitCode, lines } = targets.verdict({ quick: false })
+    assert.equal(exitCode, 1)
+    assert.deepEqual(targets.failed, ['broken'])
+    assert.match(lines[1], /^check: UNMEASURED declared: the scenario failed: /)
+    assert.equal(lines.at(-1), 'check: FAILED scenario broken')
+  }
+})
+
+test('npm run bench -- --check --only tier without redis-server on PATH: exit 1 naming the target and why', () => {
+  const bench = (args) => spawnSync(process.execPath, [run, ...args], { encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } })
+  const checked = bench(['--check', '--only', 'tier'])
+  assert.equal(checked.status, 1, checked.stdout + checked.stderr)
+  assert.match(checked.stdout, /check: UNMEASURED shared tier: 4 instances within 1\.05x of one process: redis-server is not installed/)
+  // Without --check the same run is a report.
+  const reported = bench(['--only', 'tier'])
+  assert.equal(reported.status, 0, reported.stdout + reported.stderr)
+  assert.match(reported.stdout, /UNMEASURED: shared tier: .*redis-server is not installed/)
+  // A scenario name it does not know is a usage error.
+  assert.equal(bench(['--check', '--only', 'tiers']).status, 2)
+})
