@@ -2,5 +2,6 @@
 //! server, and a real `redis-server` for the shared tier.
 
 pub mod redis;
+pub mod relay;
 pub mod strategies;
 pub mod upstream;
