@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 
 import { WeatherService, distanceKm } from '../main.js'
 import { recordingLogger, until } from './helpers.mjs'
-import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
+import { redisCliInstalled, redisServerInstalled, startRedis, startRedisCluster } from '../lib/local-redis.mjs'
 import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
 import { startRelay } from './relay.mjs'
 
@@ -18,6 +18,11 @@ const redisAvailable = redisServerInstalled()
 if (!redisAvailable && process.env.CI) throw new Error('CI is set but redis-server is missing: .ci/run must install it')
 if (!redisAvailable) console.warn('SKIPPED: redis-server is not installed (apt-get install redis-server); shared-tier tests did not run')
 const skip = !redisAvailable && 'redis-server is not installed'
+// A Redis Cluster also needs redis-cli (Debian's redis-tools), under the same rule.
+const cliAvailable = redisCliInstalled()
+if (!cliAvailable && process.env.CI) throw new Error('CI is set but redis-cli is missing: .ci/run must install redis-tools')
+if (!cliAvailable) console.warn('SKIPPED: redis-cli is not installed (apt-get install redis-tools); Redis Cluster tests did not run')
+const skipCluster = skip || (!cliAvailable && 'redis-cli is not installed')
 const fixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -613,5 +618,31 @@ test('lease tokens come from the OS\'s randomness: two leases of one instance sh
   } finally {
     service.close()
     await upstream.close()
+  }
+})
+
+test('a Redis Cluster: four processes, 250 simultaneous requests each for one spot, one upstream call; a continent spreads over every master', { skip: skipCluster }, async () => {
+  const cluster = await startRedisCluster()
+  const upstream = await startUpstream(answer.delayed(500, answer.fixed(17.4, 'Rain')))
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: cluster.url, keyPrefix: namespace() } }
+  const instances = await Promise.all([0, 1, 2, 3].map(() => processInstance(options)))
+  try {
+    const bursts = await Promise.all(instances.map((instance, i) => instance.call('burst', { count: 250, lat: 48.8566, lon: 2.3522, user: `p${i}` })))
+    const results = bursts.flatMap((b) => b.results)
+    assert.deepEqual(results.filter((r) => r.error), [])
+    assert.equal(upstream.count, 1, 'exactly one upstream call')
+    const stats = await Promise.all(instances.map((instance) => instance.call('stats')))
+    assert.equal(stats.reduce((n, s) => n + s.tierHits, 0), 3, 'the three others were answered by the tier')
+    // A fleet over Europe (one request per 2.5 degrees): each tile's keys land on some master,
+    // and every master gets a share.
+    upstream.behave(answer.weather)
+    const spots = Array.from({ length: 48 }, (_, i) => [36 + 2.5 * (i % 12), -10 + 2.5 * Math.floor(i / 12) * 4])
+    await Promise.all(spots.map(([lat, lon], i) => instances[i % 4].call('burst', { count: 1, lat, lon, user: `f${i}` })))
+    const counts = await cluster.keyCounts()
+    assert.ok(counts.every((n) => n > 0), `keys per master: ${counts}`)
+  } finally {
+    for (const instance of instances) instance.kill()
+    await upstream.close()
+    await cluster.stop()
   }
 })

@@ -820,3 +820,5 @@ async fn listen(mut pushes: mpsc::UnboundedReceiver<PushInfo>, out: broadcast::S
 mod fault_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topology_tests;
