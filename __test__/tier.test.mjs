@@ -646,3 +646,79 @@ test('a Redis Cluster: four processes, 250 simultaneous requests each for one sp
     await cluster.stop()
   }
 })
+
+test('an area failing for one instance cools down for all: four instances make one call per window between them', { skip }, async () => {
+  const upstream = await startUpstream(answer.status(503))
+  const prefix = namespace()
+  const errorCooldownMs = 1000
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, errorCooldownMs, jitterRatio: 0, redis: { url: redis.url, keyPrefix: prefix } }
+  const instances = [0, 1, 2, 3].map(() => new WeatherService(options))
+  // The shared record: until when (server ms), failures in a row, the error.
+  const record = async () => {
+    const text = await redis.command('HGETALL', `{${prefix}}:failures:openweather`)
+    const value = text.split('\r\n').find((l) => /^\d+ \d+ /.test(l))
+    return value && { until: Number(value.split(' ')[0]), failures: Number(value.split(' ')[1]) }
+  }
+  const serverMs = async () => {
+    const [seconds, micros] = (await redis.command('TIME')).split('\r\n').filter((l) => /^\d+$/.test(l))
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+  }
+  try {
+    const first = await instances[0].getForecast(null, 'a', 45.76, 4.84).catch((e) => e)
+    assert.equal(first.code, 'ERR_UPSTREAM_STATUS')
+    await untilAsync(async () => (await record())?.failures === 1, 'the failure shared')
+    // B, C and D, a kilometre or two away: the same error, no call.
+    for (const [i, service] of instances.slice(1).entries()) {
+      const error = await service.getForecast(null, `u${i}`, 45.76 + 0.01 * i, 4.85).catch((e) => e)
+      assert.deepEqual([error.code, error.status], ['ERR_UPSTREAM_STATUS', 503], `instance ${i + 1}`)
+    }
+    assert.equal(upstream.count, 1, 'one call in the first window')
+    // The window ends (on Redis's clock, and on each instance's): the next ask is one call, for
+    // all four; it fails again, and the window doubles for everyone.
+    const { until: ended } = await record()
+    await untilAsync(async () => (await serverMs()) > ended + 50, 'the window over', 5000)
+    const again = await Promise.all(instances.map((s, i) => s.getForecast(null, `v${i}`, 45.765, 4.845).catch((e) => e)))
+    assert.ok(again.every((e) => e.code === 'ERR_UPSTREAM_STATUS'))
+    assert.equal(upstream.count, 2, 'one call in the second window')
+    await untilAsync(async () => (await record())?.failures === 2, 'the second failure shared')
+    const { until } = await record()
+    assert.ok(until - (await serverMs()) > errorCooldownMs, 'doubled')
+  } finally {
+    for (const service of instances) service.close()
+    await upstream.close()
+  }
+})
+
+test('calls counted alone while Redis was away are added to the shared counters when it is back', { skip }, async () => {
+  const own = await startRedis()
+  const upstream = await startUpstream(answer.weather)
+  const prefix = namespace()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perDay: 100 }, redis: { url: own.url, keyPrefix: prefix, timeoutMs: 100 } })
+  const day = async () => Number(/:(\d+)\r\n$/.exec(await own.command('GET', `{${prefix}}:budget:openweather:day`))?.[1] ?? 0)
+  try {
+    await service.getForecast(null, 'u', 10, 10)
+    assert.equal(await day(), 1)
+    await own.kill()
+    // Three calls while Redis is away: "local" (the default) counts them in this process.
+    for (const [i, lon] of [20, 30, 40].entries()) await service.getForecast(null, `u${i}`, 10, lon)
+    assert.equal(upstream.count, 4)
+    assert.equal(service.stats().tier.unsharedCalls, 3)
+    await own.start()
+    // A request after the circuit's window probes Redis and closes the circuit; the calls
+    // counted alone (the three, and any probe made alone) are added then.
+    let spot = 0
+    await untilAsync(async () => {
+      await service.getForecast(null, 'w', -10, 10 + ++spot)
+      return service.stats().tierUp
+    }, 'the tier back', 10_000)
+    await untilAsync(async () => service.stats().tier.reconciledCalls === service.stats().tier.unsharedCalls, 'the calls added')
+    assert.ok(service.stats().tier.unsharedCalls >= 3)
+    // Every call since the restart is in Redis's day counter: counted by Redis, or counted
+    // alone and added (the first call's count went with the restart: no persistence here).
+    assert.equal(await day(), upstream.count - 1)
+  } finally {
+    service.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
