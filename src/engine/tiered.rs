@@ -200,10 +200,19 @@ impl Inner {
             let candidates: Vec<(LatLon, String)> =
                 if may_move { points.iter().map(|p| (*p, member(*p))).collect() } else { Vec::new() };
             let now_ms = self.clock.now();
+            // A lease claims the area its fetch will serve: a waiter within the radius of it
+            // (exactly, as a flight of this process would take it) waits for it. Redis sees
+            // rounded points only; the leases it cannot decide on (within the rounding of the
+            // radius) come back, and this instance judges them with the exact points.
+            let serves = self.config.proximity_km - POINT_TOLERANCE_KM;
+            let exact = &open;
+            let covers = move |i: usize, center: LatLon| exact.get(i).is_some_and(|p| distance_km(*p, center) <= serves);
             let request = LeaseRequest {
                 at: location,
                 search_km: search,
                 radius_km: (radius - rounding).max(SAME_SPOT_KM),
+                maybe_km: if lone_refresh { SAME_SPOT_KM } else { radius + rounding },
+                covers: (!lone_refresh).then_some(&covers as &(dyn Fn(usize, LatLon) -> bool + Sync)),
                 points: &points,
                 candidates: &candidates,
                 member: &own,

@@ -27,6 +27,8 @@ fn lease_at<'a>(at: LatLon, member: &'a str, now_ms: i64) -> LeaseRequest<'a> {
         at,
         search_km: 5.0,
         radius_km: 5.0,
+        maybe_km: 5.0,
+        covers: None,
         points: &[],
         candidates: &[],
         member,

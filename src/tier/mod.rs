@@ -24,6 +24,7 @@ mod tiles;
 mod token;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -103,7 +104,14 @@ pub struct SharedTier {
     redactors: Vec<Redactor>,
     runtime: tokio::runtime::Handle,
     this: Weak<SharedTier>,
+    /// When the last answer came (ms since `epoch`): a timeout while Redis answers others is
+    /// one slow operation, not Redis gone silent.
+    answered: AtomicU64,
+    epoch: Instant,
 }
+
+/// How long a connection may take to deliver an answer that arrived as the deadline passed.
+const DELIVERY_GRACE: Duration = Duration::from_millis(5);
 
 struct Scripts {
     find_or_lease: Script,
@@ -182,8 +190,13 @@ pub struct LeaseRequest<'a> {
     pub at: LatLon,
     /// Entries are looked for within this of `at`.
     pub search_km: f64,
-    /// A lease answers a point within this of it.
+    /// A lease answers a point (as sent: rounded) within this of it, certainly.
     pub radius_km: f64,
+    /// A lease between `radius_km` and this of a point might answer it: `covers` judges.
+    pub maybe_km: f64,
+    /// Whether a fetch at this lease's location answers point `i` (judged by the caller, with
+    /// the exact point, which never leaves it). `None`: only certain leases count.
+    pub covers: Option<&'a (dyn Fn(usize, LatLon) -> bool + Sync)>,
     /// The points that still need an entry (at most `MAX_POINTS`); none: `at` stands for them.
     pub points: &'a [LatLon],
     /// Where a fetch for each point could be made instead of `at` (its rounded location and
@@ -227,6 +240,8 @@ struct LookupCall<'a> {
     may_lease: bool,
     covered: &'a [bool],
     wait_ms: u64,
+    /// Leases the caller judged already (members).
+    judged: &'a [String],
 }
 
 /// What one lookup call answered.
@@ -234,8 +249,14 @@ struct LookupReply {
     status: String,
     number: u64,
     covered: Vec<bool>,
+    /// Leases that might cover an open point: member and ms left.
+    judge: Vec<(String, u64)>,
     entries: Vec<Stored>,
 }
+
+/// Most rounds of judging leases one lookup call makes (each judged lease is not returned
+/// again: another round only meets leases taken meanwhile).
+const JUDGING_ROUNDS: usize = 4;
 
 impl SharedTier {
     /// Validates the URL (messages never repeat it: it may hold a password) and starts
@@ -303,6 +324,8 @@ impl SharedTier {
                 redactors: address.secrets.iter().map(|s| Redactor::new(Some(s))).collect(),
                 runtime: runtime.clone(),
                 this: this.clone(),
+                answered: AtomicU64::new(0),
+                epoch: Instant::now(),
             }
         });
         runtime.spawn(listen(received, tier.announcements.clone(), tier.keys.channel.clone()));
@@ -373,45 +396,62 @@ impl SharedTier {
             }
         };
         for p in &points {
-            tiles_within(*p, request.radius_km).into_iter().for_each(&mut add);
+            tiles_within(*p, request.maybe_km.max(request.radius_km)).into_iter().for_each(&mut add);
         }
         if candidates_used {
             request.candidates.iter().for_each(|(c, _)| add(Tile::of(*c)));
         }
         let deadline = Instant::now() + self.timeout;
-        let nothing_covered = vec![false; points.len()];
-        if !self.cluster || tiles.len() == 1 {
-            let call = LookupCall { tiles: &tiles, may_lease: true, covered: &nothing_covered, wait_ms: 0 };
-            let reply = self.lookup(request, &points, candidates_used, &call, deadline).await?;
-            return self.lookup_result(reply, Vec::new());
-        }
-        // A Cluster: the neighbours first (their entries, and which points their leases cover),
-        // then the caller's tile, told what the neighbours cover.
+        // One call on one server; on a Cluster, the neighbours first (read only: their entries,
+        // and which points their leases cover), then the caller's tile, told what they cover.
+        let calls: Vec<(&[Tile], bool)> = if !self.cluster || tiles.len() == 1 {
+            vec![(&tiles[..], true)]
+        } else {
+            tiles[1..].iter().map(|t| (std::slice::from_ref(t), false)).chain(std::iter::once((&tiles[..1], true))).collect()
+        };
         let mut entries = Vec::new();
-        let mut covered = nothing_covered.clone();
+        let mut covered = vec![false; points.len()];
         let mut wait_ms = 0;
-        let mut fresh = false;
-        for tile in &tiles[1..] {
-            let call = LookupCall {
-                tiles: std::slice::from_ref(tile),
-                may_lease: false,
-                covered: &nothing_covered,
-                wait_ms: 0,
-            };
-            let reply = self.lookup(request, &points, false, &call, deadline).await?;
-            fresh |= reply.status == "fresh";
-            if reply.status != "fresh" {
-                wait_ms = wait_ms.max(reply.number);
+        let mut judged: Vec<String> = Vec::new();
+        for (call_tiles, may_lease) in calls {
+            for round in 0..JUDGING_ROUNDS {
+                let call = LookupCall { tiles: call_tiles, may_lease, covered: &covered, wait_ms, judged: &judged };
+                let reply = self.lookup(request, &points, candidates_used && may_lease, &call, deadline).await?;
+                if round == 0 {
+                    entries.extend(reply.entries);
+                }
+                covered.iter_mut().zip(&reply.covered).for_each(|(c, r)| *c |= *r);
+                wait_ms = wait_ms.max(if reply.status == "fresh" { 0 } else { reply.number });
+                // The leases the script could not decide on: the caller judges them with its
+                // exact points.
+                for (member, left) in reply.judge {
+                    let Some(center) = parse_member(&member) else { continue };
+                    for (i, covered) in covered.iter_mut().enumerate().filter(|(_, c)| !**c) {
+                        if request.covers.is_some_and(|covers| covers(i, center)) {
+                            *covered = true;
+                            wait_ms = wait_ms.max(left);
+                        }
+                    }
+                    judged.push(member);
+                }
+                let all_covered = covered.iter().all(|c| *c);
+                let status = match reply.status.as_str() {
+                    "fresh" if !request.must_lease => LeaseStatus::Fresh,
+                    "held" => LeaseStatus::Held { remaining: Duration::from_millis(reply.number.max(1)) },
+                    "maybe" | "open" | "fresh" if all_covered => LeaseStatus::Held { remaining: Duration::from_millis(wait_ms.max(1)) },
+                    // Judged: go around with what the caller decided (a new lease only is
+                    // returned again).
+                    "maybe" if may_lease && round + 1 < JUDGING_ROUNDS => continue,
+                    // Leases keep appearing: wait on them, and look again.
+                    "maybe" if may_lease => LeaseStatus::Held { remaining: Duration::from_millis(wait_ms.max(1)) },
+                    "maybe" | "open" | "fresh" if !may_lease => break,
+                    "acquired" => LeaseStatus::Acquired { candidate: (reply.number > 0).then(|| reply.number as usize - 1) },
+                    _ => return Err(self.malformed()),
+                };
+                return Ok(Lookup { status, entries });
             }
-            covered.iter_mut().zip(&reply.covered).for_each(|(c, r)| *c |= *r);
-            entries.extend(reply.entries);
         }
-        if fresh && !request.must_lease {
-            return Ok(Lookup { status: LeaseStatus::Fresh, entries });
-        }
-        let call = LookupCall { tiles: &tiles[..1], may_lease: true, covered: &covered, wait_ms };
-        let reply = self.lookup(request, &points, candidates_used, &call, deadline).await?;
-        self.lookup_result(reply, entries)
+        Err(self.malformed())
     }
 
     /// One run of the lookup script over `call.tiles`.
@@ -444,6 +484,8 @@ impl SharedTier {
             .arg(if call.may_lease { "1" } else { "0" })
             .arg(call.wait_ms)
             .arg(payload::SCHEMA)
+            .arg(search_radius(request.maybe_km.max(request.radius_km)))
+            .arg(call.judged.join(" "))
             .arg(points.len())
             .arg(if candidates_used { "1" } else { "0" });
         for (i, p) in points.iter().enumerate() {
@@ -455,23 +497,16 @@ impl SharedTier {
             }
         }
         let reply: Value = self.run(deadline, &invocation).await?;
-        let (status, number, covered, payloads) = split_lookup(reply).ok_or_else(|| self.malformed())?;
+        let (status, number, covered, judge, payloads) = split_lookup(reply).ok_or_else(|| self.malformed())?;
         let entries = payloads
             .iter()
             .filter_map(|(age, payload)| Stored::decode(payload).map(|s| s.received(*age, request.now_ms)))
             .collect();
-        Ok(LookupReply { status, number, covered, entries })
-    }
-
-    fn lookup_result(&self, reply: LookupReply, mut entries: Vec<Stored>) -> Result<Lookup, TierError> {
-        let status = match reply.status.as_str() {
-            "fresh" => LeaseStatus::Fresh,
-            "held" => LeaseStatus::Held { remaining: Duration::from_millis(reply.number.max(1)) },
-            "acquired" => LeaseStatus::Acquired { candidate: (reply.number > 0).then(|| reply.number as usize - 1) },
-            _ => return Err(self.malformed()),
-        };
-        entries.extend(reply.entries);
-        Ok(Lookup { status, entries })
+        let judge = judge
+            .split_whitespace()
+            .filter_map(|j| j.split_once('=').and_then(|(m, left)| Some((m.to_owned(), left.parse().ok()?))))
+            .collect();
+        Ok(LookupReply { status, number, covered, judge, entries })
     }
 
     /// Writes an entry through (expiring after `ttl`) unless the one there is newer, gives
@@ -654,17 +689,25 @@ impl SharedTier {
         // wait for a connection being made first.
         let mut sent = started;
         let mut waited = false;
-        let attempt = async {
+        let mut attempt = Box::pin(async {
             waited = self.link.connecting();
             let (g, connection) = self.link.get().await;
             generation = Some(g);
             let mut connection: Connection = connection?;
             sent = Instant::now();
             invocation.invoke_async(&mut connection).await
+        });
+        let outcome = match tokio::time::timeout(limit, &mut attempt).await {
+            // A process short of CPU wakes up to its timer and to Redis's answer at once; the
+            // timer must not win only because it was polled first: the connection gets a
+            // moment to deliver what already arrived.
+            Err(_) => tokio::time::timeout(DELIVERY_GRACE, &mut attempt).await,
+            answered => answered,
         };
-        let outcome = tokio::time::timeout(limit, attempt).await;
+        drop(attempt);
         match outcome {
             Ok(Ok(value)) => {
+                self.answered.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                 self.metrics.round_trip(sent.elapsed());
                 let change = self.circuit().success(Instant::now(), started);
                 if let Some(Transition::Restored { down_for }) = change {
@@ -678,6 +721,7 @@ impl SharedTier {
             Ok(Err(error)) => {
                 let cause = failure::classify(&error);
                 if matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) {
+                    self.answered.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                     self.metrics.round_trip(sent.elapsed());
                 }
                 if cause.replaces_connection() {
@@ -688,7 +732,14 @@ impl SharedTier {
                 Err(self.failed(cause, &failure::describe(&error)))
             }
             Err(_) => match generation {
-                // A connection that was there and did not answer: suspect, replaced.
+                // Redis answered other operations since this one left: it is alive, this one
+                // was slow (a long queue, a process short of CPU). This operation failed; the
+                // tier did not.
+                Some(_) if !waited && self.answered_since(sent) => {
+                    self.metrics.error(Cause::Timeout);
+                    Err(TierError::Failed(format!("Redis at {}: no answer within {} ms", self.place, self.timeout.as_millis())))
+                }
+                // A connection that was there and went silent: suspect, replaced.
                 Some(generation) if !waited => {
                     self.link.reset(generation);
                     Err(self.failed(Cause::Timeout, &format!("no answer within {} ms", self.timeout.as_millis())))
@@ -697,6 +748,12 @@ impl SharedTier {
                 _ => Err(TierError::Skipped),
             },
         }
+    }
+
+    /// Whether some operation was answered after `instant`.
+    fn answered_since(&self, instant: Instant) -> bool {
+        let since = instant.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.answered.load(Ordering::Relaxed) > since
     }
 
     fn failed(&self, cause: Cause, reason: &str) -> TierError {
@@ -783,21 +840,22 @@ fn integer(value: &Value) -> Option<u64> {
     }
 }
 
-/// `{status, number, covered, age, payload, ...}` from the lookup script.
+/// `{status, number, covered, judge, age, payload, ...}` from the lookup script.
 #[allow(clippy::type_complexity)]
-fn split_lookup(reply: Value) -> Option<(String, u64, Vec<bool>, Vec<(i64, Vec<u8>)>)> {
+fn split_lookup(reply: Value) -> Option<(String, u64, Vec<bool>, String, Vec<(i64, Vec<u8>)>)> {
     let Value::Array(items) = reply else { return None };
     let status = text(items.first()?)?;
     let number = integer(items.get(1)?)?;
     let covered = text(items.get(2)?)?.bytes().map(|b| b == b'1').collect();
+    let judge = text(items.get(3)?)?;
     let mut payloads = Vec::new();
-    let mut rest = items.into_iter().skip(3);
+    let mut rest = items.into_iter().skip(4);
     while let (Some(age), Some(payload)) = (rest.next(), rest.next()) {
         if let (Value::Int(age), Value::BulkString(bytes)) = (age, payload) {
             payloads.push((age, bytes));
         }
     }
-    Some((status, number, covered, payloads))
+    Some((status, number, covered, judge, payloads))
 }
 
 /// Turns pub/sub pushes on our channel into announcements. Ends when every connection (each

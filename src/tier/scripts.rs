@@ -47,23 +47,28 @@ end
 /// Finds live entries within the search radius (nearest first in each tile, dead members
 /// trimmed on the way). If one is fresh by the caller's clock (its `fetchedAt` bounded by when
 /// Redis received it), returns them, unless the caller must lease anyway (the fresh ones do not
-/// cover all its waiters). Otherwise the caller's points that no live lease covers (within the
-/// lease radius; or marked covered by a lease another call found) are open; none open: `held`
-/// with the longest time left. Otherwise, if it may lease, takes one: at the most central
-/// candidate (a point's rounded location, in a tile given here) that covers every open point,
-/// or at the caller's location (in the first tile); without leave to lease, `open`.
+/// cover all its waiters). Otherwise the caller's points that no live lease covers are open. A
+/// lease covers a point within the lease radius of it (certain, whatever the rounding of the
+/// point hid); a lease between that and the maybe radius might: it is returned for the caller
+/// to judge with the exact point, which never leaves the caller, unless the caller judged it
+/// already. No point open: `held`, with the longest time left. Points open and leases to judge:
+/// `maybe`. Otherwise, if it may lease, takes one: at the most central candidate (a point's
+/// rounded location, in a tile given here) that covers every open point, or at the caller's
+/// location (in the first tile); without leave to lease, `open`.
 ///
 /// KEYS: per tile (the caller's location's first): entries GEO, payloads HASH, leases GEO,
 ///       owners HASH.
 /// ARGV: 1 lon, 2 lat, 3 search radius km, 4 member, 5 token, 6 lease ms, 7 caller's now (ms),
 ///       8 caller's fresh TTL (ms), 9 must lease ('1'/'0'), 10 lease radius km, 11 cover km (a
 ///       candidate must be this close to every open point), 12 may lease ('1'/'0'), 13 wait
-///       already known (ms), 14 schema, 15 n (>= 1), 16 with candidates ('1'/'0'), then n
-///       points: lon, lat, covered ('1'/'0'), and with candidates its lon, lat, member and tile
-///       (1-based group of KEYS; 0: not a candidate here).
-/// Returns `{status, number, covered, age, payload, age, payload...}`: status `fresh`, `held`
-/// (number: ms left), `open` or `acquired` (number: the chosen point, 1-based, 0 for the
-/// caller's location); covered: a '0'/'1' per point; age: ms since Redis received the payload.
+///       already known (ms), 14 schema, 15 maybe radius km, 16 leases judged already (members,
+///       space-separated), 17 n (>= 1), 18 with candidates ('1'/'0'), then n points: lon, lat,
+///       covered ('1'/'0'), and with candidates its lon, lat, member and tile (1-based group of
+///       KEYS; 0: not a candidate here).
+/// Returns `{status, number, covered, judge, age, payload, age, payload...}`: status `fresh`,
+/// `held` (number: ms left), `maybe`, `open` or `acquired` (number: the chosen point, 1-based,
+/// 0 for the caller's location); covered: a '0'/'1' per point; judge: leases to judge
+/// (`member=ms left`, space-separated); age: ms since Redis received the payload.
 pub const FIND_OR_LEASE: &str = concat!(
     prelude!(),
     r"
@@ -100,25 +105,37 @@ for t = 0, tiles - 1 do
     end
   end
 end
-local radius = tonumber(ARGV[10])
+local radius, maybe = tonumber(ARGV[10]), tonumber(ARGV[15])
+local judged = {}
+for m in string.gmatch(ARGV[16], '%S+') do judged[m] = true end
+local judge, judge_list = {}, {}
+-- A live lease certainly covering the point: its time left. Others that might are noted.
 local function lease_near(lon, lat)
   for t = 0, tiles - 1 do
     local leases, owners = KEYS[4 * t + 3], KEYS[4 * t + 4]
-    for _, m in ipairs(call('GEOSEARCH', leases, 'FROMLONLAT', lon, lat, 'BYRADIUS', radius, 'km', 'ASC', 'COUNT', 4)) do
+    for _, hit in ipairs(call('GEOSEARCH', leases, 'FROMLONLAT', lon, lat, 'BYRADIUS', maybe, 'km', 'ASC', 'COUNT', 8, 'WITHDIST')) do
+      local m, distance = hit[1], tonumber(hit[2])
       local o = call('HGET', owners, m)
       local _, expires = owner(o)
-      if expires and expires > now then return expires - now end
-      call('ZREM', leases, m)
-      if o then call('HDEL', owners, m) end
+      if expires and expires > now then
+        if distance <= radius then return expires - now end
+        if not judged[m] and not judge[m] then
+          judge[m] = true
+          judge_list[#judge_list + 1] = m .. '=' .. (expires - now)
+        end
+      else
+        call('ZREM', leases, m)
+        if o then call('HDEL', owners, m) end
+      end
     end
   end
   return nil
 end
-local n, candidates = tonumber(ARGV[15]), ARGV[16] == '1'
+local n, candidates = tonumber(ARGV[17]), ARGV[18] == '1'
 local width = candidates and 7 or 3
 local open, covered, wait = {}, {}, tonumber(ARGV[13])
 for i = 0, n - 1 do
-  local at = 17 + width * i
+  local at = 19 + width * i
   local p = {lon = tonumber(ARGV[at]), lat = tonumber(ARGV[at + 1]), clon = ARGV[at + 3], clat = ARGV[at + 4],
     member = ARGV[at + 5], tile = tonumber(ARGV[at + 6]) or 0, index = i + 1}
   local left = nil
@@ -132,9 +149,11 @@ for i = 0, n - 1 do
   end
 end
 covered = table.concat(covered)
-if fresh and ARGV[9] ~= '1' then return {'fresh', 0, covered, unpack(found)} end
-if #open == 0 then return {'held', wait, covered, unpack(found)} end
-if ARGV[12] ~= '1' then return {'open', wait, covered, unpack(found)} end
+judge_list = table.concat(judge_list, ' ')
+if fresh and ARGV[9] ~= '1' then return {'fresh', 0, covered, judge_list, unpack(found)} end
+if #open == 0 then return {'held', wait, covered, '', unpack(found)} end
+if judge_list ~= '' then return {'maybe', wait, covered, judge_list, unpack(found)} end
+if ARGV[12] ~= '1' then return {'open', wait, covered, '', unpack(found)} end
 local function km(lon1, lat1, lon2, lat2)
   local r = math.pi / 180
   local dlat, dlon = (lat2 - lat1) * r, (lon2 - lon1) * r
@@ -156,12 +175,12 @@ if candidates then
 end
 local leases, owners = KEYS[4 * (tile - 1) + 3], KEYS[4 * (tile - 1) + 4]
 local _, expires = owner(call('HGET', owners, member))
-if expires and expires > now then return {'held', expires - now, covered, unpack(found)} end
+if expires and expires > now then return {'held', expires - now, covered, '', unpack(found)} end
 call('HSET', owners, member, ARGV[5] .. ' ' .. (now + tonumber(ARGV[6])))
 call('GEOADD', leases, lon, lat, member)
 keep_for(leases, 2 * tonumber(ARGV[6]))
 keep_for(owners, 2 * tonumber(ARGV[6]))
-return {'acquired', chosen, covered, unpack(found)}
+return {'acquired', chosen, covered, '', unpack(found)}
 "
 );
 

@@ -34,6 +34,8 @@ fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> Leas
         at,
         search_km: 5.0,
         radius_km: 5.0,
+        maybe_km: 5.0,
+        covers: None,
         points: &[],
         candidates: &[],
         member,
@@ -329,4 +331,31 @@ async fn an_older_entry_never_overwrites_a_newer_one() {
     assert_eq!(found.entries.len(), 1);
     // (Read a moment after it was stored, by a clock that did not move: that moment earlier.)
     assert!((now - 1_000..=now).contains(&found.entries[0].fetched_at), "{}", now - found.entries[0].fetched_at);
+}
+
+#[tokio::test]
+#[cfg_attr(redis_server_missing, ignore = "redis-server is not installed")]
+async fn a_lease_near_the_edge_of_its_area_is_judged_with_the_exact_point() {
+    let server = RedisServer::start(None);
+    let (a, _) = tier_at(&server.url(), 1_000);
+    let (b, _) = tier_at(&server.url(), 1_000);
+    let x = LatLon::new(10.0, 10.0);
+    assert_eq!(a.find_or_lease(&request(x, &member(x), "a", 0)).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
+    // B's waiters reach Redis rounded to 0.01 degree (up to 0.79 km off): 4.2 km certainly
+    // lies within A's 5 km, 5.8 km certainly not; in between, B judges with the exact point.
+    let rounding = crate::geo::max_rounding_error_km(2);
+    for (exact, rounded, waits) in [(LatLon::new(10.0, 10.044), LatLon::new(10.0, 10.04), true), (LatLon::new(10.0, 10.052), LatLon::new(10.0, 10.05), false)] {
+        let covers = |_: usize, center: LatLon| crate::geo::distance_km(exact, center) <= 4.99;
+        let points = [rounded];
+        let m = member(rounded);
+        let asked = LeaseRequest {
+            points: &points,
+            radius_km: 5.0 - rounding,
+            maybe_km: 5.0 + rounding,
+            covers: Some(&covers),
+            ..request(rounded, &m, "b", 0)
+        };
+        let status = b.find_or_lease(&asked).await.unwrap().status;
+        assert_eq!(matches!(status, LeaseStatus::Held { .. }), waits, "{exact:?}: {status:?}");
+    }
 }

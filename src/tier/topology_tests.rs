@@ -29,6 +29,8 @@ fn lookup<'a>(at: LatLon, member: &'a str, token: &'a str) -> LeaseRequest<'a> {
         at,
         search_km: 5.0,
         radius_km: 5.0,
+        maybe_km: 5.0,
+        covers: None,
         points: &[],
         candidates: &[],
         member,
