@@ -50,11 +50,16 @@ export async function runInstancesDemo(options, onProgress = () => {}) {
   }
 }
 
-async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin }, setup, onStep) {
+async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin, redisTimeoutMs }, setup, onStep) {
   let simulatedMs = 0
   const upstream = await startSimulatedUpstream({ latencyMs, seed, rateLimitPerMinute: rateLimitPerMin, now: () => simulatedMs, apiKey: DEMO_KEY })
   // A fresh namespace per run: runs never see each other's entries, even on a given Redis.
-  const redis = setup.redis && { url: setup.redis, keyPrefix: `weather-cache-demo-${process.pid}-${Date.now()}` }
+  // `redisTimeoutMs` (the bench's): the tier's deadline, when not the default.
+  const redis = setup.redis && {
+    url: setup.redis,
+    keyPrefix: `weather-cache-demo-${process.pid}-${Date.now()}`,
+    ...(redisTimeoutMs ? { timeoutMs: redisTimeoutMs } : {}),
+  }
   const services = Array.from({ length: setup.instances }, () =>
     new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000, ...(redis ? { redis } : {}) }),
   )
