@@ -22,6 +22,17 @@ local function call(command, ...)
   if type(reply) == 'table' and reply.err then error({err = reply.err .. ' (' .. command .. ')'}) end
   return reply
 end
+local function read(command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'WRONGTYPE', 1, true) then
+      call('DEL', key)
+      return nil
+    end
+    error({err = reply.err .. ' (' .. command .. ')'})
+  end
+  return reply
+end
 local function typed(key, want)
   local t = call('TYPE', key)
   if type(t) == 'table' then t = t.ok end
@@ -72,18 +83,15 @@ end
 pub const FIND_OR_LEASE: &str = concat!(
     prelude!(),
     r"
+-- Keys are read before any is written, with `read`: a key of the wrong type is repaired then.
 local tiles = #KEYS / 4
-for t = 0, tiles - 1 do
-  typed(KEYS[4 * t + 1], 'zset'); typed(KEYS[4 * t + 2], 'hash')
-  typed(KEYS[4 * t + 3], 'zset'); typed(KEYS[4 * t + 4], 'hash')
-end
 local now, caller_now = server_ms(), tonumber(ARGV[7])
 local found, fresh = {}, false
 for t = 0, tiles - 1 do
   local entries, payloads = KEYS[4 * t + 1], KEYS[4 * t + 2]
-  local members = call('GEOSEARCH', entries, 'FROMLONLAT', ARGV[1], ARGV[2], 'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', 16)
+  local members = read('GEOSEARCH', entries, 'FROMLONLAT', ARGV[1], ARGV[2], 'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', 16) or {}
   for _, m in ipairs(members) do
-    local v = call('HGET', payloads, m)
+    local v = read('HGET', payloads, m)
     local written, expires, payload
     if v then written, expires, payload = string.match(v, '^(%d+):(%d+):(.*)$') end
     if payload and tonumber(expires) > now then
@@ -105,6 +113,8 @@ for t = 0, tiles - 1 do
     end
   end
 end
+local n, candidates = tonumber(ARGV[17]), ARGV[18] == '1'
+if fresh and ARGV[9] ~= '1' then return {'fresh', 0, string.rep('0', n), '', unpack(found)} end
 local radius, maybe = tonumber(ARGV[10]), tonumber(ARGV[15])
 local judged = {}
 for m in string.gmatch(ARGV[16], '%S+') do judged[m] = true end
@@ -113,9 +123,9 @@ local judge, judge_list = {}, {}
 local function lease_near(lon, lat)
   for t = 0, tiles - 1 do
     local leases, owners = KEYS[4 * t + 3], KEYS[4 * t + 4]
-    for _, hit in ipairs(call('GEOSEARCH', leases, 'FROMLONLAT', lon, lat, 'BYRADIUS', maybe, 'km', 'ASC', 'COUNT', 8, 'WITHDIST')) do
+    for _, hit in ipairs(read('GEOSEARCH', leases, 'FROMLONLAT', lon, lat, 'BYRADIUS', maybe, 'km', 'ASC', 'COUNT', 8, 'WITHDIST') or {}) do
       local m, distance = hit[1], tonumber(hit[2])
-      local o = call('HGET', owners, m)
+      local o = read('HGET', owners, m)
       local _, expires = owner(o)
       if expires and expires > now then
         if distance <= radius then return expires - now end
@@ -131,7 +141,6 @@ local function lease_near(lon, lat)
   end
   return nil
 end
-local n, candidates = tonumber(ARGV[17]), ARGV[18] == '1'
 local width = candidates and 7 or 3
 local open, covered, wait = {}, {}, tonumber(ARGV[13])
 for i = 0, n - 1 do
@@ -150,7 +159,6 @@ for i = 0, n - 1 do
 end
 covered = table.concat(covered)
 judge_list = table.concat(judge_list, ' ')
-if fresh and ARGV[9] ~= '1' then return {'fresh', 0, covered, judge_list, unpack(found)} end
 if #open == 0 then return {'held', wait, covered, '', unpack(found)} end
 if judge_list ~= '' then return {'maybe', wait, covered, judge_list, unpack(found)} end
 if ARGV[12] ~= '1' then return {'open', wait, covered, '', unpack(found)} end
@@ -174,7 +182,7 @@ if candidates then
   end
 end
 local leases, owners = KEYS[4 * (tile - 1) + 3], KEYS[4 * (tile - 1) + 4]
-local _, expires = owner(call('HGET', owners, member))
+local _, expires = owner(read('HGET', owners, member))
 if expires and expires > now then return {'held', expires - now, covered, '', unpack(found)} end
 call('HSET', owners, member, ARGV[5] .. ' ' .. (now + tonumber(ARGV[6])))
 call('GEOADD', leases, lon, lat, member)
@@ -433,7 +441,8 @@ mod tests {
                     }
                 }
             }
-            for (i, _) in script.match_indices("call('") {
+            let calls = script.match_indices("call('").chain(script.match_indices("read('"));
+            for (i, _) in calls {
                 let call = &script[i + "call(".len()..];
                 let call = &call[..call.find(')').unwrap_or(call.len())];
                 let mut args = call.split(',').map(str::trim);
