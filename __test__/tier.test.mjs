@@ -723,3 +723,34 @@ test('calls counted alone while Redis was away are added to the shared counters 
     await own.stop()
   }
 })
+
+test('the numbers: stats().tier and /metrics; an eviction policy that can evict counters is one warning', { skip }, async () => {
+  const own = await startRedis({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] })
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, logger: log.logger, redis: { url: own.url, keyPrefix: namespace() } })
+  try {
+    for (const [i, lon] of [10, 20, 30].entries()) await service.getForecast(null, `u${i}`, 10, lon)
+    const { tier } = service.stats()
+    assert.ok(tier.roundTrips >= 6, `${tier.roundTrips} round trips (a lookup and an admission per fetch)`)
+    assert.equal(tier.roundTripHistogram.at(-1).leMs, Infinity)
+    assert.equal(tier.roundTripHistogram.at(-1).count, tier.roundTrips)
+    assert.deepEqual(tier.circuitOpenings, { timeout: 0, connection: 0, failover: 0, refused: 0, full: 0, error: 0 })
+    const metrics = service.metricsText()
+    assert.match(metrics, new RegExp(`^weather_cache_tier_latency_seconds_bucket\\{le="\\+Inf"\\} ${tier.roundTrips}$`, 'm'))
+    assert.match(metrics, /^weather_cache_tier_circuit_openings_total\{cause="timeout"\} 0$/m)
+    assert.match(metrics, /^weather_cache_tier_lease_waits_total\{outcome="answered"\} 0$/m)
+    // Checked when the connection was made, before anything used it; the event crosses to the
+    // JS thread on its own.
+    await until(() => log.find('weather.tier.warning').length > 0, 'the warning')
+    const warnings = log.find('weather.tier.warning')
+    assert.equal(warnings.length, 1)
+    assert.equal(warnings[0].level, 'warn')
+    assert.match(warnings[0].obj.message, /allkeys-lru.*volatile-lru/)
+    assert.equal(warnings[0].obj.tier, `127.0.0.1:${own.port}/0`)
+  } finally {
+    service.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
