@@ -49,6 +49,14 @@ export async function startRelay(targetPort) {
     blackHoleOpenConnections() {
       for (const c of connections) c.hole = true
     },
+    /** The open connections are closed (as when the server dies); new ones work. */
+    dropOpenConnections() {
+      for (const c of connections) {
+        c.hole = false
+        c.client.destroy()
+        c.upstream.destroy()
+      }
+    },
     /** New connections go to `port`; open ones stay. */
     switchTo(port) {
       target = port
@@ -59,6 +67,27 @@ export async function startRelay(targetPort) {
         c.client.destroy()
         c.upstream.destroy()
       }
+      await new Promise((resolve) => server.close(resolve))
+    },
+  }
+}
+
+/** A server that accepts connections and never answers nor closes them (a host gone silent). */
+export async function startBlackHole() {
+  const sockets = new Set()
+  const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: server.address().port,
+    get accepted() {
+      return sockets.size
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy()
       await new Promise((resolve) => server.close(resolve))
     },
   }

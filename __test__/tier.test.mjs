@@ -11,7 +11,7 @@ import { WeatherService, distanceKm } from '../main.js'
 import { recordingLogger, until } from './helpers.mjs'
 import { redisCliInstalled, redisServerInstalled, startRedis, startRedisCluster } from '../lib/local-redis.mjs'
 import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
-import { startRelay } from './relay.mjs'
+import { startBlackHole, startRelay } from './relay.mjs'
 
 // Where the binary is missing the tests skip loudly, unless CI is set: there they must run.
 const redisAvailable = redisServerInstalled()
@@ -750,6 +750,56 @@ test('the numbers: stats().tier and /metrics; an eviction policy that can evict 
     assert.equal(warnings[0].obj.tier, `127.0.0.1:${own.port}/0`)
   } finally {
     service.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
+
+// Second review of issue 20: each test below failed on the branch before its fix.
+
+test('a Redis that accepts connections and never answers, from the start: no request waits on it beyond a deadline; one degraded event; back by itself; its calls counted', { skip }, async () => {
+  const own = await startRedis()
+  const upstream = await startUpstream(answer.weather)
+  const hole = await startBlackHole()
+  const relay = await startRelay(own.port)
+  relay.switchTo(hole.port) // every connection the service makes goes nowhere
+  const log = recordingLogger()
+  const prefix = namespace()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perDay: 100 }, redis: { url: relay.url, keyPrefix: prefix, timeoutMs: 100 }, logger: log.logger })
+  const day = async () => Number(/:(\d+)\r\n$/.exec(await own.command('GET', `{${prefix}}:budget:openweather:day`))?.[1] ?? 0)
+  try {
+    // Longer than the connection's own deadline (2 s): a request (each in a new area: a fetch)
+    // spends at most a deadline per Redis operation, however long connecting takes.
+    const started = Date.now()
+    const latencies = []
+    for (let i = 0; Date.now() - started < 3500; i++) {
+      const t = Date.now()
+      assert.ok(await service.getWeather(null, `u${i}`, 10, -170 + 3 * i))
+      latencies.push(Date.now() - t)
+      await sleep(100)
+    }
+    assert.ok(Math.max(...latencies) < 800, `request latencies (ms): ${latencies.join(' ')}`)
+    // The outage is told once, with its cause, and stats() say so.
+    await until(() => service.stats().tierUp === false, 'the tier down')
+    const degraded = log.find('weather.tier.degraded')
+    assert.equal(degraded.length, 1)
+    assert.equal(degraded[0].obj.cause, 'timeout')
+    assert.match(degraded[0].obj.reason, /no connection within 2000 ms/)
+    assert.equal(service.stats().tier.circuitOpenings.timeout, 1)
+    // Redis reachable again: back by itself, and the calls counted alone are in its counter.
+    relay.switchTo(own.port)
+    for (let i = 0; !service.stats().tierUp; i++) {
+      assert.ok(Date.now() - started < 25_000, 'the tier never came back')
+      await service.getWeather(null, `v${i}`, -10, -170 + 3 * i)
+      await sleep(200)
+    }
+    await until(() => log.find('weather.tier.restored').length === 1, 'the restored event')
+    assert.equal(log.find('weather.tier.degraded').length, 1)
+    await untilAsync(async () => (await day()) === upstream.count, `every call in the shared day counter (${upstream.count})`)
+  } finally {
+    service.close()
+    await relay.close()
+    await hole.close()
     await upstream.close()
     await own.stop()
   }

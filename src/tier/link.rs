@@ -10,11 +10,16 @@
 //! - when the connection says it was dropped;
 //! - when the last attempt failed, by the next operation (the circuit's probe).
 //!
+//! An attempt that fails (refused, or no connection within its deadline: a server that accepts
+//! and never answers) is told to the tier like a failed operation: it opens the circuit.
+//! Otherwise a Redis that can never be connected to would never count as down, and every
+//! operation would wait on attempt after attempt.
+//!
 //! TCP keepalive (see `mod.rs`) catches dead peers while nothing is asked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection, SendError};
 use redis::cluster::ClusterClientBuilder;
@@ -80,8 +85,15 @@ pub struct Setup {
     pub eviction: Option<(String, u64)>,
 }
 
-/// Told of every new connection's setup.
-pub type OnConnect = Box<dyn Fn(Setup) + Send + Sync>;
+/// How a connection attempt ended.
+pub enum Attempt {
+    Made(Setup),
+    /// Refused, failed, or not made within the connection's deadline (then a timeout error).
+    Failed(RedisError),
+}
+
+/// Told how every connection attempt ended (an attempt abandoned for a newer one is not).
+pub type OnAttempt = Box<dyn Fn(Attempt) + Send + Sync>;
 
 pub struct Link {
     target: Target,
@@ -98,7 +110,7 @@ pub struct Link {
     generations: AtomicU64,
     /// The latest generation whose subscription the server confirmed.
     listening: watch::Sender<u64>,
-    on_connect: OnConnect,
+    on_attempt: OnAttempt,
     runtime: tokio::runtime::Handle,
 }
 
@@ -106,6 +118,7 @@ pub struct Link {
 /// known.
 struct Slot {
     generation: u64,
+    started: Instant,
     state: watch::Receiver<Option<Result<Connection, RedisError>>>,
     task: JoinHandle<()>,
 }
@@ -149,7 +162,7 @@ impl Link {
         sentinel: Option<Sentinel>,
         settings: Settings,
         pushes: mpsc::UnboundedSender<PushInfo>,
-        on_connect: OnConnect,
+        on_attempt: OnAttempt,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Link> {
         Arc::new(Link {
@@ -163,7 +176,7 @@ impl Link {
             current: Mutex::new(None),
             generations: AtomicU64::new(1),
             listening: watch::Sender::new(0),
-            on_connect,
+            on_attempt,
             runtime,
         })
     }
@@ -206,17 +219,20 @@ impl Link {
         }
     }
 
-    /// Waits (at most the connection's own deadline) while a connection is being made.
-    pub async fn connected(self: &Arc<Self>) {
-        if self.connecting() {
-            let _ = tokio::time::timeout(self.connect_timeout, self.get()).await;
-        }
-    }
-
     /// Whether a connection is being made right now.
     pub fn connecting(&self) -> bool {
+        self.connecting_since().is_some()
+    }
+
+    /// When the connection being made right now was begun, if one is.
+    pub fn connecting_since(&self) -> Option<Instant> {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        current.as_ref().is_some_and(|slot| slot.state.borrow().is_none())
+        current.as_ref().filter(|slot| slot.state.borrow().is_none()).map(|slot| slot.started)
+    }
+
+    /// How long an attempt to connect may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// Resolves once the current connection's subscription is confirmed by the server.
@@ -242,12 +258,15 @@ impl Link {
             let Some(link) = link.upgrade() else { return };
             let result = match tokio::time::timeout(timeout, link.connect(generation)).await {
                 Ok(result) => result,
-                Err(_) => Err(RedisError::from((redis::ErrorKind::Io, "connecting timed out"))),
+                Err(_) => Err(RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"))),
             };
+            if let Err(error) = &result {
+                (link.on_attempt)(Attempt::Failed(error.clone()));
+            }
             drop(link);
             sender.send_replace(Some(result));
         });
-        Arc::new(Slot { generation, state, task })
+        Arc::new(Slot { generation, started: Instant::now(), state, task })
     }
 
     async fn connect(self: &Arc<Self>, generation: u64) -> Result<Connection, RedisError> {
@@ -326,7 +345,7 @@ impl Link {
         };
         let answers = answers?;
         let eviction = answers.into_iter().last().and_then(Result::ok).and_then(eviction_policy);
-        (self.on_connect)(Setup { refused, eviction });
+        (self.on_attempt)(Attempt::Made(Setup { refused, eviction }));
         Ok(connection)
     }
 

@@ -24,7 +24,7 @@ mod tiles;
 mod token;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,10 @@ pub struct SharedTier {
     /// one slow operation, not Redis gone silent.
     answered: AtomicU64,
     epoch: Instant,
+    /// Calls counted alone are waiting to be added to the shared counters; adding them is
+    /// under way.
+    unshared: AtomicBool,
+    reconciling: AtomicBool,
 }
 
 /// How long a connection may take to deliver an answer that arrived as the deadline passed.
@@ -294,13 +298,13 @@ impl SharedTier {
         let _entered = runtime.enter();
         let tier = Arc::new_cyclic(|this: &Weak<SharedTier>| {
             let hook = this.clone();
-            let on_connect: link::OnConnect = Box::new(move |setup| {
+            let on_attempt: link::OnAttempt = Box::new(move |attempt| {
                 if let Some(tier) = hook.upgrade() {
-                    tier.connected(setup);
+                    tier.attempted(attempt);
                 }
             });
             SharedTier {
-                link: Link::new(address.target, sentinel, settings, pushes, on_connect, runtime.clone()),
+                link: Link::new(address.target, sentinel, settings, pushes, on_attempt, runtime.clone()),
                 cluster,
                 scripts: Scripts {
                     find_or_lease: Script::new(scripts::FIND_OR_LEASE),
@@ -326,6 +330,8 @@ impl SharedTier {
                 this: this.clone(),
                 answered: AtomicU64::new(0),
                 epoch: Instant::now(),
+                unshared: AtomicBool::new(false),
+                reconciling: AtomicBool::new(false),
             }
         });
         runtime.spawn(listen(received, tier.announcements.clone(), tier.keys.channel.clone()));
@@ -556,18 +562,16 @@ impl SharedTier {
     }
 
     /// Asks to call `provider` once (counted against the budget if admitted) about the area
-    /// within `radius_km` of `at` (`None`: no area, e.g. near a pole). A spending decision: if
-    /// the connection is still being made (a service just started), it waits for it (at most
-    /// the connection's own deadline) rather than deciding without Redis.
+    /// within `radius_km` of `at` (`None`: no area, e.g. near a pole). Within the tier's
+    /// deadline, like any operation (a connection still being made is waited for within it,
+    /// never longer): without an answer the caller counts the call alone, and it is added to
+    /// the shared counters once Redis answers.
     pub async fn admit(
         &self,
         provider: &str,
         limits: Limits,
         area: Option<(LatLon, f64)>,
     ) -> Result<Admission, TierError> {
-        if self.is_up() {
-            self.link.connected().await;
-        }
         let k = &self.keys;
         let (at, radius) = match area.filter(|(p, _)| in_geo_range(*p)) {
             Some((p, r)) => (p, search_radius(r)),
@@ -635,11 +639,29 @@ impl SharedTier {
     /// added to the shared counters when Redis answers again.
     pub fn count_unshared(&self, provider: &str, wall_ms: i64) {
         self.ledger.count(provider, wall_ms);
+        self.unshared.store(true, Ordering::Release);
         self.metrics.unshared_call();
     }
 
-    /// Adds the calls counted alone to the shared counters (after an outage). Boxed: it is
-    /// spawned from `run`, which it runs (a future cannot contain itself).
+    /// Adds the calls counted alone to the shared counters, in the background, unless that is
+    /// under way already: after an outage, and after any answer while some are noted (a call
+    /// counted alone while the first connection was still being made is no outage).
+    fn share_unshared(&self) {
+        if !self.unshared.swap(false, Ordering::AcqRel) || self.reconciling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(tier) = self.this.upgrade() {
+            self.runtime.spawn(async move {
+                tier.reconcile().await;
+                tier.reconciling.store(false, Ordering::Release);
+            });
+        } else {
+            self.reconciling.store(false, Ordering::Release);
+        }
+    }
+
+    /// Adds the calls counted alone to the shared counters. Boxed: it is spawned from `run`,
+    /// which it runs (a future cannot contain itself).
     fn reconcile(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move { self.reconcile_now().await })
     }
@@ -656,7 +678,10 @@ impl SharedTier {
                 .arg(unshared.day.1);
             match self.run::<Vec<u64>>(self.deadline(), &invocation).await {
                 Ok(added) => self.metrics.reconciled(added.get(1).copied().unwrap_or(0)),
-                Err(_) => self.ledger.give_back(provider, unshared),
+                Err(_) => {
+                    self.ledger.give_back(provider, unshared);
+                    self.unshared.store(true, Ordering::Release);
+                }
             }
         }
     }
@@ -672,15 +697,22 @@ impl SharedTier {
     /// Runs one operation under the circuit breaker, by `deadline` (the tier's own: a caller's
     /// other business never shortens it, and a missed deadline is Redis being slow).
     /// A connection being made is not Redis failing (it has a deadline of its own, and its
-    /// failure is one): an operation that cannot wait for it is skipped, uncounted; while the
-    /// circuit is open it is not even tried.
+    /// failure is one, see `attempted`): an operation that cannot wait for it is skipped,
+    /// uncounted. Operations wait for it only during its first deadline's worth of time, and
+    /// only while the circuit is closed: a connection that takes longer (a server that accepts
+    /// and never answers) costs each request one deadline at most, not one per attempt.
     async fn run<T: FromRedisValue>(
         &self,
         deadline: Instant,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, TierError> {
-        if !self.usable() || !self.is_up() && self.link.connecting() {
+        if !self.usable() {
             return Err(TierError::Skipped);
+        }
+        if let Some(since) = self.link.connecting_since() {
+            if !self.is_up() || since.elapsed() >= self.timeout {
+                return Err(TierError::Skipped);
+            }
         }
         let started = Instant::now();
         let limit = deadline.saturating_duration_since(started);
@@ -689,11 +721,14 @@ impl SharedTier {
         // wait for a connection being made first.
         let mut sent = started;
         let mut waited = false;
+        // The connection could not be made: the attempt told the circuit already (see
+        // `attempted`).
+        let mut unconnected = false;
         let mut attempt = Box::pin(async {
             waited = self.link.connecting();
             let (g, connection) = self.link.get().await;
             generation = Some(g);
-            let mut connection: Connection = connection?;
+            let mut connection: Connection = connection.inspect_err(|_| unconnected = true)?;
             sent = Instant::now();
             invocation.invoke_async(&mut connection).await
         });
@@ -712,11 +747,16 @@ impl SharedTier {
                 let change = self.circuit().success(Instant::now(), started);
                 if let Some(Transition::Restored { down_for }) = change {
                     (self.observer)(&Notice::Restored { down_for }, &self.place);
-                    if let Some(tier) = self.this.upgrade() {
-                        self.runtime.spawn(async move { tier.reconcile().await });
-                    }
                 }
+                self.share_unshared();
                 Ok(value)
+            }
+            // Failed for want of a connection: counted, but the circuit heard of it from the
+            // attempt already.
+            Ok(Err(error)) if unconnected => {
+                self.metrics.error(failure::classify(&error));
+                let reason = format!("Redis at {}: could not connect: {}", self.place, failure::describe(&error));
+                Err(TierError::Failed(self.redact(&reason)))
             }
             Ok(Err(error)) => {
                 let cause = failure::classify(&error);
@@ -758,6 +798,11 @@ impl SharedTier {
 
     fn failed(&self, cause: Cause, reason: &str) -> TierError {
         self.metrics.error(cause);
+        TierError::Failed(self.trip(cause, reason))
+    }
+
+    /// Tells the circuit of a failure (one event if it opens it); returns the reason, redacted.
+    fn trip(&self, cause: Cause, reason: &str) -> String {
         let reason = self.redact(&format!("Redis at {}: {reason}", self.place));
         // One key's data is that key's problem (repaired by the next write): no outage.
         if cause != Cause::Data {
@@ -767,7 +812,7 @@ impl SharedTier {
                 (self.observer)(&Notice::Degraded { retry_in, cause, reason: reason.clone() }, &self.place);
             }
         }
-        TierError::Failed(reason)
+        reason
     }
 
     fn malformed(&self) -> TierError {
@@ -787,6 +832,24 @@ impl SharedTier {
         let message = self.redact(&message);
         if self.warned.lock().unwrap_or_else(PoisonError::into_inner).insert(message.clone()) {
             (self.observer)(&Notice::Warning { message }, &self.place);
+        }
+    }
+
+    /// How a connection attempt ended. A failed one opens the circuit like a failed operation
+    /// (or, open, counts as a failed probe), with one event; the next operation after the
+    /// circuit's window tries again. It is no operation: `errors` does not count it.
+    fn attempted(&self, attempt: link::Attempt) {
+        match attempt {
+            link::Attempt::Made(setup) => self.connected(setup),
+            link::Attempt::Failed(error) => {
+                let cause = failure::classify(&error);
+                let reason = if error.is_timeout() {
+                    format!("no connection within {} ms", self.link.connect_timeout().as_millis())
+                } else {
+                    format!("could not connect: {}", failure::describe(&error))
+                };
+                self.trip(cause, &reason);
+            }
         }
     }
 
