@@ -804,3 +804,42 @@ test('a Redis that accepts connections and never answers, from the start: no req
     await own.stop()
   }
 })
+
+test('a Cluster master down while the others answer: one degraded event and one restored for the outage, however it flaps', { skip: skipCluster }, async () => {
+  const cluster = await startRedisCluster()
+  // The masters left keep serving their slots (a Redis partly there: probes get through now
+  // and then, and the operation after one fails).
+  for (const node of cluster.nodes) await node.command('CONFIG', 'SET', 'cluster-require-full-coverage', 'no')
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: cluster.url, keyPrefix: namespace(), timeoutMs: 100 }, logger: log.logger })
+  let stop = false
+  let k = 0
+  // Requests over Europe, every tile in turn (a new area each time: each asks Redis).
+  const traffic = (async () => {
+    while (!stop) {
+      const i = k++
+      await service.getWeather(null, `u${i}`, 36 + 2.5 * (i % 12) + 0.1 * (Math.floor(i / 192) % 20), -10 + 2.5 * (Math.floor(i / 12) % 16) + 0.1 * Math.floor(i / 3840))
+      await sleep(20)
+    }
+  })()
+  try {
+    await sleep(1000)
+    assert.equal(service.stats().tierUp, true)
+    await cluster.nodes[2].kill()
+    await sleep(10_000)
+    assert.equal(log.find('weather.tier.degraded').length, 1, `events: ${log.names().join(', ')}`)
+    assert.equal(log.find('weather.tier.restored').length, 0, `events: ${log.names().join(', ')}`)
+    await cluster.nodes[2].start()
+    await until(() => log.find('weather.tier.restored').length === 1, 'the restored event', 45_000)
+    await sleep(3000)
+    assert.deepEqual([log.find('weather.tier.degraded').length, log.find('weather.tier.restored').length], [1, 1], `events: ${log.names().join(', ')}`)
+    assert.equal(service.stats().tierUp, true)
+  } finally {
+    stop = true
+    await traffic
+    service.close()
+    await upstream.close()
+    await cluster.stop()
+  }
+})

@@ -318,7 +318,7 @@ impl SharedTier {
                 },
                 keys,
                 timeout: config.timeout,
-                circuit: Mutex::new(Circuit::Closed),
+                circuit: Mutex::new(Circuit::default()),
                 announcements: broadcast::channel(1024).0,
                 observer,
                 metrics: Arc::default(),
@@ -745,9 +745,7 @@ impl SharedTier {
                 self.answered.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                 self.metrics.round_trip(sent.elapsed());
                 let change = self.circuit().success(Instant::now(), started);
-                if let Some(Transition::Restored { down_for }) = change {
-                    (self.observer)(&Notice::Restored { down_for }, &self.place);
-                }
+                self.recovering(change);
                 self.share_unshared();
                 Ok(value)
             }
@@ -799,6 +797,25 @@ impl SharedTier {
     fn failed(&self, cause: Cause, reason: &str) -> TierError {
         self.metrics.error(cause);
         TierError::Failed(self.trip(cause, reason))
+    }
+
+    /// A circuit closing after an outage: the outage is over (one event) once it stayed closed
+    /// for a while (see `circuit.rs`), checked then.
+    fn recovering(&self, change: Option<Transition>) {
+        match change {
+            Some(Transition::Settling { at }) => {
+                let tier = self.this.clone();
+                self.runtime.spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    if let Some(tier) = tier.upgrade() {
+                        let change = tier.circuit().settle(Instant::now());
+                        tier.recovering(change);
+                    }
+                });
+            }
+            Some(Transition::Restored { down_for }) => (self.observer)(&Notice::Restored { down_for }, &self.place),
+            _ => {}
+        }
     }
 
     /// Tells the circuit of a failure (one event if it opens it); returns the reason, redacted.

@@ -91,8 +91,8 @@ async fn sentinel_the_tier_comes_back_on_the_promoted_replica_by_itself() {
     assert_eq!((found.status, found.entries.len()), (LeaseStatus::Fresh, 1));
     let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut setup.replica.admin().await).await.unwrap();
     assert_eq!(role.first(), Some(&redis::Value::BulkString(b"master".to_vec())), "the replica was promoted");
-    let seen = seen.lock().unwrap();
-    assert!(matches!(seen.last(), Some(Notice::Restored { .. })), "{seen:?}");
+    let last = super::tests::last_after_settling(&seen).await;
+    assert!(matches!(last, Some(Notice::Restored { .. })), "{:?}", seen.lock().unwrap());
     eprintln!("sentinel failover: back after {took:?}");
 }
 
