@@ -843,3 +843,32 @@ test('a Cluster master down while the others answer: one degraded event and one 
     await cluster.stop()
   }
 })
+
+test("a lookup whose answer came too late still took a lease: another instance waits a lease's seconds for it, not an upstream timeout", { skip }, async () => {
+  const upstream = await startUpstream(answer.delayed(50))
+  const relay = await startRelay(redis.port)
+  const prefix = namespace()
+  // A's link to Redis turns slow: Redis takes its lease, the answer arrives after A's deadline.
+  // A fetches alone, its circuit open: neither its landing nor a release reaches Redis.
+  const a = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: relay.url, keyPrefix: prefix, timeoutMs: 100 } })
+  const b = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix, timeoutMs: 100 } })
+  try {
+    await Promise.all([a.getWeather(null, 'w', -1, -1), b.getWeather(null, 'w', -2, -2)])
+    relay.setLatency(150)
+    const first = a.getForecast(null, 'a', 45, 5)
+    await sleep(30)
+    const started = Date.now()
+    const second = await b.getForecast(null, 'b', 45.001, 5.001)
+    const waited = Date.now() - started
+    assert.equal((await first).meta.source, 'network')
+    assert.equal(a.stats().tierUp, false)
+    assert.equal(second.meta.source, 'network', 'B took over once the lease expired')
+    assert.equal(b.stats().tier.leaseWaits.tookOver, 1)
+    assert.ok(waited < 3500, `B waited ${waited} ms on a lease nobody held (requestTimeoutMs is 10 s)`)
+  } finally {
+    a.close()
+    b.close()
+    await relay.close()
+    await upstream.close()
+  }
+})

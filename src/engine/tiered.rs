@@ -166,10 +166,12 @@ impl Inner {
     ) -> TierStep {
         let tier = session.tier.clone();
         let own = member(location);
-        // A holder renews its lease while its flight lives, so a lease need only outlast one
-        // renewal period: one upstream timeout plus its Redis round trips. A holder that died
-        // stops renewing, and its lease expires within that.
-        let lease_for = Duration::from_millis(self.config.request_timeout_ms) + 3 * tier.timeout();
+        // A holder renews its lease every third of it while its flight lives, so the lease need
+        // not outlast the flight: only a few renewals' deadlines. What it lasts is what a
+        // waiter waits when the holder is gone without a word: its process died, or Redis took
+        // its lease while the answer was lost (a lookup timed out), or its release never
+        // arrived. See `lease_length`.
+        let lease_for = lease_length(Duration::from_millis(self.config.request_timeout_ms), tier.timeout());
         // A live holder's flight asks each provider at most once, each within the upstream
         // timeout: waiting longer than that (and one lease) means something is wrong; fetch.
         let longest_flight = Duration::from_millis(self.config.request_timeout_ms) * self.upstreams.len() as u32;
@@ -424,6 +426,16 @@ fn best_for(
         .map(|(e, _, _)| e.clone())
 }
 
+/// How long a lease lasts: 2 s, and at least ten of the tier's deadlines (a renewal every third
+/// of it has three deadlines to get through), never longer than one upstream timeout and three
+/// deadlines (a flight that short needs no renewal).
+fn lease_length(request_timeout: Duration, tier_timeout: Duration) -> Duration {
+    LEASE.max(10 * tier_timeout).min(request_timeout + 3 * tier_timeout)
+}
+
+/// What a lease lasts with the default deadlines (see `lease_length`).
+const LEASE: Duration = Duration::from_secs(2);
+
 /// Waits up to `wait` for an announcement about an area near `location` (a landing, or a lease
 /// given back), whichever comes first.
 async fn news(announcements: &mut broadcast::Receiver<Announcement>, location: LatLon, radius_km: f64, wait: Duration) {
@@ -483,6 +495,14 @@ pub(super) fn from_shared(text: &str, provider: super::ProviderName) -> RequestE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_lasts_seconds_not_an_upstream_timeout() {
+        let ms = Duration::from_millis;
+        assert_eq!(lease_length(ms(10_000), ms(100)), ms(2_000), "the defaults");
+        assert_eq!(lease_length(ms(10_000), ms(1_000)), ms(10_000), "ten deadlines");
+        assert_eq!(lease_length(ms(1_000), ms(100)), ms(1_300), "a short flight");
+    }
 
     #[test]
     fn area_errors_travel_between_instances() {
