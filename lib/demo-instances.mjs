@@ -91,6 +91,10 @@ async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin, redisTim
     requests: sum('requests'),
     upstreamCalls: upstream.stats.requests,
     tierHits: sum('tierHits'),
+    // Redis operations that failed (a missed deadline included), and times an instance went
+    // local: a run that had any did not measure sharing alone.
+    tierErrors: sum('tierErrors'),
+    circuitOpenings: stats.reduce((n, s) => n + Object.values(s.tier?.circuitOpenings ?? {}).reduce((a, b) => a + b, 0), 0),
     hitRatio: round((sum('userHits') + sum('sharedHits') + sum('staleHits')) / sum('requests'), 6),
     rateLimited: sum('rateLimited'),
     unanswered,
