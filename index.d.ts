@@ -365,7 +365,7 @@ export interface WeatherStats {
   fetches: number
   /** Fetches the shared tier answered instead: upstream calls saved. */
   tierHits: number
-  /** Failed shared-tier (Redis) operations. */
+  /** Failed shared-tier (Redis) operations and connection attempts. */
   tierErrors: number
   /** Fetches a call budget refused. */
   budgetRejected: number

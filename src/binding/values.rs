@@ -100,7 +100,7 @@ pub struct WeatherStats {
     pub fetches: f64,
     /// Fetches the shared tier answered instead: upstream calls saved.
     pub tier_hits: f64,
-    /// Failed shared-tier (Redis) operations.
+    /// Failed shared-tier (Redis) operations and connection attempts.
     pub tier_errors: f64,
     /// Fetches a call budget refused.
     pub budget_rejected: f64,

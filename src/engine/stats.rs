@@ -79,7 +79,7 @@ pub struct Stats {
     pub fetches: u64,
     /// Flights the shared tier answered: an upstream call saved.
     pub tier_hits: u64,
-    /// Failed shared-tier operations (Redis down, slow, or in error).
+    /// Failed shared-tier operations and connection attempts (Redis down, slow, or in error).
     pub tier_errors: u64,
     /// Flights a call budget refused (no call made).
     pub budget_rejected: u64,

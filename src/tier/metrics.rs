@@ -39,7 +39,8 @@ impl WaitOutcome {
 
 #[derive(Debug, Default)]
 pub struct TierMetrics {
-    /// Failed operations (timeouts, connection errors, refusals, script errors, data errors).
+    /// Failed operations and connection attempts (timeouts, connection errors, refusals, script
+    /// errors, data errors).
     errors: AtomicU64,
     /// Of which: a key of the wrong type (no outage; the key is repaired).
     data_errors: AtomicU64,

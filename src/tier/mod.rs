@@ -349,7 +349,8 @@ impl SharedTier {
         self.timeout
     }
 
-    /// Failed operations so far (timeouts, connection errors, script errors, data errors).
+    /// Failed operations and connection attempts so far (timeouts, connection errors, script
+    /// errors, data errors).
     pub fn errors(&self) -> u64 {
         self.metrics.errors()
     }
@@ -721,8 +722,7 @@ impl SharedTier {
         // wait for a connection being made first.
         let mut sent = started;
         let mut waited = false;
-        // The connection could not be made: the attempt told the circuit already (see
-        // `attempted`).
+        // The connection could not be made: the attempt counted it already (see `attempted`).
         let mut unconnected = false;
         let mut attempt = Box::pin(async {
             waited = self.link.connecting();
@@ -749,10 +749,9 @@ impl SharedTier {
                 self.share_unshared();
                 Ok(value)
             }
-            // Failed for want of a connection: counted, but the circuit heard of it from the
-            // attempt already.
+            // Failed for want of a connection: the attempt counted that failure, and told the
+            // circuit, already.
             Ok(Err(error)) if unconnected => {
-                self.metrics.error(failure::classify(&error));
                 let reason = format!("Redis at {}: could not connect: {}", self.place, failure::describe(&error));
                 Err(TierError::Failed(self.redact(&reason)))
             }
@@ -852,9 +851,10 @@ impl SharedTier {
         }
     }
 
-    /// How a connection attempt ended. A failed one opens the circuit like a failed operation
-    /// (or, open, counts as a failed probe), with one event; the next operation after the
-    /// circuit's window tries again. It is no operation: `errors` does not count it.
+    /// How a connection attempt ended. A failed one is counted, and opens the circuit like a
+    /// failed operation (or, open, counts as a failed probe), with one event; the next
+    /// operation after the circuit's window tries again. The operations that waited for it
+    /// fail with it, uncounted (one failure, counted once).
     fn attempted(&self, attempt: link::Attempt) {
         match attempt {
             link::Attempt::Made(setup) => self.connected(setup),
@@ -865,6 +865,7 @@ impl SharedTier {
                 } else {
                     format!("could not connect: {}", failure::describe(&error))
                 };
+                self.metrics.error(cause);
                 self.trip(cause, &reason);
             }
         }
