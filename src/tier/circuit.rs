@@ -152,10 +152,9 @@ mod tests {
         let t0 = Instant::now();
         let mut circuit = Circuit::default();
         let mut events = vec![circuit.failure(t0)];
-        let mut now = t0;
         let mut windows = Vec::new();
         for _ in 0..8 {
-            now = match circuit {
+            let now = match circuit {
                 Circuit::Open { until, backoff, .. } => {
                     windows.push(backoff.as_secs());
                     until
@@ -163,8 +162,7 @@ mod tests {
                 Circuit::Closed { .. } => unreachable!(),
             };
             events.push(circuit.success(now, now).filter(|t| !matches!(t, Transition::Settling { .. })));
-            now += Duration::from_millis(300);
-            events.push(circuit.failure(now));
+            events.push(circuit.failure(now + Duration::from_millis(300)));
         }
         let events: Vec<Transition> = events.into_iter().flatten().collect();
         assert_eq!(events, vec![Transition::Degraded { retry_in: FIRST_BACKOFF }]);
