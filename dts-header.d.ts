@@ -18,13 +18,16 @@ export interface WeatherSession {
   logger?: unknown
 }
 
-/** The shared tier: a Redis (>= 6.2) or Valkey server that several instances share. */
+/** The shared tier: a Redis (>= 6.2) or Valkey server, Sentinel deployment or Cluster that several instances share. */
 export interface RedisOptions {
-  /** `redis://` or `rediss://`, with user, password and db index as needed. */
+  /**
+   * `redis://` or `rediss://` (one server), `redis+sentinel://[user:pass@]host:port[,host:port]/service[/db]`,
+   * or `redis+cluster://[user:pass@]host:port[,host:port...]` (`rediss+...` for TLS).
+   */
   url: string
   /** Prefix of every key. Default `"weather-cache"`. */
   keyPrefix?: string
-  /** Longest wait for Redis before going on without it. Default 100. */
+  /** Deadline of each Redis operation (a lookup, an admission) before going on without it. Default 100. */
   timeoutMs?: number
 }
 

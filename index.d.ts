@@ -18,13 +18,16 @@ export interface WeatherSession {
   logger?: unknown
 }
 
-/** The shared tier: a Redis (>= 6.2) or Valkey server that several instances share. */
+/** The shared tier: a Redis (>= 6.2) or Valkey server, Sentinel deployment or Cluster that several instances share. */
 export interface RedisOptions {
-  /** `redis://` or `rediss://`, with user, password and db index as needed. */
+  /**
+   * `redis://` or `rediss://` (one server), `redis+sentinel://[user:pass@]host:port[,host:port]/service[/db]`,
+   * or `redis+cluster://[user:pass@]host:port[,host:port...]` (`rediss+...` for TLS).
+   */
   url: string
   /** Prefix of every key. Default `"weather-cache"`. */
   keyPrefix?: string
-  /** Longest wait for Redis before going on without it. Default 100. */
+  /** Deadline of each Redis operation (a lookup, an admission) before going on without it. Default 100. */
   timeoutMs?: number
 }
 
@@ -225,6 +228,21 @@ export declare class WeatherService {
 /** The grid cell key of a point: `"{bucketLat.toFixed(5)}:{bucketLon.toFixed(5)}"`. */
 export declare function bucketKey(lat: number, lon: number, gridDeg?: number): string
 
+export interface CircuitOpenings {
+  /** No answer within `timeoutMs` (the connection is then replaced). */
+  timeout: number
+  /** The connection failed or could not be made. */
+  connection: number
+  /** A failover's answer: `READONLY`, `LOADING`, `MASTERDOWN` (the connection is replaced). */
+  failover: number
+  /** An ACL or the password refused a command. */
+  refused: number
+  /** Redis's memory is full (`OOM`). */
+  full: number
+  /** Anything else. */
+  error: number
+}
+
 /** Great-circle distance in km (haversine, R = 6371 km). */
 export declare function distanceKm(lat1: number, lon1: number, lat2: number, lon2: number): number
 
@@ -254,6 +272,22 @@ export interface GeoPoint {
   lon: number
 }
 
+export interface LatencyBucket {
+  leMs: number
+  count: number
+}
+
+export interface LeaseWaits {
+  /** The other fetch landed and answered the waiters. */
+  answered: number
+  /** The lease was given back or expired: this instance fetched. */
+  tookOver: number
+  /** Waited as long as a lease lasts: fetched without one. */
+  gaveUp: number
+  /** Redis failed during the wait: fetched alone. */
+  tierFailed: number
+}
+
 /**
  * An already resolved `Promise<void>`, doing nothing else: the cost of the N-API boundary
  * itself, the floor the benchmarks compare the cache's hit path with.
@@ -267,6 +301,28 @@ export interface ProviderStats {
   rateLimited: number
   /** End of this provider's rate-limit cooldown (epoch ms, service clock), 0 when none. */
   backoffUntil: number
+}
+
+/** The shared tier's numbers. */
+export interface TierStats {
+  /** Round trips Redis answered (with a value or an error of its own), and their total time. */
+  roundTrips: number
+  roundTripMs: number
+  /** How many round trips took at most `leMs` (cumulative; the last bound is `Infinity`). */
+  roundTripHistogram: Array<LatencyBucket>
+  /** Times the circuit opened (the instance went local), by cause. */
+  circuitOpenings: CircuitOpenings
+  /** Waits on another instance's lease, by how they ended, and their total time. */
+  leaseWaits: LeaseWaits
+  leaseWaitMs: number
+  /** Keys found holding the wrong type (repaired; no outage). */
+  dataErrors: number
+  /**
+   * Upstream calls counted by this instance alone while Redis could not be asked, and of
+   * those, calls added to the shared day counter when it came back.
+   */
+  unsharedCalls: number
+  reconciledCalls: number
 }
 
 /**
@@ -309,7 +365,7 @@ export interface WeatherStats {
   fetches: number
   /** Fetches the shared tier answered instead: upstream calls saved. */
   tierHits: number
-  /** Failed shared-tier (Redis) operations. */
+  /** Failed shared-tier (Redis) operations and connection attempts. */
   tierErrors: number
   /** Fetches a call budget refused. */
   budgetRejected: number
@@ -321,6 +377,8 @@ export interface WeatherStats {
   backoffUntil: number
   /** With a shared tier: whether Redis answered the last operation. */
   tierUp?: boolean
+  /** With a shared tier: its round trips, circuit openings, lease waits, outage accounting. */
+  tier?: TierStats
   /** Per provider, in order of preference. */
   providers: Array<ProviderStats>
 }

@@ -9,14 +9,20 @@ import { fileURLToPath } from 'node:url'
 
 import { WeatherService, distanceKm } from '../main.js'
 import { recordingLogger, until } from './helpers.mjs'
-import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
+import { redisCliInstalled, redisServerInstalled, startRedis, startRedisCluster } from '../lib/local-redis.mjs'
 import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
+import { startBlackHole, startRelay } from './relay.mjs'
 
 // Where the binary is missing the tests skip loudly, unless CI is set: there they must run.
 const redisAvailable = redisServerInstalled()
 if (!redisAvailable && process.env.CI) throw new Error('CI is set but redis-server is missing: .ci/run must install it')
 if (!redisAvailable) console.warn('SKIPPED: redis-server is not installed (apt-get install redis-server); shared-tier tests did not run')
 const skip = !redisAvailable && 'redis-server is not installed'
+// A Redis Cluster also needs redis-cli (Debian's redis-tools), under the same rule.
+const cliAvailable = redisCliInstalled()
+if (!cliAvailable && process.env.CI) throw new Error('CI is set but redis-cli is missing: .ci/run must install redis-tools')
+if (!cliAvailable) console.warn('SKIPPED: redis-cli is not installed (apt-get install redis-tools); Redis Cluster tests did not run')
+const skipCluster = skip || (!cliAvailable && 'redis-cli is not installed')
 const fixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -27,6 +33,14 @@ async function untilAsync(condition, what, timeoutMs = 5000) {
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`)
     await sleep(5)
   }
+}
+
+/** Entries the tier holds under `prefix` (every tile's payloads). */
+async function storedEntries(prefix) {
+  const keys = (await redis.command('KEYS', `{${prefix}:*:v2:payloads`)).split('\r\n').filter((l) => l.startsWith('{'))
+  let n = 0
+  for (const key of keys) n += Number(/^:(\d+)/.exec(await redis.command('HLEN', key))?.[1] ?? 0)
+  return n
 }
 
 let redis
@@ -81,7 +95,7 @@ test("MET Norway's Expires and Last-Modified travel through Redis: B neither ref
   const [a, b] = [new WeatherService(options), new WeatherService(options)]
   try {
     assert.equal((await a.getForecast(null, 'alice', 59.91273, 10.74609)).meta.source, 'network')
-    await untilAsync(async () => (await redis.command('KEYS', `{${prefix}}:e:*`)).startsWith('*1'), 'the write-through')
+    await untilAsync(async () => (await storedEntries(prefix)) === 1, 'the write-through')
     // 20 minutes on B's clock: past the 10-minute TTL, before Expires. Fresh from Redis.
     b.advanceTime(20 * 60_000)
     const held = await b.getForecast(null, 'bob', 59.91273, 10.74609)
@@ -130,7 +144,7 @@ test("instance A fetches; a user of instance B 3 km away is answered from Redis,
     const first = await a.getForecast(null, 'alice', 48.8566, 2.3522)
     assert.equal(first.meta.source, 'network')
     // The write-through runs in the background, just after A's answer: wait for it in Redis.
-    await untilAsync(async () => (await redis.command('KEYS', `{${prefix}}:e:*`)).startsWith('*1'), 'the write-through')
+    await untilAsync(async () => (await storedEntries(prefix)) === 1, 'the write-through')
     const second = await b.getForecast(null, 'bob', 48.8566 + 0.027, 2.3522) // ~3 km north
     assert.equal(second.meta.source, 'cache')
     assert.equal(second.meta.provider, 'openweather')
@@ -158,7 +172,12 @@ test('a 429 with Retry-After: 30 seen by A: B, C and D make no upstream call for
     assert.equal(limited.code, 'ERR_RATE_LIMITED')
     assert.equal(limited.retryAfterMs, 30_000)
     upstream.behave(answer.weather) // a call now would succeed, and be counted
-    const cooling = async () => Number(/^:(-?\d+)/.exec(await redis.command('PTTL', `{${prefix}}:cooldown:openweather`))?.[1])
+    // The cooldown holds until when (the Redis server's ms), with no TTL of its own.
+    const serverMs = async () => {
+      const [seconds, micros] = (await redis.command('TIME')).split('\r\n').filter((l) => /^\d+$/.test(l))
+      return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    }
+    const cooling = async () => Number((await redis.command('GET', `{${prefix}}:cooldown:openweather`)).split('\r\n')[1]) - (await serverMs())
     await untilAsync(async () => (await cooling()) > 25_000, 'the cooldown in Redis')
     for (const [i, service] of [b, c, d].entries()) {
       const error = await service.getForecast(null, 'v', -20 - i * 10, 100 + i * 10).catch((e) => e)
@@ -374,12 +393,13 @@ const near = (forecast, lat, lon) => distanceKm(lat, lon, forecast.meta.location
 
 test("each waiter of a flight gets an entry within its own radius", { skip }, async () => {
   const upstream = await startUpstream(answer.weather)
-  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: namespace() } }
+  const prefix = namespace()
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix } }
   const [a, b] = [new WeatherService(options), new WeatherService(options)]
   try {
     await a.getForecast(null, 'a', 0, -0.03)
     await a.getForecast(null, 'a', 0, 0.07)
-    await new Promise((resolve) => setTimeout(resolve, 100)) // the write-throughs
+    await untilAsync(async () => (await storedEntries(prefix)) === 2, 'the write-throughs')
     const spots = [[0, 0], [0, 0.04]] // one flight on B: 4.4 km apart
     const answers = await Promise.all(spots.map(([lat, lon], i) => b.getForecast(null, `b${i}`, lat, lon)))
     answers.forEach((answer, i) => assert.ok(near(answer, ...spots[i]) <= 5, `waiter ${i}: ${near(answer, ...spots[i])} km`))
@@ -428,32 +448,41 @@ test('a request near a pole never reaches Redis (nor opens its circuit)', { skip
   }
 })
 
-test('a slow Redis (each answer just within timeoutMs): no request waits past requestTimeoutMs + timeoutMs', { skip }, async () => {
-  // A TCP relay that holds every Redis answer for 90 ms, in front of the real server.
-  const relay = net.createServer((client) => {
-    const server = net.connect(redis.port, '127.0.0.1')
-    client.on('data', (d) => server.write(d))
-    server.on('data', (d) => setTimeout(() => client.writable && client.write(d), 90))
-    const end = () => (client.destroy(), server.destroy())
-    client.on('error', end).on('close', end)
-    server.on('error', end).on('close', end)
-  })
-  await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve))
-  const upstream = await startUpstream(answer.hang)
-  const url = `redis://127.0.0.1:${relay.address().port}/0`
-  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs: 1000, redis: { url, keyPrefix: namespace(), timeoutMs: 100 } })
+test('a slow Redis (each answer within timeoutMs): every request reaches the upstream after at most two round trips, each within its deadline', { skip }, async () => {
+  // Every Redis answer 60 ms late (timeoutMs is 150: slow, not failing, even on a loaded box).
+  const relay = await startRelay(redis.port)
+  relay.setLatency(60)
+  // The upstream never answers: each request ends with the upstream's own timeout. When it is
+  // asked, note how many Redis round trips the service made before.
+  let service
+  const tripsAtCall = []
+  const upstream = await startUpstream(() => tripsAtCall.push(service.stats().tier.roundTrips))
+  const [requestTimeoutMs, timeoutMs] = [1000, 150]
   try {
     for (const [i, spot] of [[10, 10], [20, 20], [30, 30]].entries()) {
+      // A service of its own per request: nothing in the background (a renewal, a lease given
+      // back) is counted with the request's own round trips.
+      service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs, redis: { url: relay.url, keyPrefix: namespace(), timeoutMs } })
       const started = Date.now()
       const error = await service.getForecast(null, `u${i}`, ...spot, { forceRefresh: true }).catch((e) => e)
-      const took = Date.now() - started
-      assert.equal(error.code, 'ERR_UPSTREAM_TIMEOUT')
-      assert.ok(took <= 1000 + 100 + 150, `took ${took} ms`)
+      assert.equal(error.code, 'ERR_UPSTREAM_TIMEOUT', 'ended by the upstream, not by Redis')
+      assert.equal(upstream.count, i + 1, 'the request reached the upstream')
+      // At most a lookup and an admission, each with its own deadline, before the call (the
+      // lookup is skipped if the new service's connection is still being made); nothing after
+      // it is waited for (the lease goes back in the background).
+      assert.ok(tripsAtCall[i] >= 1 && tripsAtCall[i] <= 2, `${tripsAtCall[i]} round trips before the call`)
+      // Slow is not failing: no operation missed its deadline, the circuit never opened.
+      const stats = service.stats()
+      assert.deepEqual([stats.tierErrors, stats.tierUp], [0, true])
+      assert.equal(stats.tier.roundTripHistogram.find((b) => b.leMs === 25).count, 0, 'every round trip took the relay\'s 60 ms')
+      // A guard against hangs only: the bound is the deadlines above, not a wall-clock claim.
+      assert.ok(Date.now() - started < requestTimeoutMs + 2 * timeoutMs + 1000, `took ${Date.now() - started} ms`)
+      service.close()
     }
   } finally {
-    service.close()
+    service?.close()
     await upstream.close()
-    await new Promise((resolve) => relay.close(resolve))
+    await relay.close()
   }
 })
 
@@ -486,6 +515,360 @@ test('close() lets go of the Redis connection; the restored event names the tier
     await untilAsync(async () => (await clients()) <= before, 'connections closed', 5000)
   } finally {
     for (const s of services) s.close()
+    await upstream.close()
+  }
+})
+
+// Production failures (issue 20): each test below failed on the code before the fix.
+
+test('a slow but healthy Redis never bypasses the shared budget: a waiter keeps its own time for admission', { skip }, async () => {
+  const upstream = await startUpstream(answer.delayed(2000))
+  const relay = await startRelay(redis.port)
+  relay.setLatency(8) // every Redis reply 8 ms late: slow, not down
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: relay.url, keyPrefix: namespace() }, budget: { perDay: 1 } }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    const first = a.getForecast(null, 'a', 45, 5)
+    await until(() => upstream.count === 1, 'A fetching')
+    // B, 150 m away, waits on A's lease (2 s, many polls) and is answered by A's landing.
+    const second = await b.getForecast(null, 'b', 45.001, 5.001).catch((e) => e)
+    assert.equal((await first).meta.source, 'network')
+    assert.equal(upstream.count, 1, 'the day budget of 1 holds across both instances')
+    assert.equal(second.meta?.source, 'cache', `B: ${second.code ?? second.meta?.source}`)
+    assert.deepEqual([a.stats().tierUp, b.stats().tierUp], [true, true])
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+    await relay.close()
+  }
+})
+
+test('close() mid-fetch gives the lease back: another instance takes over at once, not after a lease', { skip }, async () => {
+  let calls = 0
+  // The first call never answers; later ones answer at once.
+  const upstream = await startUpstream((req, res, q) => (++calls === 1 ? undefined : answer.fixed(5)(req, res, q)))
+  const requestTimeoutMs = 5000 // a lease: 5 s + 3 x timeoutMs
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, requestTimeoutMs, redis: { url: redis.url, keyPrefix: namespace() } }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    const first = a.getForecast(null, 'a', 30, 30).catch((e) => e)
+    await until(() => upstream.count === 1, 'A fetching')
+    // Whether B meets A's lease before or after the close, it must not wait for the lease to
+    // expire: the close gives it back.
+    const second = b.getForecast(null, 'b', 30.001, 30.001)
+    a.close() // a rolling deploy stops A mid-fetch
+    const closedAt = Date.now()
+    assert.equal((await first).code, 'ERR_SERVICE_CLOSED')
+    const result = await second
+    const waited = Date.now() - closedAt
+    assert.equal(result.meta.source, 'network')
+    assert.equal(upstream.count, 2)
+    assert.ok(waited < requestTimeoutMs / 2, `B waited ${waited} ms after A closed (a lease is ${requestTimeoutMs + 300} ms)`)
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+  }
+})
+
+test('a failover flight longer than a lease keeps it: the other instance waits, one call per provider', { skip }, async () => {
+  const hanging = await startUpstream(answer.hang) // OpenWeather: times out after requestTimeoutMs
+  const slow = await startUpstream(answer.delayed(800)) // Open-Meteo: answers late
+  const options = {
+    apiKey: API_KEY,
+    providers: [{ name: 'openweather', baseUrl: hanging.url }, { name: 'open-meteo', baseUrl: slow.url }],
+    requestTimeoutMs: 1000, // a lease: 1,000 + 3 x 100 ms; the flight: 1,000 + 800 ms
+    redis: { url: redis.url, keyPrefix: namespace() },
+  }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  try {
+    const first = a.getForecast(null, 'a', -10, 120)
+    await until(() => hanging.count === 1, 'A asking OpenWeather')
+    const second = await b.getForecast(null, 'b', -10.001, 120.001)
+    assert.equal((await first).meta.provider, 'open-meteo')
+    assert.deepEqual([second.meta.source, second.meta.provider], ['cache', 'open-meteo'])
+    assert.deepEqual([hanging.count, slow.count], [1, 1], 'one call to each provider, as one flight makes')
+  } finally {
+    a.close()
+    b.close()
+    await hanging.close()
+    await slow.close()
+  }
+})
+
+test('lease tokens come from the OS\'s randomness: two leases of one instance share nothing', { skip }, async () => {
+  const upstream = await startUpstream(answer.hang)
+  const prefix = namespace()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix } })
+  try {
+    const pending = [service.getForecast(null, 'a', 10, 10), service.getForecast(null, 'b', -40, 120)].map((p) => p.catch((e) => e))
+    await until(() => upstream.count === 2, 'both fetching (each holds a lease)')
+    const tokens = []
+    const keys = (await redis.command('KEYS', `{${prefix}:*:v2:owners`)).split('\r\n').filter((l) => l.startsWith('{'))
+    for (const key of keys) {
+      const fields = (await redis.command('HGETALL', key)).split('\r\n').filter((l) => l && !/^[*$]/.test(l))
+      for (let i = 1; i < fields.length; i += 2) tokens.push(fields[i].split(' ')[0])
+    }
+    assert.equal(tokens.length, 2)
+    for (const token of tokens) assert.match(token, /^[0-9a-f]{32}$/, '128 random bits')
+    assert.notEqual(tokens[0].slice(0, 8), tokens[1].slice(0, 8), 'nothing in common (no instance id, no pid, no clock)')
+    service.close()
+    await Promise.all(pending)
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+})
+
+test('a Redis Cluster: four processes, 250 simultaneous requests each for one spot, one upstream call; a continent spreads over every master', { skip: skipCluster }, async () => {
+  const cluster = await startRedisCluster()
+  const upstream = await startUpstream(answer.delayed(500, answer.fixed(17.4, 'Rain')))
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: cluster.url, keyPrefix: namespace() } }
+  const instances = await Promise.all([0, 1, 2, 3].map(() => processInstance(options)))
+  try {
+    const bursts = await Promise.all(instances.map((instance, i) => instance.call('burst', { count: 250, lat: 48.8566, lon: 2.3522, user: `p${i}` })))
+    const results = bursts.flatMap((b) => b.results)
+    assert.deepEqual(results.filter((r) => r.error), [])
+    assert.equal(upstream.count, 1, 'exactly one upstream call')
+    const stats = await Promise.all(instances.map((instance) => instance.call('stats')))
+    assert.equal(stats.reduce((n, s) => n + s.tierHits, 0), 3, 'the three others were answered by the tier')
+    // A fleet over Europe (one request per 2.5 degrees): each tile's keys land on some master,
+    // and every master gets a share.
+    upstream.behave(answer.weather)
+    const spots = Array.from({ length: 48 }, (_, i) => [36 + 2.5 * (i % 12), -10 + 2.5 * Math.floor(i / 12) * 4])
+    await Promise.all(spots.map(([lat, lon], i) => instances[i % 4].call('burst', { count: 1, lat, lon, user: `f${i}` })))
+    const counts = await cluster.keyCounts()
+    assert.ok(counts.every((n) => n > 0), `keys per master: ${counts}`)
+  } finally {
+    for (const instance of instances) instance.kill()
+    await upstream.close()
+    await cluster.stop()
+  }
+})
+
+test('an area failing for one instance cools down for all: four instances make one call per window between them', { skip }, async () => {
+  const upstream = await startUpstream(answer.status(503))
+  const prefix = namespace()
+  const errorCooldownMs = 1000
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, errorCooldownMs, jitterRatio: 0, redis: { url: redis.url, keyPrefix: prefix } }
+  const instances = [0, 1, 2, 3].map(() => new WeatherService(options))
+  // The shared record: until when (server ms), failures in a row, the error.
+  const record = async () => {
+    const text = await redis.command('HGETALL', `{${prefix}}:failures:openweather`)
+    const value = text.split('\r\n').find((l) => /^\d+ \d+ /.test(l))
+    return value && { until: Number(value.split(' ')[0]), failures: Number(value.split(' ')[1]) }
+  }
+  const serverMs = async () => {
+    const [seconds, micros] = (await redis.command('TIME')).split('\r\n').filter((l) => /^\d+$/.test(l))
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+  }
+  try {
+    const first = await instances[0].getForecast(null, 'a', 45.76, 4.84).catch((e) => e)
+    assert.equal(first.code, 'ERR_UPSTREAM_STATUS')
+    await untilAsync(async () => (await record())?.failures === 1, 'the failure shared')
+    // B, C and D, a kilometre or two away: the same error, no call.
+    for (const [i, service] of instances.slice(1).entries()) {
+      const error = await service.getForecast(null, `u${i}`, 45.76 + 0.01 * i, 4.85).catch((e) => e)
+      assert.deepEqual([error.code, error.status], ['ERR_UPSTREAM_STATUS', 503], `instance ${i + 1}`)
+    }
+    assert.equal(upstream.count, 1, 'one call in the first window')
+    // The window ends (on Redis's clock, and on each instance's): the next ask is one call, for
+    // all four; it fails again, and the window doubles for everyone.
+    const { until: ended } = await record()
+    await untilAsync(async () => (await serverMs()) > ended + 50, 'the window over', 5000)
+    const again = await Promise.all(instances.map((s, i) => s.getForecast(null, `v${i}`, 45.765, 4.845).catch((e) => e)))
+    assert.ok(again.every((e) => e.code === 'ERR_UPSTREAM_STATUS'))
+    assert.equal(upstream.count, 2, 'one call in the second window')
+    await untilAsync(async () => (await record())?.failures === 2, 'the second failure shared')
+    const { until } = await record()
+    assert.ok(until - (await serverMs()) > errorCooldownMs, 'doubled')
+  } finally {
+    for (const service of instances) service.close()
+    await upstream.close()
+  }
+})
+
+test('calls counted alone while Redis was away are added to the shared counters when it is back', { skip }, async () => {
+  const own = await startRedis()
+  const upstream = await startUpstream(answer.weather)
+  const prefix = namespace()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perDay: 100 }, redis: { url: own.url, keyPrefix: prefix, timeoutMs: 100 } })
+  const day = async () => Number(/:(\d+)\r\n$/.exec(await own.command('GET', `{${prefix}}:budget:openweather:day`))?.[1] ?? 0)
+  try {
+    await service.getForecast(null, 'u', 10, 10)
+    assert.equal(await day(), 1)
+    await own.kill()
+    // Three calls while Redis is away: "local" (the default) counts them in this process.
+    for (const [i, lon] of [20, 30, 40].entries()) await service.getForecast(null, `u${i}`, 10, lon)
+    assert.equal(upstream.count, 4)
+    assert.equal(service.stats().tier.unsharedCalls, 3)
+    await own.start()
+    // A request after the circuit's window probes Redis and closes the circuit; the calls
+    // counted alone (the three, and any probe made alone) are added then.
+    // (A request a fifth of the circuit's first window apart: each is an upstream call.)
+    for (let spot = 1; !service.stats().tierUp; spot++) {
+      assert.ok(spot < 50, 'the tier never came back')
+      await service.getForecast(null, 'w', -10, 10 + spot)
+      if (!service.stats().tierUp) await sleep(200)
+    }
+    await untilAsync(async () => service.stats().tier.reconciledCalls === service.stats().tier.unsharedCalls, 'the calls added')
+    assert.ok(service.stats().tier.unsharedCalls >= 3)
+    // Every call since the restart is in Redis's day counter: counted by Redis, or counted
+    // alone and added (the first call's count went with the restart: no persistence here).
+    assert.equal(await day(), upstream.count - 1)
+  } finally {
+    service.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
+
+test('the numbers: stats().tier and /metrics; an eviction policy that can evict counters is one warning', { skip }, async () => {
+  const own = await startRedis({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] })
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, logger: log.logger, redis: { url: own.url, keyPrefix: namespace() } })
+  try {
+    for (const [i, lon] of [10, 20, 30].entries()) await service.getForecast(null, `u${i}`, 10, lon)
+    const { tier } = service.stats()
+    assert.ok(tier.roundTrips >= 6, `${tier.roundTrips} round trips (a lookup and an admission per fetch)`)
+    assert.equal(tier.roundTripHistogram.at(-1).leMs, Infinity)
+    assert.equal(tier.roundTripHistogram.at(-1).count, tier.roundTrips)
+    assert.deepEqual(tier.circuitOpenings, { timeout: 0, connection: 0, failover: 0, refused: 0, full: 0, error: 0 })
+    const metrics = service.metricsText()
+    assert.match(metrics, new RegExp(`^weather_cache_tier_latency_seconds_bucket\\{le="\\+Inf"\\} ${tier.roundTrips}$`, 'm'))
+    assert.match(metrics, /^weather_cache_tier_circuit_openings_total\{cause="timeout"\} 0$/m)
+    assert.match(metrics, /^weather_cache_tier_lease_waits_total\{outcome="answered"\} 0$/m)
+    // Checked when the connection was made, before anything used it; the event crosses to the
+    // JS thread on its own.
+    await until(() => log.find('weather.tier.warning').length > 0, 'the warning')
+    const warnings = log.find('weather.tier.warning')
+    assert.equal(warnings.length, 1)
+    assert.equal(warnings[0].level, 'warn')
+    assert.match(warnings[0].obj.message, /allkeys-lru.*volatile-lru/)
+    assert.equal(warnings[0].obj.tier, `127.0.0.1:${own.port}/0`)
+  } finally {
+    service.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
+
+// Second review of issue 20: each test below failed on the branch before its fix.
+
+test('a Redis that accepts connections and never answers, from the start: no request waits on it beyond a deadline; one degraded event; back by itself; its calls counted', { skip }, async () => {
+  const own = await startRedis()
+  const upstream = await startUpstream(answer.weather)
+  const hole = await startBlackHole()
+  const relay = await startRelay(own.port)
+  relay.switchTo(hole.port) // every connection the service makes goes nowhere
+  const log = recordingLogger()
+  const prefix = namespace()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perDay: 100 }, redis: { url: relay.url, keyPrefix: prefix, timeoutMs: 100 }, logger: log.logger })
+  const day = async () => Number(/:(\d+)\r\n$/.exec(await own.command('GET', `{${prefix}}:budget:openweather:day`))?.[1] ?? 0)
+  try {
+    // Longer than the connection's own deadline (2 s): a request (each in a new area: a fetch)
+    // spends at most a deadline per Redis operation, however long connecting takes.
+    const started = Date.now()
+    const latencies = []
+    for (let i = 0; Date.now() - started < 3500; i++) {
+      const t = Date.now()
+      assert.ok(await service.getWeather(null, `u${i}`, 10, -170 + 3 * i))
+      latencies.push(Date.now() - t)
+      await sleep(100)
+    }
+    assert.ok(Math.max(...latencies) < 800, `request latencies (ms): ${latencies.join(' ')}`)
+    // The outage is told once, with its cause, and stats() say so.
+    await until(() => service.stats().tierUp === false, 'the tier down')
+    const degraded = log.find('weather.tier.degraded')
+    assert.equal(degraded.length, 1)
+    assert.equal(degraded[0].obj.cause, 'timeout')
+    assert.match(degraded[0].obj.reason, /no connection within 2000 ms/)
+    assert.equal(service.stats().tier.circuitOpenings.timeout, 1)
+    // Redis reachable again: back by itself, and the calls counted alone are in its counter.
+    relay.switchTo(own.port)
+    for (let i = 0; !service.stats().tierUp; i++) {
+      assert.ok(Date.now() - started < 25_000, 'the tier never came back')
+      await service.getWeather(null, `v${i}`, -10, -170 + 3 * i)
+      await sleep(200)
+    }
+    await until(() => log.find('weather.tier.restored').length === 1, 'the restored event')
+    assert.equal(log.find('weather.tier.degraded').length, 1)
+    await untilAsync(async () => (await day()) === upstream.count, `every call in the shared day counter (${upstream.count})`)
+  } finally {
+    service.close()
+    await relay.close()
+    await hole.close()
+    await upstream.close()
+    await own.stop()
+  }
+})
+
+test('a Cluster master down while the others answer: one degraded event and one restored for the outage, however it flaps', { skip: skipCluster }, async () => {
+  const cluster = await startRedisCluster()
+  // The masters left keep serving their slots (a Redis partly there: probes get through now
+  // and then, and the operation after one fails).
+  for (const node of cluster.nodes) await node.command('CONFIG', 'SET', 'cluster-require-full-coverage', 'no')
+  const upstream = await startUpstream(answer.weather)
+  const log = recordingLogger()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: cluster.url, keyPrefix: namespace(), timeoutMs: 100 }, logger: log.logger })
+  let stop = false
+  let k = 0
+  // Requests over Europe, every tile in turn (a new area each time: each asks Redis).
+  const traffic = (async () => {
+    while (!stop) {
+      const i = k++
+      await service.getWeather(null, `u${i}`, 36 + 2.5 * (i % 12) + 0.1 * (Math.floor(i / 192) % 20), -10 + 2.5 * (Math.floor(i / 12) % 16) + 0.1 * Math.floor(i / 3840))
+      await sleep(20)
+    }
+  })()
+  try {
+    await sleep(1000)
+    assert.equal(service.stats().tierUp, true)
+    await cluster.nodes[2].kill()
+    await sleep(10_000)
+    assert.equal(log.find('weather.tier.degraded').length, 1, `events: ${log.names().join(', ')}`)
+    assert.equal(log.find('weather.tier.restored').length, 0, `events: ${log.names().join(', ')}`)
+    await cluster.nodes[2].start()
+    await until(() => log.find('weather.tier.restored').length === 1, 'the restored event', 45_000)
+    await sleep(3000)
+    assert.deepEqual([log.find('weather.tier.degraded').length, log.find('weather.tier.restored').length], [1, 1], `events: ${log.names().join(', ')}`)
+    assert.equal(service.stats().tierUp, true)
+  } finally {
+    stop = true
+    await traffic
+    service.close()
+    await upstream.close()
+    await cluster.stop()
+  }
+})
+
+test("a lookup whose answer came too late still took a lease: another instance waits a lease's seconds for it, not an upstream timeout", { skip }, async () => {
+  const upstream = await startUpstream(answer.delayed(50))
+  const relay = await startRelay(redis.port)
+  const prefix = namespace()
+  // A's link to Redis turns slow: Redis takes its lease, the answer arrives after A's deadline.
+  // A fetches alone, its circuit open: neither its landing nor a release reaches Redis.
+  const a = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: relay.url, keyPrefix: prefix, timeoutMs: 100 } })
+  const b = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix, timeoutMs: 100 } })
+  try {
+    await Promise.all([a.getWeather(null, 'w', -1, -1), b.getWeather(null, 'w', -2, -2)])
+    relay.setLatency(150)
+    const first = a.getForecast(null, 'a', 45, 5)
+    await sleep(30)
+    const started = Date.now()
+    const second = await b.getForecast(null, 'b', 45.001, 5.001)
+    const waited = Date.now() - started
+    assert.equal((await first).meta.source, 'network')
+    assert.equal(a.stats().tierUp, false)
+    assert.equal(second.meta.source, 'network', 'B took over once the lease expired')
+    assert.equal(b.stats().tier.leaseWaits.tookOver, 1)
+    assert.ok(waited < 3500, `B waited ${waited} ms on a lease nobody held (requestTimeoutMs is 10 s)`)
+  } finally {
+    a.close()
+    b.close()
+    await relay.close()
     await upstream.close()
   }
 })

@@ -1,7 +1,10 @@
 // `npm run bench`: weather-cache against the implementations a user would pick instead, side by
 // side in one process (memory in child processes), all on the same simulated upstream.
 //
-//   node bench/run.mjs [--quick] [--check] [--only hit,burst,fleet,main,memory,tier,proxy]
+//   node bench/run.mjs [--quick] [--check] [--only hit,burst,fleet,main,memory,tier,proxy] [--tier-timeout-ms N]
+//
+// `--tier-timeout-ms` runs the shared tier's fleet with that Redis deadline instead of the
+// bench's 1 s (the default of the option is 100 ms; see bench/scenarios/tier.mjs).
 //
 // Prints a table per scenario and the targets, and writes bench/results.json (a --quick or
 // --only run writes bench/results.local.json instead).
@@ -44,6 +47,8 @@ if (only && (only.length === 0 || unknown.length > 0)) {
   process.exit(2)
 }
 const wanted = (name) => !only || only.includes(name)
+const tierTimeoutArg = args.find((a) => a.startsWith('--tier-timeout-ms'))
+const tierTimeoutMs = tierTimeoutArg ? Number(tierTimeoutArg.split('=')[1] ?? args[args.indexOf(tierTimeoutArg) + 1]) : undefined
 
 const fmt = (n, digits = 0) => (typeof n === 'number' ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : String(n))
 
@@ -164,25 +169,34 @@ if (wanted('memory')) {
 }
 
 if (wanted('tier')) {
-  // Noisy, not exact: at one seed the shared row's calls differ from run to run (49 to 53 in
-  // four quick runs), because four instances race to Redis for the same areas.
-  const T = 'shared tier: 4 instances within 1.05x of one process'
-  await targets.scenario('shared tier', [[T, 'noisy', '<= 1.05']], async (judge) => {
+  // Noisy, not exact: the shared row's calls differ from run to run, because four instances
+  // race to Redis for the same areas (which lease wins decides which areas get fetched).
+  const T = 'shared tier: 4 instances within 1.03x of one process (median of seeds 1-5)'
+  await targets.scenario('shared tier', [[T, 'noisy', '<= 1.03']], async (judge) => {
     if (!redisServerInstalled()) return 'redis-server is not installed: apt-get install redis-server'
-    const r = (results.tier = await tier({ quick }))
+    const r = (results.tier = await tier({ quick, timeoutMs: tierTimeoutMs }))
+    const deadline = `Redis deadline (timeoutMs) ${fmt(r.timeoutMs)} ms${r.timeoutMs === 100 ? ', the default' : ', not the default 100'}`
     const one = r.fleet.rows[0].upstreamCalls
-    table(`shared tier: ${fmt(r.fleet.drones)} drones, ${r.fleet.minutes} simulated minutes, ${r.fleet.instances} instances`, Object.fromEntries(r.fleet.rows.map((row) => [row.label, row])), [
+    table(`shared tier: ${fmt(r.fleet.drones)} drones, ${r.fleet.minutes} simulated minutes, ${r.fleet.instances} instances (seed ${r.fleet.seed}; ${deadline})`, Object.fromEntries(r.fleet.rows.map((row) => [row.label, row])), [
       ['upstream calls', (x) => fmt(x.upstreamCalls)],
       ['x one process', (x) => fmt(x.upstreamCalls / one, 2)],
       ['tier hits', (x) => fmt(x.tierHits)],
       ['local hit ratio', (x) => fmt(x.hitRatio, 4)],
     ])
+    table(`shared tier: upstream calls per seed, one process against ${r.fleet.instances} instances sharing a tier (${deadline})`, Object.fromEntries(r.seeds.map((s) => [`seed ${s.seed}`, s])), [
+      ['one process', (s) => fmt(s.rows[0].upstreamCalls)],
+      ['nothing shared', (s) => fmt(s.rows[1].upstreamCalls)],
+      ['shared tier', (s) => fmt(s.rows[2].upstreamCalls)],
+      ['x one process', (s) => fmt(s.sharedVsOneProcess, 3)],
+      ['tier errors', (s) => fmt(s.rows[2].tierErrors)],
+      ['went local', (s) => fmt(s.rows[2].circuitOpenings)],
+    ])
     table(`shared tier: latency of ${r.latency.areas} requests each, 20 ms upstream`, { 'upstream miss': r.latency.upstreamMiss, 'tier (L2) hit': r.latency.tierHit, 'local hit': r.latency.localHit }, [
       ['p50 ms', (x) => fmt(x.p50Ms, 3)],
       ['p99 ms', (x) => fmt(x.p99Ms, 3)],
     ])
-    const shared = r.fleet.rows[2].upstreamCalls / one
-    judge(T, shared, shared <= 1.05)
+    const shared = r.medianSharedVsOneProcess
+    judge(T, shared, shared <= 1.03)
   })
 }
 

@@ -50,11 +50,16 @@ export async function runInstancesDemo(options, onProgress = () => {}) {
   }
 }
 
-async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin }, setup, onStep) {
+async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin, redisTimeoutMs }, setup, onStep) {
   let simulatedMs = 0
   const upstream = await startSimulatedUpstream({ latencyMs, seed, rateLimitPerMinute: rateLimitPerMin, now: () => simulatedMs, apiKey: DEMO_KEY })
   // A fresh namespace per run: runs never see each other's entries, even on a given Redis.
-  const redis = setup.redis && { url: setup.redis, keyPrefix: `weather-cache-demo-${process.pid}-${Date.now()}` }
+  // `redisTimeoutMs` (the bench's): the tier's deadline, when not the default.
+  const redis = setup.redis && {
+    url: setup.redis,
+    keyPrefix: `weather-cache-demo-${process.pid}-${Date.now()}`,
+    ...(redisTimeoutMs ? { timeoutMs: redisTimeoutMs } : {}),
+  }
   const services = Array.from({ length: setup.instances }, () =>
     new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000, ...(redis ? { redis } : {}) }),
   )
@@ -86,6 +91,10 @@ async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin }, setup,
     requests: sum('requests'),
     upstreamCalls: upstream.stats.requests,
     tierHits: sum('tierHits'),
+    // Redis operations that failed (a missed deadline included), and times an instance went
+    // local: a run that had any did not measure sharing alone.
+    tierErrors: sum('tierErrors'),
+    circuitOpenings: stats.reduce((n, s) => n + Object.values(s.tier?.circuitOpenings ?? {}).reduce((a, b) => a + b, 0), 0),
     hitRatio: round((sum('userHits') + sum('sharedHits') + sum('staleHits')) / sum('requests'), 6),
     rateLimited: sum('rateLimited'),
     unanswered,

@@ -1,6 +1,7 @@
 // A throwaway redis-server on a free loopback port (no persistence, a temp dir, stopped at the
-// end), for the shared-tier tests, `npm run demo -- --instances N` and the benchmarks. It needs
-// Debian's `redis-server` binary (.ci/run installs it).
+// end), for the shared-tier tests, `npm run demo -- --instances N` and the benchmarks; and a
+// throwaway three-master Redis Cluster. They need Debian's `redis-server` binary (and
+// `redis-cli`, from redis-tools, for the cluster); .ci/run installs them.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -10,6 +11,11 @@ import path from 'node:path'
 /** Whether a `redis-server` binary can run here. */
 export function redisServerInstalled() {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
+}
+
+/** Whether `redis-cli` (Debian's redis-tools) can run here. */
+export function redisCliInstalled() {
+  return spawnSync('redis-cli', ['--version'], { stdio: 'ignore' }).status === 0
 }
 
 async function freePort() {
@@ -48,7 +54,7 @@ export function redisCommand(port, args, password) {
   })
 }
 
-export async function startRedis({ password } = {}) {
+export async function startRedis({ password, args: extra = [] } = {}) {
   const port = await freePort()
   const dir = mkdtempSync(path.join(os.tmpdir(), 'weather-cache-redis-'))
   let child = null
@@ -60,7 +66,8 @@ export async function startRedis({ password } = {}) {
       if (child) return
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
       if (password) args.push('--requirepass', password)
-      child = spawn('redis-server', args, { stdio: 'ignore' })
+      args.push(...extra)
+      child = spawn('redis-server', args, { stdio: 'ignore', cwd: dir })
       const started = Date.now()
       while (!(await reachable(port))) {
         if (Date.now() - started > 10_000) throw new Error('redis-server did not start')
@@ -83,4 +90,40 @@ export async function startRedis({ password } = {}) {
   }
   await redis.start()
   return redis
+}
+
+/**
+ * Three masters (no replicas) joined by `redis-cli --cluster create`; `url` is the tier's
+ * `redis+cluster://` URL with two of them as seeds.
+ */
+export async function startRedisCluster() {
+  const nodes = []
+  try {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }))
+    }
+    const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { stdio: 'ignore' })
+    if (created.status !== 0) throw new Error('redis-cli --cluster create failed')
+    for (const node of nodes) {
+      const started = Date.now()
+      while (!(await node.command('CLUSTER', 'INFO')).includes('cluster_state:ok')) {
+        if (Date.now() - started > 20_000) throw new Error('the cluster never became ok')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((n) => n.stop()))
+    throw error
+  }
+  return {
+    nodes,
+    url: `redis+cluster://${nodes.slice(0, 2).map((n) => `127.0.0.1:${n.port}`).join(',')}`,
+    /** Keys on each master. */
+    async keyCounts() {
+      return Promise.all(nodes.map(async (n) => Number(/^:(\d+)/.exec(await n.command('DBSIZE'))[1])))
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()))
+    },
+  }
 }

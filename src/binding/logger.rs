@@ -117,14 +117,19 @@ pub fn fields<'e>(env: &'e Env, event: &Event) -> Result<Object<'e>> {
             o.set("provider", *provider)?;
             o.set("message", *message)?;
         }
-        Event::TierDegraded { place, reason, retry_in_ms } => {
+        Event::TierDegraded { place, cause, reason, retry_in_ms } => {
             o.set("tier", place.as_str())?;
+            o.set("cause", *cause)?;
             o.set("reason", reason.as_str())?;
             o.set("retryInMs", *retry_in_ms as f64)?;
         }
         Event::TierRestored { place, down_ms } => {
             o.set("tier", place.as_str())?;
             o.set("downMs", *down_ms as f64)?;
+        }
+        Event::TierWarning { place, message } => {
+            o.set("tier", place.as_str())?;
+            o.set("message", message.as_str())?;
         }
         Event::Distance { distance_km, within_km } => {
             o.set("distanceKm", *distance_km)?;

@@ -100,7 +100,7 @@ pub struct WeatherStats {
     pub fetches: f64,
     /// Fetches the shared tier answered instead: upstream calls saved.
     pub tier_hits: f64,
-    /// Failed shared-tier (Redis) operations.
+    /// Failed shared-tier (Redis) operations and connection attempts.
     pub tier_errors: f64,
     /// Fetches a call budget refused.
     pub budget_rejected: f64,
@@ -112,8 +112,99 @@ pub struct WeatherStats {
     pub backoff_until: f64,
     /// With a shared tier: whether Redis answered the last operation.
     pub tier_up: Option<bool>,
+    /// With a shared tier: its round trips, circuit openings, lease waits, outage accounting.
+    pub tier: Option<TierStats>,
     /// Per provider, in order of preference.
     pub providers: Vec<ProviderStats>,
+}
+
+/// The shared tier's numbers.
+#[napi(object)]
+pub struct TierStats {
+    /// Round trips Redis answered (with a value or an error of its own), and their total time.
+    pub round_trips: f64,
+    pub round_trip_ms: f64,
+    /// How many round trips took at most `leMs` (cumulative; the last bound is `Infinity`).
+    pub round_trip_histogram: Vec<LatencyBucket>,
+    /// Times the circuit opened (the instance went local), by cause.
+    pub circuit_openings: CircuitOpenings,
+    /// Waits on another instance's lease, by how they ended, and their total time.
+    pub lease_waits: LeaseWaits,
+    pub lease_wait_ms: f64,
+    /// Keys found holding the wrong type (repaired; no outage).
+    pub data_errors: f64,
+    /// Upstream calls counted by this instance alone while Redis could not be asked, and of
+    /// those, calls added to the shared day counter when it came back.
+    pub unshared_calls: f64,
+    pub reconciled_calls: f64,
+}
+
+#[napi(object)]
+pub struct LatencyBucket {
+    pub le_ms: f64,
+    pub count: f64,
+}
+
+#[napi(object)]
+pub struct CircuitOpenings {
+    /// No answer within `timeoutMs` (the connection is then replaced).
+    pub timeout: f64,
+    /// The connection failed or could not be made.
+    pub connection: f64,
+    /// A failover's answer: `READONLY`, `LOADING`, `MASTERDOWN` (the connection is replaced).
+    pub failover: f64,
+    /// An ACL or the password refused a command.
+    pub refused: f64,
+    /// Redis's memory is full (`OOM`).
+    pub full: f64,
+    /// Anything else.
+    pub error: f64,
+}
+
+#[napi(object)]
+pub struct LeaseWaits {
+    /// The other fetch landed and answered the waiters.
+    pub answered: f64,
+    /// The lease was given back or expired: this instance fetched.
+    pub took_over: f64,
+    /// Waited as long as a lease lasts: fetched without one.
+    pub gave_up: f64,
+    /// Redis failed during the wait: fetched alone.
+    pub tier_failed: f64,
+}
+
+impl From<crate::tier::TierStats> for TierStats {
+    fn from(t: crate::tier::TierStats) -> TierStats {
+        let count =
+            |pairs: &[(&str, u64)], name: &str| pairs.iter().find(|(n, _)| *n == name).map_or(0.0, |(_, c)| *c as f64);
+        let bounds = crate::tier::LATENCY_BUCKETS.iter().map(|s| s * 1000.0).chain(std::iter::once(f64::INFINITY));
+        TierStats {
+            round_trips: t.latency_count() as f64,
+            round_trip_ms: t.latency_seconds * 1000.0,
+            round_trip_histogram: bounds
+                .zip(&t.latency_buckets)
+                .map(|(le_ms, c)| LatencyBucket { le_ms, count: *c as f64 })
+                .collect(),
+            circuit_openings: CircuitOpenings {
+                timeout: count(&t.circuit_openings, "timeout"),
+                connection: count(&t.circuit_openings, "connection"),
+                failover: count(&t.circuit_openings, "failover"),
+                refused: count(&t.circuit_openings, "refused"),
+                full: count(&t.circuit_openings, "full"),
+                error: count(&t.circuit_openings, "error"),
+            },
+            lease_waits: LeaseWaits {
+                answered: count(&t.lease_waits, "answered"),
+                took_over: count(&t.lease_waits, "took_over"),
+                gave_up: count(&t.lease_waits, "gave_up"),
+                tier_failed: count(&t.lease_waits, "tier_failed"),
+            },
+            lease_wait_ms: t.lease_wait_seconds * 1000.0,
+            data_errors: t.data_errors as f64,
+            unshared_calls: t.unshared_calls as f64,
+            reconciled_calls: t.reconciled_calls as f64,
+        }
+    }
 }
 
 #[napi(object)]
@@ -150,6 +241,7 @@ impl From<crate::engine::Stats> for WeatherStats {
             inflight: s.inflight as f64,
             backoff_until: s.backoff_until as f64,
             tier_up: s.tier_up,
+            tier: s.tier.map(Into::into),
             providers: s
                 .providers
                 .into_iter()

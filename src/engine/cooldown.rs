@@ -104,6 +104,46 @@ impl AreaCooldowns {
         window
     }
 
+    /// Failures in a row of the record for the area at `location` (0: none).
+    pub fn failures_in_a_row(&mut self, grid: &Grid, location: LatLon, radius_km: f64) -> u32 {
+        self.failures
+            .near(grid, location, radius_km)
+            .map(|(_, f)| f)
+            .filter(|f| distance_km(location, f.location) <= radius_km)
+            .map(|f| f.consecutive)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A failure another instance saw (through the shared tier): the area cools down here too,
+    /// until `until`, with `consecutive` failures in a row so far, so that the next failure
+    /// here doubles from there. A window of its own is never shortened.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        &mut self,
+        grid: &Grid,
+        location: LatLon,
+        radius_km: f64,
+        until: Millis,
+        consecutive: u32,
+        error: RequestError,
+    ) {
+        let same_area = self
+            .failures
+            .near(grid, location, radius_km)
+            .map(|(id, f)| (*id, distance_km(location, f.location)))
+            .filter(|(_, distance)| *distance <= radius_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _)| id);
+        let (until, consecutive, location) = match same_area.and_then(|id| self.failures.remove(&id)) {
+            Some(own) => (own.until.max(until), own.consecutive.max(consecutive), own.location),
+            None => (until, consecutive, location),
+        };
+        self.next_id += 1;
+        let failure = Failure { cell: grid.cell_of(location), location, until, consecutive, error };
+        self.failures.insert(self.next_id, failure, |old| old.location == location);
+    }
+
     /// A success at `location` ends the cooldowns of the areas it answers for.
     pub fn clear_near(&mut self, grid: &Grid, location: LatLon, radius_km: f64) {
         if self.failures.is_empty() {
@@ -147,7 +187,10 @@ mod tests {
         assert_eq!(record(15_000), 20_000);
         // Quiet for a whole maximum window: the next failure starts from the base again.
         assert_eq!(record(35_000 + 300_000), 5_000);
-        assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 335_000 + 4_999), Some((err.clone(), 340_000)));
+        assert_eq!(
+            cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 335_000 + 4_999),
+            Some((err.clone(), 340_000))
+        );
         assert_eq!(cooldowns.active(&grid, LatLon::new(10.02, 10.02), 5.0, 340_000), None);
         assert_eq!(cooldowns.active(&grid, LatLon::new(11.0, 10.0), 5.0, 335_000), None, "another area");
         cooldowns.clear_near(&grid, LatLon::new(10.01, 10.0), 5.0);

@@ -133,8 +133,16 @@ pub enum Event {
     TierDegraded {
         /// `host:port/db`, never credentials.
         place: String,
+        /// What kind of failure (`timeout`, `connection`, `failover`, `refused`, `full`, `error`).
+        cause: &'static str,
         reason: String,
         retry_in_ms: i64,
+    },
+    /// Something about how Redis is set up that the operator should fix (an unsafe eviction
+    /// policy, a refused subscription). Once per tier.
+    TierWarning {
+        place: String,
+        message: String,
     },
     TierRestored {
         place: String,
@@ -163,6 +171,7 @@ impl Event {
             Event::Distance { .. } => "weather.distance.computed",
             Event::TierDegraded { .. } => "weather.tier.degraded",
             Event::TierRestored { .. } => "weather.tier.restored",
+            Event::TierWarning { .. } => "weather.tier.warning",
         }
     }
 
@@ -172,7 +181,8 @@ impl Event {
             | Event::UpstreamError { .. }
             | Event::BackoffState { .. }
             | Event::ProviderWarning { .. }
-            | Event::TierDegraded { .. } => Level::Warn,
+            | Event::TierDegraded { .. }
+            | Event::TierWarning { .. } => Level::Warn,
             Event::TierRestored { .. } => Level::Info,
             _ => Level::Debug,
         }

@@ -19,12 +19,12 @@ use super::error::{most_telling, RequestError};
 use super::events::{BackoffScope, Event, Level};
 use super::lookup::{Served, Source};
 use super::singleflight::{Herald, Landing, Need, Takeoff, Ticket};
-use super::tiered::{Lease, Session, TierStep};
+use super::tiered::{from_shared, shared_error, Lease, TierStep};
 use super::{Inner, State, WhenRedisDown};
 use crate::cache::{Entry, Freshness, Observation};
 use crate::geo::LatLon;
 use crate::provider::{Answer, ProviderError};
-use crate::tier::Admission;
+use crate::tier::{Admission, AreaFailure, SharedTier};
 
 /// How a flight ended, before the engine interprets it.
 pub(super) enum Outcome {
@@ -159,7 +159,8 @@ impl Inner {
     ) -> Outcome {
         let (cell, id, key, herald) = takeoff;
         let Some(mut session) = self.session(cell, id, location) else {
-            return self.ask_providers(&key, location, background, events, None).await;
+            // No lookup (no tier, or a polar area): the providers, admitted by the tier if any.
+            return self.ask_providers(&key, location, background, events, self.tier()).await;
         };
         let mut may_move = !background;
         loop {
@@ -167,11 +168,14 @@ impl Inner {
                 TierStep::Answered(outcome) => return outcome,
                 TierStep::Fetch { at, lease } => (at, lease),
             };
-            let outcome = self.ask_providers(&key, at, background, events, Some(&mut session)).await;
+            // Held by the flight's guard while the providers are asked: if the flight is
+            // cancelled (the service closed), the guard gives it back.
+            *lease = held;
+            let outcome = self.ask_providers(&key, at, background, events, Some(session.tier.clone())).await;
             if at == location {
-                *lease = held;
                 return outcome;
             }
+            let held = lease.take();
             // Fetched at a waiter's spot: it answers the waiters it covers now; the rest wait
             // for the fetches other instances are making, or for ours at the flight's location.
             match outcome {
@@ -197,7 +201,7 @@ impl Inner {
         location: LatLon,
         background: bool,
         events: &mut Vec<Event>,
-        mut session: Option<&mut Session>,
+        tier: Option<Arc<SharedTier>>,
     ) -> Outcome {
         let mut reason = None;
         let mut called = false;
@@ -211,7 +215,7 @@ impl Inner {
                 reason = most_telling(reason, refused);
                 continue;
             }
-            if let Err(refused) = self.admit(index, background, session.as_deref_mut()).await {
+            if let Err(refused) = self.admit(index, location, background, tier.as_ref()).await {
                 reason = most_telling(reason, refused);
                 continue;
             }
@@ -222,7 +226,8 @@ impl Inner {
             }
             // This provider's previous answer for exactly this place, if it gave a validator:
             // a conditional request, which a 304 answers without a body.
-            let previous = self.lock().shared.at(&self.grid, location, upstream.name()).filter(|e| e.validator().is_some());
+            let previous =
+                self.lock().shared.at(&self.grid, location, upstream.name()).filter(|e| e.validator().is_some());
             let validator = previous.as_ref().and_then(|e| e.validator());
             let answer = match Contained(upstream.provider.fetch(location, validator)).await {
                 Ok(answer) => answer,
@@ -237,25 +242,36 @@ impl Inner {
                     }
                     return Outcome::Observed { fetched, provider: index, at: location };
                 }
-                Err(failure) => reason = most_telling(reason, self.provider_failed(index, key, location, failure, events)),
+                Err(failure) => {
+                    reason = most_telling(reason, self.provider_failed(index, key, location, failure, events))
+                }
             }
         }
         Outcome::Failed { error: reason.unwrap_or(RequestError::Closed), called }
     }
 
-    /// May provider `index` be called now? Its budget (in the shared tier, where the tier also
-    /// knows the provider's cooldown, or in this process) decides. A refusal is remembered, so
-    /// that requests are refused at once until it ends.
-    async fn admit(&self, index: usize, background: bool, session: Option<&mut Session>) -> Result<(), RequestError> {
+    /// May provider `index` be called about `location` now? With a shared tier, Redis decides
+    /// (the provider's cooldown and the area's, seen by any instance; the shared budget), with
+    /// a deadline of its own. Without one, or while Redis cannot be asked, this process's budget
+    /// decides (or `whenRedisDown: "closed"` refuses), and the call is noted, to be added to the
+    /// shared counters when Redis is back. A refusal is remembered, so that requests are refused
+    /// at once until it ends.
+    async fn admit(
+        &self,
+        index: usize,
+        location: LatLon,
+        background: bool,
+        tier: Option<&Arc<SharedTier>>,
+    ) -> Result<(), RequestError> {
         let upstream = &self.upstreams[index];
         let (provider, budget) = (upstream.name(), upstream.budget);
         let Some(limits) = budget.limits(background) else {
             // The day's budget is so small that its reserve leaves a refresh nothing.
             return Err(RequestError::BudgetExhausted { provider, retry_after_ms: day_left(self.clock.now()) });
         };
-        if let Some(session) = session {
-            let tier = session.tier.clone();
-            match session.timed(async |left| tier.admit(provider, limits, left).await).await {
+        let mut unshared = None;
+        if let Some(tier) = tier {
+            match tier.admit(provider, limits, Some((location, self.config.proximity_km))).await {
                 Ok(Admission::Admitted) => return Ok(()),
                 Ok(Admission::Cooling { remaining }) => {
                     // Another instance saw a 429: cool down here too, without a call.
@@ -268,26 +284,52 @@ impl Inner {
                     self.budget_spent(index, background, retry_after_ms);
                     return Err(RequestError::BudgetExhausted { provider, retry_after_ms });
                 }
-                // Redis is down or slow: the budget follows `whenRedisDown`.
+                Ok(Admission::AreaFailing { remaining, failures, error }) => {
+                    // Another instance's call here failed: the area cools down here too, and the
+                    // next failure doubles from its count.
+                    let error = from_shared(&error, provider);
+                    let until = self.clock.now().saturating_add(remaining.as_millis() as i64);
+                    let mut state = self.lock();
+                    let radius = self.config.proximity_km;
+                    state.providers[index].cooldowns.adopt(
+                        &self.grid,
+                        location,
+                        radius,
+                        until,
+                        failures,
+                        error.clone(),
+                    );
+                    return Err(error);
+                }
+                // Redis is down (its circuit is open, or it failed just now): the budget follows
+                // `whenRedisDown`.
                 Err(_) if budget.is_limited() && budget.when_redis_down == WhenRedisDown::Closed => {
                     return Err(RequestError::BudgetExhausted { provider, retry_after_ms: 1_000 });
                 }
-                Err(_) => {}
+                Err(_) => unshared = Some(tier),
             }
-        } else if self.tier().is_some() && budget.is_limited() && budget.when_redis_down == WhenRedisDown::Closed {
-            // The tier could not be asked for this flight (a polar area): the shared budget
-            // cannot be checked, so no call, as with Redis down.
-            return Err(RequestError::BudgetExhausted { provider, retry_after_ms: 1_000 });
         }
+        let note = |tier: Option<&Arc<SharedTier>>| {
+            if let Some(tier) = tier {
+                tier.count_unshared(provider, wall_clock_ms());
+            }
+        };
         if !budget.is_limited() {
+            note(unshared);
             return Ok(());
         }
         let now = self.clock.now();
         let admitted = self.lock().providers[index].budget.admit(now, limits);
-        admitted.map_err(|retry_after_ms| {
-            self.budget_spent(index, background, retry_after_ms);
-            RequestError::BudgetExhausted { provider, retry_after_ms }
-        })
+        match admitted {
+            Ok(()) => {
+                note(unshared);
+                Ok(())
+            }
+            Err(retry_after_ms) => {
+                self.budget_spent(index, background, retry_after_ms);
+                Err(RequestError::BudgetExhausted { provider, retry_after_ms })
+            }
+        }
     }
 
     /// Remembers that provider `index` is out of budget for `retry_after_ms`. Not when only a
@@ -341,14 +383,32 @@ impl Inner {
             failure => {
                 counters.upstream_errors.inc();
                 let error = RequestError::from_provider(failure, provider);
-                let policy =
-                    CooldownPolicy { base_ms: self.config.error_cooldown_ms, max_ms: self.config.max_error_cooldown_ms() };
+                let policy = CooldownPolicy {
+                    base_ms: self.config.error_cooldown_ms,
+                    max_ms: self.config.max_error_cooldown_ms(),
+                };
+                let radius = self.config.proximity_km;
                 let window = if error.is_area_failure() {
-                    let radius = self.config.proximity_km;
                     own.cooldowns.record(&self.grid, location, radius, now, error.clone(), &policy, &mut state.jitter)
                 } else {
                     0
                 };
+                // Every instance cools the area down with us: one call per window between them.
+                if let (true, Some(tier), Some(text)) = (window > 0, self.tier(), shared_error(&error)) {
+                    let failures = own.cooldowns.failures_in_a_row(&self.grid, location, radius);
+                    let max_window = Duration::from_millis(policy.max_ms);
+                    self.runtime.spawn(async move {
+                        let failure = AreaFailure {
+                            at: location,
+                            radius_km: radius,
+                            window: Duration::from_millis(window as u64),
+                            failures,
+                            max_window,
+                            error: &text,
+                        };
+                        tier.fail_area(provider, &failure).await
+                    });
+                }
                 if warn {
                     events.push(Event::UpstreamError {
                         provider,
@@ -447,9 +507,10 @@ impl Inner {
     }
 
     /// Stores a fetched entry in the shared tier (releasing the lease with it), or just gives
-    /// the lease back. In the background: waiters never wait on Redis for it.
+    /// the lease back. In the background: waiters never wait on Redis for it. The lease holds
+    /// its tier, so that a flight ended by `close()` still gives its lease back.
     fn write_through(&self, entry: Option<Arc<Entry>>, lease: Option<Lease>) {
-        let Some(tier) = self.tier() else { return };
+        let Some(tier) = lease.as_ref().map(|l| l.tier.clone()).or_else(|| self.tier()) else { return };
         let ttl_ms = if self.config.stale_ttl_ms > 0 { self.config.stale_ttl_ms } else { self.config.fresh_ttl_ms };
         match entry.filter(|e| crate::tier::in_geo_range(e.location)) {
             Some(entry) => {
@@ -465,13 +526,15 @@ impl Inner {
                     held_until: entry.held_until(),
                     validator: entry.validator().map(str::to_owned),
                 };
+                // The lease (its renewal stopped) goes back with the landing.
+                let token = lease.map(Lease::landed);
                 self.runtime.spawn(async move {
-                    let _ = tier.store(&stored, ttl, lease.as_ref().map(|l| l.token.as_str())).await;
+                    let _ = tier.store(&stored, ttl, token.as_deref()).await;
                 });
             }
             None => {
                 if let Some(lease) = lease {
-                    self.runtime.spawn(async move { tier.release(&lease.member, &lease.token).await });
+                    lease.release();
                 }
             }
         }
@@ -491,6 +554,11 @@ fn fetched(answer: Answer, previous: Option<&Entry>) -> Result<(Fetched, Option<
     };
     let hold_ms = answer.hold_for.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
     Ok((Fetched { observation, hold_ms, validator: answer.validator }, answer.warning))
+}
+
+/// Real time, as the shared counters' windows (the Redis server's) run on it.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Time left in the current UTC day of the service clock.

@@ -37,7 +37,7 @@ use self::singleflight::FlightTable;
 use self::stats::Counters;
 use crate::cache::{Entry, SharedCache, UserCache};
 use crate::geo::Grid;
-use crate::tier::{Observer, SharedTier, Transition};
+use crate::tier::{Notice, Observer, SharedTier, TierMetrics};
 
 /// Receives the events of work no caller is waiting for (background refreshes, the tier).
 pub type BackgroundEvents = Arc<dyn Fn(Vec<Event>) + Send + Sync>;
@@ -62,10 +62,8 @@ struct Inner {
     upstreams: Vec<Upstream>,
     /// Let go of on `close()`, so that its connection closes once the last flight using it ends.
     tier: Mutex<Option<Arc<SharedTier>>>,
-    /// The tier's failure count, still readable after `close()`.
-    tier_errors: Option<Arc<std::sync::atomic::AtomicU64>>,
-    /// Tells this instance's leases apart from other instances'.
-    instance: u64,
+    /// The tier's numbers, still readable after `close()`.
+    tier_metrics: Option<Arc<TierMetrics>>,
     runtime: tokio::runtime::Handle,
     counters: Counters,
     state: Mutex<State>,
@@ -99,13 +97,13 @@ impl Engine {
         assert!(!upstreams.is_empty(), "an engine needs at least one upstream");
         let capacity = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         let clock = Clock::new(config.clock);
-        let instance = instance_id(&clock);
+        let seed = jitter_seed(&clock);
         let state = State {
             users: UserCache::new(capacity(config.max_users), capacity(config.per_user_capacity)),
             shared: SharedCache::new(capacity(config.shared_capacity)),
             flights: FlightTable::default(),
             providers: upstreams.iter().map(|_| ProviderState::new(capacity(cooldown_capacity(&config)))).collect(),
-            jitter: Jitter::new(config.jitter_ratio, instance),
+            jitter: Jitter::new(config.jitter_ratio, seed),
             launches: Vec::new(),
         };
         let inner = Inner {
@@ -113,9 +111,8 @@ impl Engine {
             clock,
             counters: Counters::new(upstreams.len()),
             upstreams,
-            tier_errors: tier.as_ref().map(|t| t.error_counter()),
+            tier_metrics: tier.as_ref().map(|t| t.metrics()),
             tier: Mutex::new(tier),
-            instance,
             runtime,
             state: Mutex::new(state),
             closed: AtomicBool::new(false),
@@ -236,9 +233,11 @@ impl Engine {
         stats.backoff_until =
             if all_limited { stats.providers.iter().map(|p| p.backoff_until).min().unwrap_or(0) } else { 0 };
         drop(state);
-        if let Some(errors) = &self.inner.tier_errors {
-            stats.tier_errors = errors.load(Ordering::Relaxed);
+        if let Some(metrics) = &self.inner.tier_metrics {
+            let tier = metrics.snapshot();
+            stats.tier_errors = tier.errors;
             stats.tier_up = Some(self.inner.tier().is_some_and(|tier| tier.is_up()));
+            stats.tier = Some(tier);
         }
         stats
     }
@@ -250,16 +249,21 @@ fn cooldown_capacity(config: &Config) -> usize {
     config.shared_capacity.max(1_024)
 }
 
-/// Turns the tier's health changes into events for the service's logger (one per transition).
+/// Turns the tier's notices into events for the service's logger (one per change of health,
+/// one per warning).
 pub fn tier_events(background: Option<BackgroundEvents>, level: Level) -> Observer {
-    Box::new(move |transition, place, reason| {
+    Box::new(move |notice, place| {
         let Some(background) = &background else { return };
         let place = place.to_owned();
-        let event = match transition {
-            Transition::Degraded { retry_in } => {
-                Event::TierDegraded { place, reason: reason.to_owned(), retry_in_ms: retry_in.as_millis() as i64 }
-            }
-            Transition::Restored { down_for } => Event::TierRestored { place, down_ms: down_for.as_millis() as i64 },
+        let event = match notice {
+            Notice::Degraded { retry_in, cause, reason } => Event::TierDegraded {
+                place,
+                cause: cause.as_str(),
+                reason: reason.clone(),
+                retry_in_ms: retry_in.as_millis() as i64,
+            },
+            Notice::Restored { down_for } => Event::TierRestored { place, down_ms: down_for.as_millis() as i64 },
+            Notice::Warning { message } => Event::TierWarning { place, message: message.clone() },
         };
         if event.level() >= level && level != Level::Silent {
             background(vec![event]);
@@ -267,9 +271,9 @@ pub fn tier_events(background: Option<BackgroundEvents>, level: Level) -> Observ
     })
 }
 
-/// A number that tells this engine's leases from any other's: the clock, the process and an
-/// address, mixed.
-fn instance_id(clock: &Clock) -> u64 {
+/// A seed for this engine's jitter, different per engine (no secret: lease tokens come from
+/// the OS's randomness, see tier/token.rs).
+fn jitter_seed(clock: &Clock) -> u64 {
     let address = clock as *const Clock as u64;
     let mut x = (clock.now() as u64) ^ (u64::from(std::process::id()) << 32) ^ address.rotate_left(17);
     x ^= x >> 33;

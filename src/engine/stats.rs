@@ -11,6 +11,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::tier::{TierStats, LATENCY_BUCKETS};
+
 #[derive(Debug)]
 pub struct Counters {
     pub requests: Counter,
@@ -77,7 +79,7 @@ pub struct Stats {
     pub fetches: u64,
     /// Flights the shared tier answered: an upstream call saved.
     pub tier_hits: u64,
-    /// Failed shared-tier operations (Redis down, slow, or in error).
+    /// Failed shared-tier operations and connection attempts (Redis down, slow, or in error).
     pub tier_errors: u64,
     /// Flights a call budget refused (no call made).
     pub budget_rejected: u64,
@@ -88,6 +90,8 @@ pub struct Stats {
     pub backoff_until: i64,
     /// With a shared tier: whether Redis answered the last operation.
     pub tier_up: Option<bool>,
+    /// With a shared tier: its round trips, circuit openings, lease waits, outage accounting.
+    pub tier: Option<TierStats>,
     pub providers: Vec<ProviderStats>,
 }
 
@@ -154,24 +158,27 @@ impl Counters {
     }
 }
 
-/// One series of the exposition: name (without `weather_cache_`), kind, help, value, and the
-/// provider label for per-provider series.
+/// One sample: a suffix of the metric's name (`_bucket`, `_sum`...), a label, the value.
+type Sample = (&'static str, Option<(&'static str, String)>, f64);
+
+/// One metric of the exposition: name (without `weather_cache_`), kind, help, its samples.
 struct Metric {
     name: &'static str,
-    counter: bool,
+    kind: &'static str,
     help: &'static str,
-    samples: Vec<(Option<&'static str>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Stats {
     fn metrics(&self) -> Vec<Metric> {
-        let counter = |name, help, value: u64| Metric { name, counter: true, help, samples: vec![(None, value as f64)] };
-        let gauge = |name, help, value: f64| Metric { name, counter: false, help, samples: vec![(None, value)] };
-        let per_provider = |name, counter, help, value: fn(&ProviderStats) -> f64| Metric {
+        let one = |name, kind, help, value: f64| Metric { name, kind, help, samples: vec![("", None, value)] };
+        let counter = |name, help, value: u64| one(name, "counter", help, value as f64);
+        let gauge = |name, help, value: f64| one(name, "gauge", help, value);
+        let per_provider = |name, counter: bool, help, value: fn(&ProviderStats) -> f64| Metric {
             name,
-            counter,
+            kind: if counter { "counter" } else { "gauge" },
             help,
-            samples: self.providers.iter().map(|p| (Some(p.name), value(p))).collect(),
+            samples: self.providers.iter().map(|p| ("", Some(("provider", p.name.to_owned())), value(p))).collect(),
         };
         let mut metrics = vec![
             counter("requests_total", "Requests accepted (valid arguments, open service).", self.requests),
@@ -200,12 +207,9 @@ impl Stats {
             counter("tier_errors_total", "Failed shared-tier (Redis) operations.", self.tier_errors),
             counter("budget_rejected_total", "Fetches a call budget refused.", self.budget_rejected),
             per_provider("upstream_requests_total", true, "Calls sent to a provider.", |p| p.upstream_requests as f64),
-            per_provider(
-                "upstream_errors_total",
-                true,
-                "A provider's failures other than rate limits.",
-                |p| p.upstream_errors as f64,
-            ),
+            per_provider("upstream_errors_total", true, "A provider's failures other than rate limits.", |p| {
+                p.upstream_errors as f64
+            }),
             per_provider("rate_limited_total", true, "HTTP 429 answers from a provider.", |p| p.rate_limited as f64),
             per_provider(
                 "provider_backoff_until_seconds",
@@ -223,7 +227,14 @@ impl Stats {
             ),
         ];
         if let Some(up) = self.tier_up {
-            metrics.push(gauge("tier_up", "1 while the shared tier (Redis) answers, 0 while it is bypassed.", up as u8 as f64));
+            metrics.push(gauge(
+                "tier_up",
+                "1 while the shared tier (Redis) answers, 0 while it is bypassed.",
+                up as u8 as f64,
+            ));
+        }
+        if let Some(tier) = &self.tier {
+            metrics.extend(tier_metrics(tier));
         }
         metrics
     }
@@ -231,23 +242,83 @@ impl Stats {
     /// The Prometheus text exposition format (version 0.0.4), every name prefixed
     /// `weather_cache_`, counters ending in `_total`.
     pub fn to_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
+        let mut out = String::with_capacity(6144);
         for m in self.metrics() {
-            let kind = if m.counter { "counter" } else { "gauge" };
             out.push_str(&format!("# HELP weather_cache_{} {}\n", m.name, m.help));
-            out.push_str(&format!("# TYPE weather_cache_{} {kind}\n", m.name));
-            for (provider, value) in m.samples {
-                match provider {
-                    Some(provider) => {
-                        let provider = provider.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                        out.push_str(&format!("weather_cache_{}{{provider=\"{provider}\"}} {value}\n", m.name))
+            out.push_str(&format!("# TYPE weather_cache_{} {}\n", m.name, m.kind));
+            for (suffix, label, value) in m.samples {
+                match label {
+                    Some((name, label)) => {
+                        let label = label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                        out.push_str(&format!("weather_cache_{}{suffix}{{{name}=\"{label}\"}} {value}\n", m.name))
                     }
-                    None => out.push_str(&format!("weather_cache_{} {value}\n", m.name)),
+                    None => out.push_str(&format!("weather_cache_{}{suffix} {value}\n", m.name)),
                 }
             }
         }
         out
     }
+}
+
+/// The shared tier's series: the round-trip histogram, circuit openings by cause, lease waits
+/// by outcome, outage accounting.
+fn tier_metrics(tier: &TierStats) -> Vec<Metric> {
+    let mut latency: Vec<Sample> = LATENCY_BUCKETS
+        .iter()
+        .map(|le| le.to_string())
+        .chain(std::iter::once("+Inf".to_owned()))
+        .zip(&tier.latency_buckets)
+        .map(|(le, count)| ("_bucket", Some(("le", le)), *count as f64))
+        .collect();
+    latency.push(("_sum", None, tier.latency_seconds));
+    latency.push(("_count", None, tier.latency_count() as f64));
+    let labelled = |label, pairs: &[(&'static str, u64)]| {
+        pairs.iter().map(|(l, n)| ("", Some((label, (*l).to_owned())), *n as f64)).collect()
+    };
+    vec![
+        Metric {
+            name: "tier_latency_seconds",
+            kind: "histogram",
+            help: "Round trips to the shared tier (Redis) that Redis answered, by duration.",
+            samples: latency,
+        },
+        Metric {
+            name: "tier_circuit_openings_total",
+            kind: "counter",
+            help: "Times the shared tier's circuit opened (the instance went local), by cause.",
+            samples: labelled("cause", &tier.circuit_openings),
+        },
+        Metric {
+            name: "tier_data_errors_total",
+            kind: "counter",
+            help: "Shared-tier keys found holding the wrong type (repaired; no outage).",
+            samples: vec![("", None, tier.data_errors as f64)],
+        },
+        Metric {
+            name: "tier_lease_waits_total",
+            kind: "counter",
+            help: "Waits on another instance's lease, by how they ended.",
+            samples: labelled("outcome", &tier.lease_waits),
+        },
+        Metric {
+            name: "tier_lease_wait_seconds_total",
+            kind: "counter",
+            help: "Time spent waiting on other instances' leases.",
+            samples: vec![("", None, tier.lease_wait_seconds)],
+        },
+        Metric {
+            name: "tier_unshared_calls_total",
+            kind: "counter",
+            help: "Upstream calls counted by this instance alone while Redis could not be asked.",
+            samples: vec![("", None, tier.unshared_calls as f64)],
+        },
+        Metric {
+            name: "tier_reconciled_calls_total",
+            kind: "counter",
+            help: "Of those, calls added to the shared day counter when Redis came back.",
+            samples: vec![("", None, tier.reconciled_calls as f64)],
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -271,7 +342,21 @@ mod tests {
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(samples.len(), 17 + 4 * 2);
         assert!(text.ends_with('\n'));
-        let with_tier = Stats { tier_up: Some(true), ..Stats::default() }.to_prometheus();
+        let tier = TierStats {
+            latency_buckets: vec![1, 2, 2, 2, 4, 4, 4, 4, 4, 4, 4, 5],
+            latency_seconds: 3.5,
+            circuit_openings: vec![("timeout", 2), ("failover", 1)],
+            lease_waits: vec![("answered", 3)],
+            ..TierStats::default()
+        };
+        let with_tier = Stats { tier_up: Some(true), tier: Some(tier), ..Stats::default() }.to_prometheus();
         assert!(with_tier.contains("weather_cache_tier_up 1\n"));
+        assert!(with_tier.contains("# TYPE weather_cache_tier_latency_seconds histogram\n"));
+        assert!(with_tier.contains("weather_cache_tier_latency_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(with_tier.contains("weather_cache_tier_latency_seconds_bucket{le=\"+Inf\"} 5\n"));
+        assert!(with_tier
+            .contains("weather_cache_tier_latency_seconds_sum 3.5\nweather_cache_tier_latency_seconds_count 5\n"));
+        assert!(with_tier.contains("weather_cache_tier_circuit_openings_total{cause=\"failover\"} 1\n"));
+        assert!(with_tier.contains("weather_cache_tier_lease_waits_total{outcome=\"answered\"} 3\n"));
     }
 }

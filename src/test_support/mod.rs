@@ -2,5 +2,7 @@
 //! server, and a real `redis-server` for the shared tier.
 
 pub mod redis;
+pub mod redis_topology;
+pub mod relay;
 pub mod strategies;
 pub mod upstream;

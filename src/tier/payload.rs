@@ -1,6 +1,11 @@
 //! An entry as Redis holds it: what another instance needs to serve it. Only the rounded
 //! location, never a user id. Freshness is judged by the reader, from `fetched_at` and its
-//! own TTLs and clock (Redis's own expiry only collects garbage).
+//! own TTLs and clock (Redis's own expiry only collects garbage), with `fetched_at` bounded by
+//! when Redis received the payload: a writer's clock running ahead (or a forged payload) cannot
+//! make an entry fresh for longer than its TTL.
+//!
+//! Payloads carry their schema version (`s`): an instance reads the versions it knows (the
+//! first had no `s`) and ignores newer ones, so a rolling upgrade never fails on a payload.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +33,15 @@ const MAX_HOLD_MS: i64 = 86_400_000;
 /// The longest validator kept; it goes back to the provider in a header.
 const MAX_VALIDATOR_BYTES: usize = 128;
 
-/// Short field names: a payload is about 90 bytes. `f` and `h` are also read by the Lua
+/// The payload schema this build writes. 2: `s` added (1, the first, had none; same fields).
+pub const SCHEMA: u32 = 2;
+
+/// Short field names: a payload is about 95 bytes. `f`, `h` and `s` are also read by the Lua
 /// scripts.
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
+    #[serde(default = "first_schema")]
+    s: u32,
     c: f64,
     w: std::borrow::Cow<'a, str>,
     f: i64,
@@ -44,6 +54,10 @@ struct Wire<'a> {
     v: Option<std::borrow::Cow<'a, str>>,
 }
 
+fn first_schema() -> u32 {
+    1
+}
+
 fn is_zero(x: &i64) -> bool {
     *x == 0
 }
@@ -51,6 +65,7 @@ fn is_zero(x: &i64) -> bool {
 impl Stored {
     pub fn encode(&self) -> String {
         let wire = Wire {
+            s: SCHEMA,
             c: self.celsius,
             w: self.condition.as_str().into(),
             f: self.fetched_at,
@@ -65,9 +80,13 @@ impl Stored {
 
     /// `None` for anything that is not a payload we wrote (another program's key, a corrupted
     /// value): Redis is shared, and what comes out of it is checked like an upstream answer.
+    /// A payload of a newer schema is `None` too: this build cannot know what it means.
     pub fn decode(bytes: &[u8]) -> Option<Stored> {
         let wire: Wire = serde_json::from_slice(bytes).ok()?;
-        let valid = wire.c.is_finite() && (-90.0..=90.0).contains(&wire.a) && (-180.0..=180.0).contains(&wire.o);
+        let valid = wire.s <= SCHEMA
+            && wire.c.is_finite()
+            && (-90.0..=90.0).contains(&wire.a)
+            && (-180.0..=180.0).contains(&wire.o);
         valid.then(|| Stored {
             celsius: wire.c,
             condition: wire.w.into_owned(),
@@ -81,6 +100,23 @@ impl Stored {
                 .filter(|v| v.len() <= MAX_VALIDATOR_BYTES && v.bytes().all(|b| (b' '..=b'~').contains(&b)))
                 .map(|v| v.into_owned()),
         })
+    }
+}
+
+impl Stored {
+    /// The entry as a reader at `now` (its service clock) sees it, Redis having received it
+    /// `age_ms` ago (Redis's clock): the reading is no younger than that. A later `fetched_at`
+    /// is moved back, and the provider's hold with it (a hold is relative to the reading).
+    pub fn received(mut self, age_ms: i64, now: i64) -> Stored {
+        let bound = now.saturating_sub(age_ms.max(0));
+        if self.fetched_at > bound {
+            let shift = self.fetched_at - bound;
+            self.fetched_at = bound;
+            if self.held_until > 0 {
+                self.held_until = self.held_until.saturating_sub(shift).max(1);
+            }
+        }
+        self
     }
 }
 
@@ -113,9 +149,44 @@ mod tests {
     }
 
     #[test]
+    fn schemas_it_knows_are_read_and_newer_ones_ignored() {
+        let first = br#"{"c":1.5,"w":"Rain","f":7,"a":1,"o":2,"p":"openweather"}"#;
+        assert_eq!(Stored::decode(first).map(|s| s.fetched_at), Some(7), "the first layout's payload");
+        assert!(Stored::decode(br#"{"s":2,"c":1.5,"w":"Rain","f":7,"a":1,"o":2,"p":"openweather"}"#).is_some());
+        let newer = br#"{"s":3,"c":1.5,"w":"Rain","f":7,"a":1,"o":2,"p":"openweather","x":[1,2]}"#;
+        assert_eq!(Stored::decode(newer), None);
+        assert!(Stored::decode(first).unwrap().encode().starts_with(r#"{"s":2,"#));
+    }
+
+    #[test]
+    fn a_reading_is_no_younger_than_its_arrival_in_redis() {
+        let now = 1_700_000_000_000_i64;
+        let ahead = Stored {
+            celsius: 1.0,
+            condition: "Rain".into(),
+            fetched_at: now + 365 * 86_400_000,
+            location: LatLon::new(1.0, 2.0),
+            provider: "met-norway".into(),
+            held_until: now + 365 * 86_400_000 + 1_800_000,
+            validator: None,
+        };
+        let seen = ahead.clone().received(5_000, now);
+        assert_eq!(
+            (seen.fetched_at, seen.held_until),
+            (now - 5_000, now - 5_000 + 1_800_000),
+            "the hold moves with it"
+        );
+        let honest = Stored { fetched_at: now - 60_000, held_until: 0, ..ahead };
+        assert_eq!(honest.clone().received(5_000, now), honest, "an older reading is untouched");
+    }
+
+    #[test]
     fn a_foreign_hold_is_capped_and_a_foreign_validator_dropped() {
         let f = 1_700_000_000_000_i64;
-        let text = format!(r#"{{"c":1,"w":"Rain","f":{f},"a":1,"o":2,"p":"met-norway","h":{},"v":"bad\r\nX: y"}}"#, f + 10 * MAX_HOLD_MS);
+        let text = format!(
+            r#"{{"c":1,"w":"Rain","f":{f},"a":1,"o":2,"p":"met-norway","h":{},"v":"bad\r\nX: y"}}"#,
+            f + 10 * MAX_HOLD_MS
+        );
         let stored = Stored::decode(text.as_bytes()).expect("a payload");
         assert_eq!((stored.held_until, stored.validator), (f + MAX_HOLD_MS, None));
     }
