@@ -1,7 +1,7 @@
 // The proxy's status page (GET /) in a real browser: Debian's chromium driven by
 // playwright-core, loading the page from a running proxy after a small fleet flew through it,
 // with every request outside 127.0.0.1 refused (the page must work offline). It logs in through
-// the page's token form, checks the counters and the entries drawn against /v1/status, and
+// the page's token form (the server sets an HttpOnly cookie), checks the counters and the entries drawn against /v1/status, and
 // saves a screenshot in the test's temp dir (UPDATE_SCREENSHOT=1 also writes
 // docs/status-page.png, the README's).
 import assert from 'node:assert/strict'
@@ -68,6 +68,13 @@ test('the status page shows the fleet: counters, entries as disks, requests as d
   await page.fill('#token', TOKEN)
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')])
   await page.waitForSelector('body[data-loaded="true"]')
+  // The server set the cookie: no script can read it, no other site sends it, and it holds a
+  // digest that opens the status routes only, never the token.
+  const cookies = await page.context().cookies()
+  assert.equal(cookies.length, 1)
+  assert.deepEqual([cookies[0].name, cookies[0].httpOnly, cookies[0].sameSite, cookies[0].path], ['weather_cache_status', true, 'Strict', '/'])
+  assert.ok(!cookies[0].value.includes(TOKEN))
+  assert.equal(await page.evaluate(() => document.cookie), '')
 
   const status = await (await fetch(`${proxy.url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
   assert.ok(status.entries.length > 0)

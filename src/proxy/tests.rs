@@ -71,7 +71,7 @@ impl Response {
 /// One request on a connection of its own (`Connection: close`), read to the end.
 async fn get(addr: SocketAddr, target: &str, extra_headers: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {target} HTTP/1.1\r\nhost: drone\r\nconnection: close\r\n{extra_headers}\r\n");
+    let head = format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n{extra_headers}\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
@@ -191,13 +191,13 @@ async fn close_cuts_idle_and_half_open_connections_and_lets_a_request_finish() {
     let mut half_open = TcpStream::connect(addr).await.unwrap();
     half_open.write_all(b"GET /v1/weather?lat=1&lon=1 HTTP/1.1\r\nhost: dr").await.unwrap();
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: drone\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
     let mut buffer = [0u8; 1024];
     let n = idle.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
     let in_flight = tokio::spawn(async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"GET /v1/weather?lat=10&lon=10 HTTP/1.1\r\nhost: drone\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /v1/weather?lat=10&lon=10 HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
         let mut raw = String::new();
         stream.read_to_string(&mut raw).await.unwrap(); // to the end: the proxy closes it
         parse(&raw)
@@ -238,7 +238,7 @@ async fn the_access_log_says_what_happened_and_keeps_secrets_and_places_out() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("access.log");
     let proxy = start(&engine, |config| {
-        config.token = Some("secret-token-31".into());
+        config.tokens = super::Tokens::Single("secret-token-31".into());
         config.access_log = Some(AccessLogTarget::File(path.clone()));
     });
     let auth = "authorization: Bearer secret-token-31\r\n";
@@ -272,7 +272,7 @@ async fn the_access_log_says_what_happened_and_keeps_secrets_and_places_out() {
 async fn the_status_page_shows_entries_requests_and_providers_behind_the_token() {
     let upstream = Upstream::start(|_| async { weather(12.0, "Rain") }).await;
     let engine = engine(&upstream);
-    let proxy = start(&engine, |c| c.token = Some("s;cret tok".into()));
+    let proxy = start(&engine, |c| c.tokens = super::Tokens::Single("s;cret tok".into()));
     let addr = proxy.local_addr();
     let auth = "authorization: Bearer s;cret tok\r\n";
     for (lat, lon) in [(48.85661, 2.35222), (48.857, 2.353), (40.7128, -74.006)] {
@@ -281,21 +281,23 @@ async fn the_status_page_shows_entries_requests_and_providers_behind_the_token()
     // Without the token: the page is a login form, the data a 401.
     let login = get(addr, "/", "").await;
     assert_eq!((login.status, login.header("content-type")), (401, Some("text/html; charset=utf-8")));
-    assert!(login.body.contains("weather_cache_token"));
+    assert!(login.body.contains(r#"action="/login""#));
     assert_eq!(get(addr, "/v1/status", "").await.status, 401);
-    // With it, as a bearer header or as the login form's cookie.
-    let page = get(addr, "/", "cookie: theme=dark; weather_cache_token=s%3Bcret%20tok\r\n").await;
+    // With it, as a bearer header or as the cookie the login form gets.
+    let cookie = format!("cookie: theme=dark; weather_cache_status={}\r\n", super::clients::cookie_value("s;cret tok"));
+    let page = get(addr, "/", &cookie).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<svg id=\"map\""));
     for external in ["src=", "href=", "url(", "@import", "fetch('http", "fetch(\"http"] {
         assert!(!page.body.contains(external), "self-contained: {external}");
     }
     assert!(page.header("content-security-policy").is_some_and(|csp| csp.contains("default-src 'none'")));
-    assert_eq!(get(addr, "/metrics", "cookie: weather_cache_token=s%3Bcret%20tok\r\n").await.status, 401, "the cookie opens the status page only");
+    assert_eq!(get(addr, "/metrics", &cookie).await.status, 401, "the cookie opens the status page only");
+    assert_eq!(get(addr, "/v1/weather?lat=1&lon=1", &cookie).await.status, 401, "and spends no budget");
     let status = get(addr, "/v1/status", auth).await;
     assert_eq!(status.status, 200);
     let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
-    assert_eq!(json["requests"], 8, "every HTTP request so far");
+    assert_eq!(json["requests"], 9, "every HTTP request so far");
     assert_eq!(json["engine"]["requests"], 3, "the weather requests");
     assert_eq!(json["entries"].as_array().unwrap().len(), 2, "two areas");
     assert_eq!(json["engine"]["userHits"], 1, "the same (anonymous) user, nearby");
