@@ -136,13 +136,25 @@ pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<Option<Duration>>,
+    stop: watch::Receiver<Option<Duration>>,
     _slot: Slot,
     _alive: mpsc::Sender<()>,
 ) {
-    let Some(tls) = shared.tls.as_ref().map(super::tls::Tls::current) else {
-        return drive(stream, false, false, peer, &shared, stop).await;
-    };
+    match shared.tls.as_ref().map(super::tls::Tls::current) {
+        None => drive(stream, false, false, peer, &shared, stop).await,
+        // Boxed: a TLS connection's state (rustls's buffers, the handshake) is large, and a
+        // future holds room for its largest state; plain connections need not pay for it.
+        Some(tls) => Box::pin(serve_tls(stream, tls, peer, &shared, stop)).await,
+    }
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
     let handshake = tokio::time::timeout(shared.config.header_timeout, tokio_rustls::TlsAcceptor::from(tls).accept(stream));
     let stream = tokio::select! {
         done = handshake => match done {
@@ -155,7 +167,7 @@ pub(super) async fn serve(
         _ = stop.changed() => return,
     };
     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    drive(stream, true, http2, peer, &shared, stop).await;
+    drive(stream, true, http2, peer, shared, stop).await;
 }
 
 async fn drive<S>(io: S, tls: bool, http2: bool, peer: SocketAddr, shared: &Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>)
@@ -238,3 +250,4 @@ async fn handle(shared: &Arc<Shared>, activity: &Activity, request: hyper::Reque
     response.headers_mut().insert(super::request_id::HEADER, request_id);
     response
 }
+

@@ -308,3 +308,4 @@ async fn the_status_page_shows_entries_requests_and_providers_behind_the_token()
     assert!(!status.body.contains(KEY));
     proxy.close(Duration::from_secs(1)).await;
 }
+
