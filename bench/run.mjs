@@ -1,7 +1,7 @@
 // `npm run bench`: weather-cache against the implementations a user would pick instead, side by
 // side in one process (memory in child processes), all on the same simulated upstream.
 //
-//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory,tier,proxy]
+//   node bench/run.mjs [--quick] [--only hit,burst,fleet,main,memory,tier,proxy,efficiency]
 //
 // Prints a table per scenario and the targets, and writes bench/results.json (a --quick run
 // writes bench/results.local.json instead).
@@ -15,6 +15,7 @@ import { mainThread } from './scenarios/main-thread.mjs'
 import { memory } from './scenarios/memory.mjs'
 import { tier } from './scenarios/tier.mjs'
 import { proxyBench } from './scenarios/proxy.mjs'
+import { proxyEfficiency } from './scenarios/proxy-efficiency.mjs'
 import { redisServerInstalled } from '../lib/local-redis.mjs'
 
 const args = process.argv.slice(2)
@@ -158,6 +159,33 @@ if (wanted('proxy')) {
       targets.push({ target: 'proxy: req/s >= 1.5x Varnish', value: ours.reqPerSec / varnish.reqPerSec, limit: '>= 1.5', pass: ours.reqPerSec >= 1.5 * varnish.reqPerSec })
       targets.push({ target: "proxy: p99 <= Varnish's", value: ours.p99Ms / varnish.p99Ms, limit: '<= 1', pass: ours.p99Ms <= varnish.p99Ms })
     }
+  }
+}
+
+// The proxy's CPU per request at a held rate, plain and over TLS (part of bench:proxy too).
+if (wanted('proxy') || wanted('efficiency')) {
+  const r = (results.proxyEfficiency = await proxyEfficiency({ quick }))
+  if (r.skipped) {
+    console.log(`\nproxy efficiency: SKIPPED (${r.skipped})`)
+  } else {
+    table(`proxy efficiency: h2load, ${r.clients} keep-alive connections holding ${fmt(r.offeredPerSec)} req/s for ${r.seconds} s, warm caches, 20 ms upstream`, r.rows, [
+      ['req/s', (x) => fmt(x.reqPerSec)],
+      ['CPU ms / 1k req', (x) => fmt(x.cpuMsPer1k, 1)],
+      ['cores busy', (x) => fmt(x.cores, 2)],
+      ['p50 ms', (x) => fmt(x.p50Ms, 2)],
+      ['p99 ms', (x) => fmt(x.p99Ms, 2)],
+      ['p99.9 ms', (x) => fmt(x.p999Ms, 2)],
+      ['errors', (x) => fmt(x.errors)],
+    ])
+    for (const note of r.notes) console.log(note)
+    const serve = r.rows['weather-cache serve, HTTP/1.1']
+    const serveTls = r.rows['weather-cache serve, TLS HTTP/1.1']
+    const varnish = r.rows['Varnish 7.1, HTTP/1.1']
+    if (varnish) {
+      targets.push({ target: "efficiency: CPU per request <= 0.5x Varnish's", value: serve.cpuMsPer1k / varnish.cpuMsPer1k, limit: '<= 0.5', pass: serve.cpuMsPer1k <= 0.5 * varnish.cpuMsPer1k })
+      targets.push({ target: "efficiency: p99 (default threads) <= Varnish's", value: serve.p99Ms / varnish.p99Ms, limit: '<= 1', pass: serve.p99Ms <= varnish.p99Ms })
+    }
+    targets.push({ target: 'efficiency: TLS costs < 2x plain (CPU per request)', value: serveTls.cpuMsPer1k / serve.cpuMsPer1k, limit: '< 2', pass: serveTls.cpuMsPer1k < 2 * serve.cpuMsPer1k })
   }
 }
 

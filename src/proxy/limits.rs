@@ -135,10 +135,12 @@ impl Limits {
     }
 
     /// Takes one request from the client's rate bucket: `Err(ms to wait)` when it is empty.
-    pub fn admit(&self, key: &ClientKey, now: i64) -> Result<(), i64> {
+    /// `now` is only read when a limit is set.
+    pub fn admit(&self, key: &ClientKey, now: impl FnOnce() -> i64) -> Result<(), i64> {
         if self.config.requests_per_second == 0 {
             return Ok(());
         }
+        let now = now();
         let (capacity, per_ms) = self.rate();
         self.with(key, now, |b| {
             b.rate.refill(capacity, per_ms, now);
@@ -153,10 +155,11 @@ impl Limits {
 
     /// Whether the client may cause an upstream call now: `Err(ms to wait)` when its bucket
     /// holds less than one.
-    pub fn upstream_allowed(&self, key: &ClientKey, now: i64) -> Result<(), i64> {
+    pub fn upstream_allowed(&self, key: &ClientKey, now: impl FnOnce() -> i64) -> Result<(), i64> {
         if self.config.upstream_per_minute == 0 {
             return Ok(());
         }
+        let now = now();
         let (capacity, per_ms) = self.upstream();
         self.with(key, now, |b| {
             b.upstream.refill(capacity, per_ms, now);
@@ -169,10 +172,11 @@ impl Limits {
 
     /// Counts an upstream call the client caused. Concurrent misses admitted together may take
     /// the bucket below zero: the client then waits that much longer.
-    pub fn charge_upstream(&self, key: &ClientKey, now: i64) {
+    pub fn charge_upstream(&self, key: &ClientKey, now: impl FnOnce() -> i64) {
         if self.config.upstream_per_minute == 0 {
             return;
         }
+        let now = now();
         let (capacity, per_ms) = self.upstream();
         self.with(key, now, |b| {
             b.upstream.refill(capacity, per_ms, now);
@@ -194,33 +198,33 @@ mod tests {
         let limits = Limits::new(LimitConfig { requests_per_second: 5, upstream_per_minute: 0 });
         let t = 1_000_000;
         for _ in 0..5 {
-            assert_eq!(limits.admit(&named("a"), t), Ok(()));
+            assert_eq!(limits.admit(&named("a"), || t), Ok(()));
         }
-        assert_eq!(limits.admit(&named("a"), t), Err(200), "one token every 200 ms");
-        assert_eq!(limits.admit(&named("b"), t), Ok(()), "another client is not affected");
-        assert_eq!(limits.admit(&named("a"), t + 150), Err(50));
-        assert_eq!(limits.admit(&named("a"), t + 200), Ok(()));
-        assert_eq!(limits.admit(&named("a"), t + 10_000), Ok(()));
+        assert_eq!(limits.admit(&named("a"), || t), Err(200), "one token every 200 ms");
+        assert_eq!(limits.admit(&named("b"), || t), Ok(()), "another client is not affected");
+        assert_eq!(limits.admit(&named("a"), || t + 150), Err(50));
+        assert_eq!(limits.admit(&named("a"), || t + 200), Ok(()));
+        assert_eq!(limits.admit(&named("a"), || t + 10_000), Ok(()));
         for _ in 0..4 {
-            assert_eq!(limits.admit(&named("a"), t + 10_000), Ok(()));
+            assert_eq!(limits.admit(&named("a"), || t + 10_000), Ok(()));
         }
-        assert!(limits.admit(&named("a"), t + 10_000).is_err(), "refilled to 5, never more");
+        assert!(limits.admit(&named("a"), || t + 10_000).is_err(), "refilled to 5, never more");
     }
 
     #[test]
     fn upstream_calls_per_minute() {
         let limits = Limits::new(LimitConfig { requests_per_second: 0, upstream_per_minute: 2 });
         let (a, t) = (ClientKey::Address(IpKey::of("192.0.2.1".parse().unwrap())), 5_000_000);
-        assert_eq!(limits.upstream_allowed(&a, t), Ok(()));
-        limits.charge_upstream(&a, t);
-        limits.charge_upstream(&a, t);
-        assert_eq!(limits.upstream_allowed(&a, t), Err(30_000), "one call every 30 s");
-        assert_eq!(limits.admit(&a, t), Ok(()), "no request limit configured");
-        assert_eq!(limits.upstream_allowed(&a, t + 30_000), Ok(()));
+        assert_eq!(limits.upstream_allowed(&a, || t), Ok(()));
+        limits.charge_upstream(&a, || t);
+        limits.charge_upstream(&a, || t);
+        assert_eq!(limits.upstream_allowed(&a, || t), Err(30_000), "one call every 30 s");
+        assert_eq!(limits.admit(&a, || t), Ok(()), "no request limit configured");
+        assert_eq!(limits.upstream_allowed(&a, || t + 30_000), Ok(()));
         // Admitted together, three misses overdraw: the client waits for all of them.
-        limits.charge_upstream(&a, t + 30_000);
-        limits.charge_upstream(&a, t + 30_000);
-        assert_eq!(limits.upstream_allowed(&a, t + 30_000), Err(60_000));
+        limits.charge_upstream(&a, || t + 30_000);
+        limits.charge_upstream(&a, || t + 30_000);
+        assert_eq!(limits.upstream_allowed(&a, || t + 30_000), Err(60_000));
     }
 
     #[test]
@@ -236,7 +240,7 @@ mod tests {
     fn memory_is_bounded_whatever_the_addresses() {
         let limits = Limits::new(LimitConfig { requests_per_second: 1, upstream_per_minute: 0 });
         for i in 0..(SHARDS * PER_SHARD + 10_000) as u32 {
-            let _ = limits.admit(&ClientKey::Address(IpKey::V4(i)), 0);
+            let _ = limits.admit(&ClientKey::Address(IpKey::V4(i)), || 0);
         }
         let tracked: usize = limits.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(tracked <= SHARDS * PER_SHARD);

@@ -202,7 +202,7 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
         Some(client) => ClientKey::Named(client.name.clone()),
         None => ClientKey::Address(IpKey::of(who.address)),
     };
-    if let Err(wait_ms) = shared.limits.admit(&key, shared.engine.now()) {
+    if let Err(wait_ms) = shared.limits.admit(&key, || shared.engine.now()) {
         client.counters.limited_rate.inc();
         return too_many(Exceeded::Rate, wait_ms, head).into();
     }
@@ -320,7 +320,7 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
     let wanted = crate::engine::Request { user: &query.user, at, mode: Mode::Normal };
     // A client out of upstream calls is still answered from the cache, and joins fetches
     // already running; only a request that would start one is refused.
-    if let Err(wait_ms) = shared.limits.upstream_allowed(key, engine.now()) {
+    if let Err(wait_ms) = shared.limits.upstream_allowed(key, || engine.now()) {
         if engine.would_fetch(wanted) {
             client.counters.limited_upstream.inc();
             return too_many(Exceeded::Upstream, wait_ms, head).into();
@@ -334,7 +334,7 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
         Begin::Pending(pending) => {
             if pending.started_fetch() {
                 client.counters.upstream_calls.inc();
-                shared.limits.charge_upstream(key, engine.now());
+                shared.limits.charge_upstream(key, || engine.now());
             }
             let reply = pending.wait(false).await;
             shared.deliver(reply.events);
