@@ -309,3 +309,77 @@ async fn the_status_page_shows_entries_requests_and_providers_behind_the_token()
     proxy.close(Duration::from_secs(1)).await;
 }
 
+
+#[tokio::test]
+async fn per_client_limits_refill_with_the_service_clock() {
+    let upstream = Upstream::start(|_| async { weather(9.0, "Clear") }).await;
+    let engine = engine(&upstream);
+    let proxy = start(&engine, |c| {
+        c.tokens = super::Tokens::Single("fleet-token".into());
+        c.limits = super::LimitConfig { requests_per_second: 3, upstream_per_minute: 2 };
+    });
+    let addr = proxy.local_addr();
+    let auth = "authorization: Bearer fleet-token\r\n";
+    // Two new areas: two upstream calls, the minute's allowance. A third new area is refused
+    // before any call; a cached one is still answered.
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", auth).await.status, 200);
+    assert_eq!(get(addr, "/v1/weather?lat=-30&lon=60", auth).await.status, 200);
+    let refused = get(addr, "/v1/weather?lat=50&lon=-100", auth).await;
+    assert_eq!((refused.status, refused.header("retry-after")), (429, Some("30")));
+    assert!(refused.body.contains("ERR_CLIENT_UPSTREAM_LIMITED"), "{}", refused.body);
+    assert_eq!(upstream.hits(), 2);
+    // Three requests in the same instant of the clock spent the second's allowance.
+    let fast = get(addr, "/v1/weather?lat=10&lon=10", auth).await;
+    assert_eq!((fast.status, fast.header("retry-after")), (429, Some("1")));
+    assert!(fast.body.contains("ERR_CLIENT_RATE_LIMITED"), "{}", fast.body);
+    // Half a minute later one call (and a second's requests) came back.
+    engine.advance_time(30_000);
+    assert_eq!(get(addr, "/v1/weather?lat=50&lon=-100", auth).await.status, 200);
+    assert_eq!(get(addr, "/v1/weather?lat=-50&lon=100", auth).await.status, 429);
+    assert_eq!(upstream.hits(), 3);
+    let metrics = get(addr, "/metrics", auth).await;
+    assert!(metrics.body.contains("weather_cache_proxy_client_limited_total{client=\"default\",limit=\"upstream\"} 2\n"), "{}", metrics.body);
+    assert!(metrics.body.contains("weather_cache_proxy_client_limited_total{client=\"default\",limit=\"rate\"} 1\n"));
+    assert!(metrics.body.contains("weather_cache_proxy_client_upstream_calls_total{client=\"default\"} 3\n"));
+    proxy.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_budget_and_draining() {
+    let upstream = Upstream::start(|_| async { weather(9.0, "Clear") }).await;
+    let mut config = Config::preset(Preset::Resilient);
+    config.clock = ClockKind::Manual;
+    config.jitter_ratio = 0.0;
+    config.log_level = Level::Silent;
+    config.validate().unwrap();
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: Some(KEY.into()),
+        base_url: upstream.url(),
+        coordinate_decimals: config.coordinate_decimals,
+        request_timeout: Duration::from_secs(5),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let mut one = EngineUpstream::new(Arc::new(provider));
+    one.budget = crate::engine::BudgetConfig { per_minute: 1, per_day: 0, when_redis_down: crate::engine::WhenRedisDown::Local };
+    let engine = Engine::new(config, vec![one], None, tokio::runtime::Handle::current(), None);
+    let proxy = start(&engine, |c| c.drain_delay = Duration::from_millis(300));
+    let addr = proxy.local_addr();
+    assert_eq!(get(addr, "/readyz", "").await.body, r#"{"ready":true}"#);
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", "").await.status, 200);
+    // The minute's one call is spent: a new area is refused, and so is readiness.
+    assert_eq!(get(addr, "/v1/weather?lat=-30&lon=60", "").await.status, 503);
+    let spent = get(addr, "/readyz", "").await;
+    assert_eq!(spent.status, 503);
+    assert!(spent.body.contains(r#""code":"ERR_BUDGET_EXHAUSTED""#), "{}", spent.body);
+    assert!(spent.header("retry-after").is_some());
+    engine.advance_time(60_000);
+    assert_eq!(get(addr, "/readyz", "").await.status, 200, "a new minute");
+    // Closing: not ready at once, still serving for the drain delay.
+    let closing = tokio::spawn(proxy.close(Duration::from_secs(1)));
+    let draining = get(addr, "/readyz", "").await;
+    assert_eq!(draining.status, 503);
+    assert!(draining.body.contains("ERR_DRAINING"), "{}", draining.body);
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", "").await.status, 200);
+    closing.await.unwrap();
+}
