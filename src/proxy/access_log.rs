@@ -50,6 +50,8 @@ enum Message {
 pub struct AccessLog {
     messages: mpsc::SyncSender<Message>,
     dropped: Arc<AtomicU64>,
+    /// A file (reopened on reload), not stdout.
+    file: bool,
 }
 
 /// Lines queued at most: a burst larger than this while the disk stalls loses lines, not memory.
@@ -60,6 +62,7 @@ impl AccessLog {
     /// thread, which ends (having written every queued line) once every `AccessLog` clone is
     /// dropped; `written` resolves then.
     pub fn open(target: Target) -> std::io::Result<(AccessLog, oneshot::Receiver<()>)> {
+        let file = matches!(target, Target::File(_));
         let mut out = Output::open(target)?;
         let (messages, queue) = mpsc::sync_channel::<Message>(QUEUE);
         let (done, written) = oneshot::channel();
@@ -85,7 +88,7 @@ impl AccessLog {
             }
             let _ = done.send(());
         })?;
-        Ok((AccessLog { messages, dropped }, written))
+        Ok((AccessLog { messages, dropped, file }, written))
     }
 
     pub fn record(&self, line: &Line<'_>) {
@@ -109,11 +112,15 @@ impl AccessLog {
     }
 
     /// Opens the file again by its path (after logrotate moved it), once the lines queued
-    /// before are written. Stdout has nothing to reopen. Blocks while the queue is full.
-    pub fn reopen(&self) -> Result<(), String> {
+    /// before are written: `Ok(true)`. Stdout has nothing to reopen (`Ok(false)`, at once,
+    /// even while a stalled reader holds the writer). Blocks while the queue is full.
+    pub fn reopen(&self) -> Result<bool, String> {
+        if !self.file {
+            return Ok(false);
+        }
         let (reply, result) = mpsc::channel();
         self.messages.send(Message::Reopen(reply)).map_err(|_| "the access log is closed".to_owned())?;
-        result.recv().map_err(|_| "the access log writer stopped".to_owned())?
+        result.recv().map_err(|_| "the access log writer stopped".to_owned())?.map(|()| true)
     }
 
     pub fn dropped(&self) -> u64 {
@@ -287,7 +294,7 @@ mod tests {
         log.record(&line(200));
         std::fs::rename(&path, &rotated).unwrap();
         log.record(&line(201));
-        log.reopen().unwrap();
+        assert_eq!(log.reopen(), Ok(true));
         log.record(&line(202));
         drop(log);
         written.blocking_recv().unwrap();

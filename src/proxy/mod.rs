@@ -322,7 +322,7 @@ impl Proxy {
         }
         if let Some(log) = &shared.access_log {
             match log.reopen() {
-                Ok(()) => reloaded.access_log = true,
+                Ok(reopened) => reloaded.access_log = reopened,
                 Err(e) => reloaded.errors.push(e),
             }
         }
