@@ -142,9 +142,9 @@ export interface ListenOptions {
   maxConnections?: number
   /** Connections from one address (an IPv6 /64) at once; trusted proxies aside. Default 256. */
   maxConnectionsPerIp?: number
-  /** Time for a request head (or a TLS handshake) to arrive. Default 10000. */
+  /** Time for the first request head (and a TLS handshake) to arrive. Default 10000. */
   headerTimeoutMs?: number
-  /** How long a keep-alive connection may idle between requests. Default 5000. */
+  /** How long a keep-alive connection may idle between requests (its next head included). Default 5000. */
   idleTimeoutMs?: number
   /** Longest a request may take in all. Default 30000. */
   requestTimeoutMs?: number

@@ -185,12 +185,15 @@ test('a half-open client is cut off by the header timeout, and SIGTERM with one 
   }
 })
 
-test('idle keep-alive connections are closed after the idle timeout', () =>
+test('idle keep-alive connections are closed after the idle timeout, half-way into their next head too', () =>
   withProxy(answer.weather, async ({ proxy }) => {
     const client = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
-    const { data, afterMs } = await client.closed
-    assert.match(data, /^HTTP\/1\.1 200/)
-    assert.ok(afterMs >= 250 && afterMs < 2_000, `closed after ${afterMs} ms`)
+    // Another one answered, then starting a next head it never finishes.
+    const halfway = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo')
+    for (const { data, afterMs } of [await client.closed, await halfway.closed]) {
+      assert.match(data, /^HTTP\/1\.1 200/)
+      assert.ok(afterMs >= 250 && afterMs < 2_000, `closed after ${afterMs} ms`)
+    }
   }, ['--idle-timeout', '300']))
 
 test('1,000 concurrent keep-alive connections are answered', () =>

@@ -54,8 +54,10 @@ Options:
   --threads <n>            proxy threads (default: the number of cores)
   --access-log <path|->    one JSON line per request (time, request id, client, status,
                            duration, source); a file is reopened on SIGHUP
-  --header-timeout <ms>    time for a request head (or TLS handshake) to arrive (default 10000)
-  --idle-timeout <ms>      keep-alive connections idle longer are closed (default 5000)
+  --header-timeout <ms>    time for the first request head (and TLS handshake) to arrive
+                           (default 10000)
+  --idle-timeout <ms>      keep-alive connections idle longer, or that long into their next
+                           head, are closed (default 5000)
   --request-timeout <ms>   longest a request may take in all (default 30000)
   --drain-delay <ms>       on SIGTERM, keep serving this long with /readyz at 503 (default 0)
   --preset <name>          resilient (default) or minimal
@@ -237,10 +239,6 @@ export function serveOptions(argv, env = process.env) {
   if (values['idle-timeout'] !== undefined) listen.idleTimeoutMs = values['idle-timeout']
   if (values['request-timeout'] !== undefined) listen.requestTimeoutMs = values['request-timeout']
   if (values['drain-delay'] !== undefined) listen.drainDelayMs = values['drain-delay']
-  // hyper restarts its header timer once an answer is sent: a connection idles at most that long.
-  if ((values['idle-timeout'] ?? 5_000) > (values['header-timeout'] ?? 10_000)) {
-    warnings.push('--idle-timeout is longer than --header-timeout, which caps it: idle connections close at the header timeout')
-  }
   return { help: false, service, listen, warnings }
 }
 

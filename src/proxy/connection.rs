@@ -2,9 +2,10 @@
 //! by ALPN under TLS; plain connections speak HTTP/1.1), with the limits a proxy on the open
 //! network needs, and the timeouts and shutdown hyper leaves to us.
 //!
-//! - The TLS handshake, then the first request head, must arrive within the header timeout
-//!   (hyper enforces it on the head): a client that sends half of either is cut off, not held.
-//! - Between requests a keep-alive connection may idle for the idle timeout, then it closes.
+//! - The TLS handshake, then the first request head, must arrive within the header timeout: a
+//!   client that sends half of either is cut off, not held.
+//! - After a request a keep-alive connection may idle for the idle timeout (its next head
+//!   included), then it closes.
 //! - Heads are limited in count and size: `routes` answers 431 with a JSON body beyond our
 //!   limits; hyper's buffer, a little larger, only stops a head too big to hold. What a
 //!   connection holding half a head costs is bounded by that buffer (see the README's figure).
@@ -14,8 +15,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Body as _;
@@ -24,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use super::access_log::Line;
 use super::admission::Slot;
@@ -51,12 +52,14 @@ pub struct Builders {
 }
 
 impl Builders {
-    pub fn new(header_timeout: Duration) -> Builders {
+    pub fn new() -> Builders {
         let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
         http1
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
+            // Heads are timed by the connection's activity (`drive`), which costs no timer per
+            // request; hyper's own would arm one for every head.
+            .header_read_timeout(None)
             .max_buf_size(HYPER_MAX_BUF_BYTES)
             .keep_alive(true)
             // A client that half-closes after its request (`nc -N`) still gets the answer; the
@@ -76,37 +79,44 @@ impl Builders {
     }
 }
 
-/// Whether a request is in flight, and until when the connection may idle.
+/// Whether a request is in flight, and until when the connection may idle. A request only
+/// moves the deadline (an atomic store) when it ends; `idle` looks at it when its own timer
+/// fires and sleeps again if it moved: no timer is touched, nobody woken, per request.
 struct Activity {
     busy: AtomicUsize,
-    idle_until: Mutex<Instant>,
+    /// Requests that began on this connection (none: its first head never arrived).
+    begun: AtomicUsize,
+    /// Until when the connection may idle, in ms since `epoch`.
+    idle_until_ms: AtomicU64,
+    epoch: Instant,
     idle_timeout: Duration,
-    /// Wakes `idle` when a request ends (its deadline moved).
-    ended: Notify,
 }
 
 impl Activity {
-    fn idle_until(&self) -> Instant {
-        *self.idle_until.lock().unwrap_or_else(PoisonError::into_inner)
+    /// A connection's activity, allowed `first` for its first request head to arrive.
+    fn new(first: Duration, idle_timeout: Duration) -> Activity {
+        Activity {
+            busy: AtomicUsize::new(0),
+            begun: AtomicUsize::new(0),
+            idle_until_ms: AtomicU64::new(first.as_millis() as u64),
+            epoch: Instant::now(),
+            idle_timeout,
+        }
     }
 
-    /// Resolves once the connection has had nothing in flight for the idle timeout. While a
-    /// request is in flight it waits for its end alone: no timer ticks however long it takes.
+    /// Resolves once the connection has had nothing in flight up to its idle deadline. It
+    /// looks at least every idle timeout: a deadline can move earlier too (the first request
+    /// ends, and the idle timeout is shorter than what was left of the header timeout).
     async fn idle(&self) {
         loop {
-            // Created before the checks: an end signalled in between still wakes it.
-            let ended = self.ended.notified();
-            if self.busy.load(Ordering::Acquire) > 0 {
-                ended.await;
-                continue;
-            }
-            let until = self.idle_until();
-            if Instant::now() >= until {
+            let until = self.epoch + Duration::from_millis(self.idle_until_ms.load(Ordering::Acquire));
+            let now = Instant::now();
+            if now < until {
+                tokio::time::sleep_until(until.min(now + self.idle_timeout).into()).await;
+            } else if self.busy.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(self.idle_timeout).await;
+            } else {
                 return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
-                _ = ended => {}
             }
         }
     }
@@ -118,15 +128,16 @@ struct Busy<'a>(&'a Activity);
 impl<'a> Busy<'a> {
     fn begin(activity: &'a Activity) -> Busy<'a> {
         activity.busy.fetch_add(1, Ordering::AcqRel);
+        activity.begun.fetch_add(1, Ordering::Relaxed);
         Busy(activity)
     }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        *self.0.idle_until.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now() + self.0.idle_timeout;
+        let until = (self.0.epoch.elapsed() + self.0.idle_timeout).as_millis() as u64;
+        self.0.idle_until_ms.store(until, Ordering::Release);
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
-        self.0.ended.notify_waiters();
     }
 }
 
@@ -175,14 +186,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    // Before the first request the header timeout applies; hyper enforces it on an HTTP/1 head
-    // itself, this lets an untouched connection (or an HTTP/2 one with no stream) go too.
-    let activity = Arc::new(Activity {
-        busy: AtomicUsize::new(0),
-        idle_until: Mutex::new(Instant::now() + config.header_timeout),
-        idle_timeout: config.idle_timeout,
-        ended: Notify::new(),
-    });
+    // Before the first request the header timeout applies, then the idle timeout: a head (or
+    // an HTTP/2 stream) that has not arrived by then is not waited for.
+    let activity = Arc::new(Activity::new(config.header_timeout, config.idle_timeout));
     let protocol = if http2 { "HTTP/2" } else { "HTTP/1.1" };
     let service = {
         let (shared, activity) = (shared.clone(), activity.clone());
@@ -201,7 +207,13 @@ where
         tokio::select! {
             _ = connection.as_mut() => break,
             _ = activity.idle(), if deadline.is_none() => {
-                // Once: then the connection has `DRAIN` to flush and go, read or not.
+                // Nothing was ever asked, so nothing is owed: a client that never finished its
+                // first head goes at once (hyper would finish that head first).
+                if activity.begun.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+                // Once: then the connection has `DRAIN` to flush and go, read or not (hyper
+                // closes an idle one, or one halfway into its next head, at once).
                 connection.as_mut().graceful_shutdown();
                 deadline = Some(Instant::now() + DRAIN);
             }

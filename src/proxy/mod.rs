@@ -76,9 +76,9 @@ pub struct ProxyConfig {
     pub max_connections_per_ip: usize,
     /// Per-client requests a second and upstream calls a minute (0: no limit).
     pub limits: LimitConfig,
-    /// Time for a request head (or a TLS handshake) to arrive, enforced.
+    /// Time for the first request head (and a TLS handshake) to arrive, enforced.
     pub header_timeout: Duration,
-    /// How long a keep-alive connection may idle between requests.
+    /// How long a keep-alive connection may idle between requests, its next head included.
     pub idle_timeout: Duration,
     /// Longest a request may take in all (its fetch included).
     pub request_timeout: Duration,
@@ -265,7 +265,7 @@ impl Proxy {
             limits: Limits::new(config.limits),
             admission: Admission::new(config.max_connections, config.max_connections_per_ip),
             request_ids: RequestIds::new(),
-            builders: connection::Builders::new(config.header_timeout),
+            builders: connection::Builders::new(),
             draining: AtomicBool::new(false),
             counters: Counters::default(),
             engine,
