@@ -151,6 +151,19 @@ test('TLS: a bad certificate or key exits 2 with a message, as does one of the p
   }
 })
 
+test('TLS: a connection past the limit gets its 503 over TLS (HTTP/1.1 offered), not a torn handshake', { skip: noTools }, async () => {
+  const dir = tempDir('tls-refused')
+  const certs = makeCertificates(dir, 'refused')
+  await withProxy(answer.weather, async ({ proxy }) => {
+    const held = rawClient(port(proxy))
+    await sleep(100)
+    const refused = await curl(`${proxy.url}/healthz`, ['--cacert', certs.root, '--http2'])
+    assert.deepEqual([refused.code, refused.version], [503, '1.1'], refused.stderr)
+    assert.equal(JSON.parse(refused.body).error.code, 'ERR_TOO_MANY_CONNECTIONS')
+    held.socket.destroy()
+  }, ['--tls-cert', certs.chain, '--tls-key', certs.key, '--max-connections', '1'])
+})
+
 test('--tokens-file: named clients, their names (never tokens) in the access log and /metrics; SIGHUP removes a token at once while its request in flight finishes', async () => {
   const dir = tempDir('tokens')
   const tokens = join(dir, 'tokens')
