@@ -54,7 +54,7 @@ impl WeatherProxy {
                     });
                 }
                 let message = format!("reload: {}", reloaded.errors.join("; "));
-                let js = JsError::from(napi::Error::new("ERR_PROXY_RELOAD".to_owned(), message)).into_unknown(*env);
+                let js = JsError::from(napi::Error::new("ERR_PROXY_RELOAD", message)).into_unknown(*env);
                 Err(napi::Error::from(js))
             },
         )
@@ -123,7 +123,7 @@ fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
             SetupKind::Tokens => "ERR_PROXY_TOKENS",
             SetupKind::Tls => "ERR_PROXY_TLS",
         };
-        let js = JsError::from(napi::Error::new(code.to_owned(), setup.message.clone())).into_unknown(*env);
+        let js = JsError::from(napi::Error::new(code, setup.message.clone())).into_unknown(*env);
         return napi::Error::from(js);
     }
     let code = match error.kind() {
@@ -132,7 +132,7 @@ fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
         std::io::ErrorKind::PermissionDenied => "EACCES",
         _ => "ERR_PROXY_LISTEN",
     };
-    let js = JsError::from(napi::Error::new(code.to_owned(), format!("listen {code}: {error}"))).into_unknown(*env);
+    let js = JsError::from(napi::Error::new(code, format!("listen {code}: {error}"))).into_unknown(*env);
     napi::Error::from(js)
 }
 

@@ -11,10 +11,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::IpKey;
 
+/// Connections open per address (entries at 0 are removed).
+type OpenPerAddress = Arc<Mutex<HashMap<IpKey, usize>>>;
+
 pub struct Admission {
     all: Arc<Semaphore>,
     per_address: usize,
-    open: Arc<Mutex<HashMap<IpKey, usize>>>,
+    open: OpenPerAddress,
 }
 
 /// Why a connection was refused.
@@ -27,7 +30,7 @@ pub enum Refusal {
 /// A slot, given back when dropped (when the connection ends).
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
-    address: Option<(IpKey, Arc<Mutex<HashMap<IpKey, usize>>>)>,
+    address: Option<(IpKey, OpenPerAddress)>,
 }
 
 impl Drop for Slot {

@@ -9,7 +9,7 @@
 //! live in a bounded LRU per shard: one that fell out had been idle longest, and an idle bucket
 //! is full anyway. Times are the service clock's (ms), so tests move them.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -121,9 +121,7 @@ impl Limits {
     }
 
     fn with<T>(&self, key: &ClientKey, now: i64, f: impl FnOnce(&mut Buckets) -> T) -> T {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         let (rate_capacity, _) = self.rate();
         let (upstream_capacity, _) = self.upstream();

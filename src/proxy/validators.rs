@@ -11,7 +11,7 @@ pub fn none_match(headers: &HeaderMap, ours: &str) -> bool {
         if line.trim() == "*" {
             return true;
         }
-        tags(line).is_some_and(|tags| tags.iter().any(|tag| *tag == ours))
+        tags(line).is_some_and(|tags| tags.contains(&ours))
     })
 }
 
