@@ -343,3 +343,56 @@ test('listen(): tokensFile and token exclude each other; a bad tokens file, trus
     service.close()
   }
 })
+
+// Found by the second review, each by running it against a serve process.
+
+test('review: a load balancer\'s HTTP/1.0 health check without Host (HAProxy\'s option httpchk) gets its probe answered; other HTTP/1.0 requests still need Host', () =>
+  withProxy(answer.weather, async ({ proxy, upstream }) => {
+    const { rawRequest } = await import('./serve-process.mjs')
+    for (const path of ['/healthz', '/readyz']) {
+      const probe = await rawRequest(port(proxy), `GET ${path} HTTP/1.0\r\n\r\n`)
+      assert.equal(probe.status, 200, `${path}: ${probe.raw}`)
+    }
+    const weather = await rawRequest(port(proxy), 'GET /v1/weather?lat=1&lon=1 HTTP/1.0\r\n\r\n')
+    assert.equal(weather.status, 400)
+    assert.equal(JSON.parse(weather.body).error.code, 'ERR_MISSING_HOST')
+    assert.equal((await rawRequest(port(proxy), 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n')).status, 400, 'HTTP/1.1 needs Host (RFC 9112)')
+    assert.equal(upstream.count, 0)
+  }))
+
+test('review: two Host lines are a 400 (RFC 9112 §3.2), whichever comes first; so is an HTTP/2 Host that contradicts :authority', { skip: noTools }, async () => {
+  const { rawRequest } = await import('./serve-process.mjs')
+  await withProxy(answer.weather, async ({ proxy, upstream }) => {
+    for (const hosts of [['localhost', 'evil.example'], ['evil.example', 'localhost'], ['localhost', 'localhost']]) {
+      const lines = hosts.map((h) => `Host: ${h}\r\n`).join('')
+      const answered = await rawRequest(port(proxy), `GET /v1/status HTTP/1.1\r\n${lines}Connection: close\r\n\r\n`)
+      assert.equal(answered.status, 400, hosts.join(' then '))
+      assert.equal(JSON.parse(answered.body).error.code, 'ERR_AMBIGUOUS_HOST')
+    }
+    const weather = await rawRequest(port(proxy), 'GET /v1/weather?lat=1&lon=1 HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nConnection: close\r\n\r\n')
+    assert.equal(weather.status, 400)
+    assert.equal(upstream.count, 0)
+    // Junk after an IPv6 literal is no address.
+    assert.equal((await rawRequest(port(proxy), 'GET /v1/status HTTP/1.1\r\nHost: [::1]evil\r\nConnection: close\r\n\r\n')).status, 421)
+  })
+  const dir = tempDir('h2-host')
+  const certs = makeCertificates(dir, 'h2host')
+  await withProxy(answer.weather, async ({ proxy }) => {
+    const session = http2.connect(proxy.url, { ca: readFileSync(certs.root) })
+    const ask = (headers) =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':path': '/v1/status', ...headers })
+        let body = ''
+        stream.on('response', (h) => stream.on('data', (d) => (body += d)).on('end', () => resolve({ status: h[':status'], body })))
+        stream.on('error', reject)
+      })
+    try {
+      assert.equal((await ask({ ':authority': 'localhost', host: 'localhost' })).status, 200)
+      const contradicted = await ask({ ':authority': 'localhost', host: 'evil.example' })
+      assert.equal(contradicted.status, 400)
+      assert.equal(JSON.parse(contradicted.body).error.code, 'ERR_AMBIGUOUS_HOST')
+    } finally {
+      session.close()
+    }
+  }, ['--tls-cert', certs.chain, '--tls-key', certs.key])
+})

@@ -4,8 +4,15 @@
 //! always accepted; any other name must be one the operator listed (`--allowed-host`). On a
 //! non-loopback address without a list, the proxy cannot know the names it is published under
 //! and accepts any (the token is then what protects it).
+//!
+//! The name is the request target's authority (absolute form, HTTP/2's `:authority`), else
+//! `Host`. Two `Host` lines, or an HTTP/2 `Host` naming another authority than `:authority`,
+//! are refused (400): a proxy in front could check one name while this one serves the other.
 
 use std::net::IpAddr;
+
+use hyper::header::{self, HeaderMap};
+use hyper::{Request, Version};
 
 #[derive(Clone, Debug, Default)]
 pub struct AllowedHosts {
@@ -20,7 +27,30 @@ pub struct AllowedHosts {
 pub enum HostError {
     /// No `Host` (nor an authority in the request target).
     Missing,
+    /// More than one `Host`, or one that contradicts `:authority` (RFC 9112 §3.2, RFC 9113 §8.3.1).
+    Ambiguous,
     NotAllowed,
+}
+
+/// The authority a request names (see the module's comment): `Ok(None)` when it names none.
+pub fn authority<B>(request: &Request<B>) -> Result<Option<&str>, HostError> {
+    let hosts = host_lines(request.headers())?;
+    let Some(target) = request.uri().authority().map(|a| a.as_str()) else { return Ok(hosts) };
+    // HTTP/1.1's absolute form overrides Host (RFC 9112 §3.2.2); HTTP/2 must agree with it.
+    match hosts {
+        Some(host) if request.version() == Version::HTTP_2 && !host.eq_ignore_ascii_case(target) => Err(HostError::Ambiguous),
+        _ => Ok(Some(target)),
+    }
+}
+
+/// The one `Host` line's value, if any (not text: none).
+fn host_lines(headers: &HeaderMap) -> Result<Option<&str>, HostError> {
+    let mut lines = headers.get_all(header::HOST).iter();
+    let first = lines.next();
+    if lines.next().is_some() {
+        return Err(HostError::Ambiguous);
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
 }
 
 impl AllowedHosts {
@@ -47,13 +77,19 @@ impl AllowedHosts {
     }
 }
 
-/// `host` of `host[:port]`, `[v6]` of `[v6]:port`.
+/// `host` of `host[:port]`, `[v6]` of `[v6]:port`; anything else is returned whole (and is no
+/// address: `[::1]evil` is not `[::1]`).
 fn host_of(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |end| &authority[..=end]);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+    let (host, port) = match authority.find(']') {
+        Some(end) if authority.starts_with('[') => (&authority[..=end], &authority[end + 1..]),
+        _ => match authority.rsplit_once(':') {
+            Some((host, _)) => (host, &authority[host.len()..]),
+            None => (authority, ""),
+        },
+    };
+    match port.strip_prefix(':') {
+        None if port.is_empty() => host,
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
 }
@@ -87,11 +123,34 @@ mod tests {
         for ok in ["localhost", "localhost:8080", "LocalHost.", "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:8080", "10.0.0.1"] {
             assert_eq!(hosts.check(Some(ok)), Ok(()), "{ok}");
         }
-        for bad in ["evil.example", "127.evil.example", "localhost.evil.example", "evil.example:8080", "[::1", "1.2.3"] {
+        for bad in ["evil.example", "127.evil.example", "localhost.evil.example", "evil.example:8080", "[::1", "1.2.3", "[::1]evil", "[::1]:8o", "localhost:x"] {
             assert_eq!(hosts.check(Some(bad)), Err(HostError::NotAllowed), "{bad}");
         }
         assert_eq!(hosts.check(None), Err(HostError::Missing));
         assert_eq!(hosts.check(Some("")), Err(HostError::Missing));
+    }
+
+    fn request(version: Version, target: &str, hosts: &[&str]) -> Request<()> {
+        let mut builder = Request::builder().version(version).uri(target);
+        for host in hosts {
+            builder = builder.header(header::HOST, *host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn one_authority_per_request() {
+        let http1 = |target, hosts: &[&str]| authority(&request(Version::HTTP_11, target, hosts)).map(|a| a.map(str::to_owned));
+        assert_eq!(http1("/x", &["localhost:8080"]), Ok(Some("localhost:8080".to_owned())));
+        assert_eq!(http1("/x", &[]), Ok(None));
+        assert_eq!(http1("/x", &["localhost", "evil.example"]), Err(HostError::Ambiguous), "two Host lines");
+        assert_eq!(http1("/x", &["localhost", "localhost"]), Err(HostError::Ambiguous), "even equal ones");
+        assert_eq!(http1("http://127.0.0.1/x", &["evil.example"]), Ok(Some("127.0.0.1".to_owned())), "HTTP/1.1: the absolute form wins");
+        let http2 = |target, hosts: &[&str]| authority(&request(Version::HTTP_2, target, hosts)).map(|a| a.map(str::to_owned));
+        assert_eq!(http2("https://localhost/x", &[]), Ok(Some("localhost".to_owned())));
+        assert_eq!(http2("https://localhost/x", &["LOCALHOST"]), Ok(Some("localhost".to_owned())));
+        assert_eq!(http2("https://localhost/x", &["evil.example"]), Err(HostError::Ambiguous), "Host contradicts :authority");
+        assert_eq!(http2("/x", &["localhost"]), Ok(Some("localhost".to_owned())), "no :authority: Host");
     }
 
     #[test]

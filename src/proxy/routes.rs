@@ -11,9 +11,9 @@
 //! | `GET /v1/status` | what the status page draws, as JSON, likewise |
 //! | `POST /login` | the status page's form: sets its cookie (see `auth.rs`) |
 //!
-//! Checks, in order: the request target's and head's size (414, 431), `Host` (400 without one,
-//! 421 for a name not served; see `host.rs`), the route (404) and method (405), the client's
-//! request rate (429), its token (401), then the route itself. Errors are
+//! Checks, in order: the request target's and head's size (414, 431), `Host` (400 without one
+//! or with two, 421 for a name not served; see `host.rs`), the route (404) and method (405),
+//! the client's request rate (429), its token (401), then the route itself. Errors are
 //! `{ "error": { "code", "message" } }`.
 
 use std::net::IpAddr;
@@ -23,11 +23,11 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use serde_json::json;
 
 use super::clients::Client;
-use super::host::HostError;
+use super::host::{self, HostError};
 use super::limits::{ClientKey, Exceeded, IpKey};
 use super::query::{self, Units, MAX_QUERY_BYTES};
 use super::{auth, status, validators, Shared};
@@ -167,11 +167,16 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
         let message = format!("request heads are limited to {MAX_HEADERS} header lines and {MAX_HEAD_BYTES} bytes");
         return error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "ERR_HEADERS_TOO_LARGE", &message, head).into();
     }
-    // The target's authority (absolute form, HTTP/2's :authority) wins over Host (RFC 9112 §3.2.2).
-    let authority = uri.authority().map(|a| a.as_str()).or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
-    match shared.hosts.check(authority) {
+    match host::authority(&request).and_then(|authority| shared.hosts.check(authority)) {
+        // HTTP/1.0 has no Host: a load balancer's health check (HAProxy's `option httpchk`)
+        // sends none, and a probe is open under any name anyway. HTTP/1.1 needs one (RFC 9112).
+        Err(HostError::Missing) if route.is_probe() && request.version() < Version::HTTP_11 => {}
         Err(HostError::Missing) => {
             return error(StatusCode::BAD_REQUEST, "ERR_MISSING_HOST", "a request needs a Host header", head).into();
+        }
+        Err(HostError::Ambiguous) => {
+            let message = "a request names one host: one Host header, the same as its :authority";
+            return error(StatusCode::BAD_REQUEST, "ERR_AMBIGUOUS_HOST", message, head).into();
         }
         Err(HostError::NotAllowed) if !route.is_probe() => {
             shared.counters.misdirected.inc();
