@@ -396,3 +396,45 @@ test('review: two Host lines are a 400 (RFC 9112 §3.2), whichever comes first; 
     }
   }, ['--tls-cert', certs.chain, '--tls-key', certs.key])
 })
+
+test('review: requests another site makes a browser send are refused (403): no budget spent through 127.0.0.1, no login CSRF; the proxy\'s own pages and links to it still work', async () => {
+  const { rawRequest } = await import('./serve-process.mjs')
+  // What Chromium sends for an <img> and a fetch() on another site's page, for that page's form
+  // posting to /login, for the status page's own fetch and form, and for a link followed.
+  const image = 'Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n'
+  const sameSite = 'Sec-Fetch-Site: same-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: empty\r\n'
+  const foreignForm = 'Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nOrigin: http://evil.example\r\n'
+  const ownForm = 'Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\nOrigin: null\r\n'
+  const link = 'Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n'
+  const get = (proxy, path, headers) => rawRequest(port(proxy), `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port(proxy)}\r\n${headers}Connection: close\r\n\r\n`)
+  const login = (proxy, token, headers) => {
+    const body = `token=${token}`
+    return rawRequest(port(proxy), `POST /login HTTP/1.1\r\nHost: 127.0.0.1:${port(proxy)}\r\n${headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`)
+  }
+  // No token, on loopback (the default): a page cannot spend the budget through the address.
+  await withProxy(answer.weather, async ({ proxy, upstream }) => {
+    for (const headers of [image, sameSite]) {
+      const refused = await get(proxy, '/v1/weather?lat=10&lon=20', headers)
+      assert.equal(refused.status, 403)
+      assert.equal(JSON.parse(refused.body).error.code, 'ERR_CROSS_SITE')
+      assert.equal((await get(proxy, '/v1/status', headers)).status, 403)
+    }
+    assert.equal(upstream.count, 0, 'nothing spent')
+    assert.equal((await get(proxy, '/v1/weather?lat=10&lon=20', '')).status, 200, 'a drone sends no Fetch Metadata')
+    assert.equal((await get(proxy, '/healthz', image)).status, 200, 'probes stay open')
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text()
+    assert.equal(sample(metrics, 'weather_cache_proxy_cross_site_requests_total'), 4)
+  })
+  // With a token: another site's form cannot log the operator's browser in with a token it chose.
+  await withProxy(answer.weather, async ({ proxy }) => {
+    const forged = await login(proxy, 'csrf-t0ken', foreignForm)
+    assert.equal(forged.status, 403)
+    assert.equal(forged.headers['set-cookie'], undefined)
+    assert.equal((await login(proxy, 'csrf-t0ken', 'Origin: http://evil.example\r\n')).status, 403, 'an older browser: its Origin')
+    const own = await login(proxy, 'csrf-t0ken', ownForm)
+    assert.equal(own.status, 303)
+    assert.match(own.headers['set-cookie'], /^weather_cache_status=/)
+    assert.equal((await login(proxy, 'csrf-t0ken', `Origin: http://127.0.0.1:${port(proxy)}\r\n`)).status, 303)
+    assert.equal((await get(proxy, '/', link)).status, 401, 'a link to the page opens its login form')
+  }, ['--token', 'csrf-t0ken'])
+})

@@ -18,6 +18,7 @@ pub struct Counters {
     pub refused_full: Counter,
     pub refused_per_address: Counter,
     pub misdirected: Counter,
+    pub cross_site: Counter,
     pub tls_failures: Counter,
     pub reloads: Counter,
     pub reload_failures: Counter,
@@ -63,6 +64,12 @@ impl Counters {
             "counter",
             "Requests refused (421) for a Host name the proxy does not serve (DNS rebinding, a wrong name).",
             &one(self.misdirected.get()),
+        );
+        family(
+            "proxy_cross_site_requests_total",
+            "counter",
+            "Requests refused (403) that another web site made a browser send (Sec-Fetch-Site, Origin).",
+            &one(self.cross_site.get()),
         );
         family("proxy_tls_handshake_failures_total", "counter", "TLS handshakes that failed or timed out.", &one(self.tls_failures.get()));
         family("proxy_reloads_total", "counter", "Reloads (SIGHUP): tokens file, certificate, access log.", &one(self.reloads.get()));

@@ -3,8 +3,8 @@
 //! is answered on the proxy's threads without ever touching the JS thread. It uses the engine;
 //! the engine knows nothing of it. See `routes.rs` for what it answers, `connection.rs` for
 //! TLS, timeouts and shutdown, `admission.rs` for connection limits, `clients.rs`, `auth.rs`
-//! and `limits.rs` for who may ask and how much, `host.rs` and `forwarded.rs` for where
-//! requests come from.
+//! and `limits.rs` for who may ask and how much, `host.rs`, `site.rs` and `forwarded.rs` for
+//! where requests come from.
 
 mod access_log;
 mod admission;
@@ -19,6 +19,7 @@ pub mod query;
 mod request_id;
 mod routes;
 mod runtime;
+mod site;
 mod status;
 mod tls;
 mod validators;

@@ -12,8 +12,9 @@
 //! | `POST /login` | the status page's form: sets its cookie (see `auth.rs`) |
 //!
 //! Checks, in order: the request target's and head's size (414, 431), `Host` (400 without one
-//! or with two, 421 for a name not served; see `host.rs`), the route (404) and method (405),
-//! the client's request rate (429), its token (401), then the route itself. Errors are
+//! or with two, 421 for a name not served; see `host.rs`), the route (404), a browser sent by
+//! another site (403, `site.rs`), the method (405), the client's request rate (429), its token
+//! (401), then the route itself. Errors are
 //! `{ "error": { "code", "message" } }`.
 
 use std::net::IpAddr;
@@ -30,7 +31,7 @@ use super::clients::Client;
 use super::host::{self, HostError};
 use super::limits::{ClientKey, Exceeded, IpKey};
 use super::query::{self, Units, MAX_QUERY_BYTES};
-use super::{auth, status, validators, Shared};
+use super::{auth, site, status, validators, Shared};
 use crate::cache::Freshness;
 use crate::engine::{Begin, Mode, Recorder, RequestError, Served};
 use crate::geo::LatLon;
@@ -188,6 +189,11 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
     if route == Route::Other {
         let message = format!("no route for {}", shown(uri.path()));
         return error(StatusCode::NOT_FOUND, "ERR_NOT_FOUND", &message, head).into();
+    }
+    if !route.is_probe() && site::is_cross_site(request.method(), request.headers(), host::authority(&request).ok().flatten()) {
+        shared.counters.cross_site.inc();
+        let message = "this proxy does not answer requests another site makes a browser send";
+        return error(StatusCode::FORBIDDEN, "ERR_CROSS_SITE", message, head).into();
     }
     let allowed = if route == Route::Login { "POST" } else { "GET, HEAD" };
     let method_ok = if route == Route::Login { request.method() == Method::POST } else { matches!(*request.method(), Method::GET | Method::HEAD) };
