@@ -12,7 +12,11 @@
 //     terminating TLS (hitch is not installed here), and its CPU is both processes';
 //   - nginx 1.22 `proxy_cache`, the cache key snapped by `map`, plain and over TLS.
 // The load: h2load (Debian's nghttp2-client), 50 keep-alive connections each holding a rate
-// (`--rps`), cycling through 20,000 URIs of 2,000 drones jittering ~100 m over a 40 km city.
+// (`--rps`), over a list of 20,000 URIs of 2,000 drones jittering ~100 m over a 40 km city.
+// h2load hands every connection that list from its start, so a run of S seconds asks about its
+// first 100 x S URIs, each from all 50 connections at about the same time: mostly repeated
+// questions (per-user hits here, hash hits for Varnish and nginx), not 2,000 drones each
+// asking about its own place.
 // CPU is utime + stime from /proc/PID/stat of the proxy's processes only (Varnish's manager and
 // child, nginx's master and workers, serve's one Node process), read around each measured run,
 // after a warm-up run that filled the caches. Latency is from h2load's per-request log. Each
@@ -329,8 +333,8 @@ export async function proxyEfficiency({ quick }) {
     } else {
       notes.push('nginx is not installed (apt-get install nginx): its rows are missing')
     }
-    // Caches filled first (the same URIs as the measured runs), then the rounds.
-    for (const c of contenders) h2load(c.base, targets, dir, { seconds: Math.min(seconds, 5), h1: c.h1 })
+    // Caches filled first, by a run as long as a measured one (so over the same URIs), then the rounds.
+    for (const c of contenders) h2load(c.base, targets, dir, { seconds, h1: c.h1 })
     for (let round = 0; round < rounds; round++) {
       for (const c of contenders) c.runs.push(measure(c.base, targets, dir, c.pids, { seconds, h1: c.h1 }))
     }
