@@ -7,9 +7,12 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import http2 from 'node:http2'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Duplex } from 'node:stream'
 import { test } from 'node:test'
+import tls from 'node:tls'
 
 import { port, rawClient, sample, sleep, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
@@ -437,4 +440,35 @@ test('review: requests another site makes a browser send are refused (403): no b
     assert.equal((await login(proxy, 'csrf-t0ken', `Origin: http://127.0.0.1:${port(proxy)}\r\n`)).status, 303)
     assert.equal((await get(proxy, '/', link)).status, 401, 'a link to the page opens its login form')
   }, ['--token', 'csrf-t0ken'])
+})
+
+test('review: under TLS the handshake and the first head share the header timeout; a slow handshake does not buy a second one', { skip: noTools }, async () => {
+  const dir = tempDir('slow-handshake')
+  const certs = makeCertificates(dir, 'slow')
+  await withProxy(answer.weather, async ({ proxy }) => {
+    // A client whose first TLS flight (the ClientHello) leaves 1.2 s late, then sends half a head.
+    const raw = net.connect({ port: port(proxy), host: '127.0.0.1' })
+    const started = Date.now()
+    let writes = 0
+    const delayed = new Duplex({
+      write(chunk, _encoding, done) {
+        setTimeout(() => raw.write(chunk, done), writes++ === 0 ? 1_200 : 0)
+      },
+      read() {},
+    })
+    raw.on('data', (d) => delayed.push(d))
+    raw.on('error', () => {})
+    const closed = new Promise((resolve) => raw.on('close', () => resolve(Date.now() - started)))
+    const client = tls.connect({ socket: delayed, ca: readFileSync(certs.root), servername: 'localhost', ALPNProtocols: ['http/1.1'] })
+    client.on('error', () => {})
+    let handshakeMs
+    client.on('secureConnect', () => {
+      handshakeMs = Date.now() - started
+      client.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n')
+    })
+    const afterMs = await closed
+    assert.ok(handshakeMs >= 1_100, `the handshake took ${handshakeMs} ms`)
+    // 2,000 ms from the accept (some slack for a busy machine); a second timeout would be ~3,200.
+    assert.ok(afterMs < 2_700, `cut off after ${afterMs} ms (--header-timeout 2000)`)
+  }, ['--tls-cert', certs.chain, '--tls-key', certs.key, '--header-timeout', '2000'])
 })

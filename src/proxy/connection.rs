@@ -2,8 +2,8 @@
 //! by ALPN under TLS; plain connections speak HTTP/1.1), with the limits a proxy on the open
 //! network needs, and the timeouts and shutdown hyper leaves to us.
 //!
-//! - The TLS handshake, then the first request head, must arrive within the header timeout: a
-//!   client that sends half of either is cut off, not held.
+//! - The TLS handshake and then the first request head must both arrive within the header
+//!   timeout of the connection's accept: a client that sends half of either is cut off, not held.
 //! - After a request a keep-alive connection may idle for the idle timeout (its next head
 //!   included), then it closes.
 //! - Heads are limited in count and size: `routes` answers 431 with a JSON body beyond our
@@ -151,11 +151,14 @@ pub(super) async fn serve(
     _slot: Slot,
     _alive: mpsc::Sender<()>,
 ) {
+    // The handshake and the first head share one deadline: a slow handshake leaves less time
+    // for the head, never a second header timeout.
+    let first_head_by = Instant::now() + shared.config.header_timeout;
     match shared.tls.as_ref().map(super::tls::Tls::current) {
-        None => drive(stream, false, false, peer, &shared, stop).await,
+        None => drive(stream, false, false, peer, &shared, stop, first_head_by).await,
         // Boxed: a TLS connection's state (rustls's buffers, the handshake) is large, and a
         // future holds room for its largest state; plain connections need not pay for it.
-        Some(tls) => Box::pin(serve_tls(stream, tls, peer, &shared, stop)).await,
+        Some(tls) => Box::pin(serve_tls(stream, tls, peer, &shared, stop, first_head_by)).await,
     }
 }
 
@@ -165,8 +168,9 @@ async fn serve_tls(
     peer: SocketAddr,
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
+    first_head_by: Instant,
 ) {
-    let handshake = tokio::time::timeout(shared.config.header_timeout, tokio_rustls::TlsAcceptor::from(tls).accept(stream));
+    let handshake = tokio::time::timeout_at(first_head_by.into(), tokio_rustls::TlsAcceptor::from(tls).accept(stream));
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
@@ -178,17 +182,25 @@ async fn serve_tls(
         _ = stop.changed() => return,
     };
     let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    drive(stream, true, http2, peer, shared, stop).await;
+    drive(stream, true, http2, peer, shared, stop, first_head_by).await;
 }
 
-async fn drive<S>(io: S, tls: bool, http2: bool, peer: SocketAddr, shared: &Arc<Shared>, mut stop: watch::Receiver<Option<Duration>>)
-where
+async fn drive<S>(
+    io: S,
+    tls: bool,
+    http2: bool,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+    first_head_by: Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    // Before the first request the header timeout applies, then the idle timeout: a head (or
-    // an HTTP/2 stream) that has not arrived by then is not waited for.
-    let activity = Arc::new(Activity::new(config.header_timeout, config.idle_timeout));
+    // Before the first request what is left of the header timeout applies, then the idle
+    // timeout: a head (or an HTTP/2 stream) that has not arrived by then is not waited for.
+    let first = first_head_by.saturating_duration_since(Instant::now());
+    let activity = Arc::new(Activity::new(first, config.idle_timeout));
     let protocol = if http2 { "HTTP/2" } else { "HTTP/1.1" };
     let service = {
         let (shared, activity) = (shared.clone(), activity.clone());
