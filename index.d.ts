@@ -120,7 +120,7 @@ export interface ListenOptions {
   host?: string
   /** Port to bind; 0 picks a free one. Default 8080. */
   port?: number
-  /** `Host` names served besides addresses and `localhost` (others get 421). Default none. */
+  /** `Host` names served besides addresses and `localhost` (others get 421): names alone, without a port or scheme (`ERR_INVALID_ARG_VALUE`). Default none. */
   allowedHosts?: string[]
   /** PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN). Goes with `tlsKey`. */
   tlsCert?: string

@@ -14,7 +14,7 @@ import { Duplex } from 'node:stream'
 import { test } from 'node:test'
 import tls from 'node:tls'
 
-import { port, rawClient, sample, sleep, startServe, withProxy } from './serve-process.mjs'
+import { bin, port, rawClient, sample, sleep, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const installed = (command, args) => !spawnSync(command, args, { stdio: 'ignore' }).error
@@ -72,6 +72,22 @@ function httpGet(url, { headers = {}, localAddress } = {}) {
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }))
     })
     request.on('error', reject)
+  })
+}
+
+/** `weather-cache serve` run to its exit, or killed after `ms`: `{ code, stdout, stderr }`. */
+function runServeFor(ms, args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms)
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
   })
 }
 
@@ -471,4 +487,24 @@ test('review: under TLS the handshake and the first head share the header timeou
     // 2,000 ms from the accept (some slack for a busy machine); a second timeout would be ~3,200.
     assert.ok(afterMs < 2_700, `cut off after ${afterMs} ms (--header-timeout 2000)`)
   }, ['--tls-cert', certs.chain, '--tls-key', certs.key, '--header-timeout', '2000'])
+})
+
+test('review: an --allowed-host with a port, scheme or path exits 2 (it could never match: every request would get 421)', async () => {
+  for (const value of ['weather.example:8443', 'https://weather.example', 'weather.example/']) {
+    // One that starts serving instead is stopped after 5 s (and fails the test).
+    const { code, stderr } = await runServeFor(5_000, ['--port', '0', '--allowed-host', value], { OPEN_WEATHER_API_KEY: API_KEY })
+    assert.equal(code, 2, `${value}: ${stderr}`)
+    assert.match(stderr, /is not a host name/)
+  }
+  const { WeatherService } = await import('../main.js')
+  const service = new WeatherService({ apiKey: API_KEY })
+  try {
+    await assert.rejects(service.listen({ port: 0, allowedHosts: ['weather.example:443'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /options\.allowedHosts/ })
+    const proxy = await service.listen({ port: 0, allowedHosts: ['Weather.Example.', '10.0.0.5'] })
+    const answered = await httpGet(`${proxy.url}/healthz`, { headers: { host: 'weather.example' } })
+    assert.equal(answered.status, 200)
+    await proxy.close(100)
+  } finally {
+    service.close()
+  }
 })

@@ -12,7 +12,7 @@ use napi_derive::napi;
 use super::errors::{describe, js_number, ArgError, Checked};
 use super::options::Reader;
 use crate::engine::{BackgroundEvents, Engine};
-use crate::proxy::{AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
+use crate::proxy::{parse_allowed_host, AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
 
 /// A running drone proxy (see `WeatherService.listen`). It keeps Node alive until closed, like
 /// a listening `net.Server`.
@@ -168,7 +168,13 @@ fn config(env: &Env, options: &Unknown) -> Checked<ProxyConfig> {
             return Err(ArgError::Value { name: name.into(), reason: format!("goes with {missing}"), received: "one of the two".into() });
         }
     };
-    config.allowed_hosts = strings(&reader, "allowedHosts")?.unwrap_or_default();
+    if let Some(names) = strings(&reader, "allowedHosts")? {
+        config.allowed_hosts = names
+            .iter()
+            .map(|n| parse_allowed_host(n))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|reason| ArgError::Value { name: "options.allowedHosts".into(), reason, received: format!("{names:?}") })?;
+    }
     if let Some(blocks) = strings(&reader, "trustProxy")? {
         config.trust_proxy = blocks
             .iter()

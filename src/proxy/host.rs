@@ -77,6 +77,19 @@ impl AllowedHosts {
     }
 }
 
+/// Checks an `--allowed-host` value: a host name (or an address), without a scheme, a port or
+/// a path, which would never match a request's name (every request would get 421).
+pub fn parse_name(name: &str) -> Result<String, String> {
+    let bare = normalized(name.trim());
+    let address = is_address(bare) || bare.parse::<std::net::Ipv6Addr>().is_ok();
+    let label = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if address || (bare.len() <= 253 && bare.split('.').all(label)) {
+        Ok(bare.to_owned())
+    } else {
+        Err(format!("\"{name}\" is not a host name (give the name alone: no scheme, port or path)"))
+    }
+}
+
 /// `host` of `host[:port]`, `[v6]` of `[v6]:port`; anything else is returned whole (and is no
 /// address: `[::1]evil` is not `[::1]`).
 fn host_of(authority: &str) -> &str {
@@ -151,6 +164,18 @@ mod tests {
         assert_eq!(http2("https://localhost/x", &["LOCALHOST"]), Ok(Some("localhost".to_owned())));
         assert_eq!(http2("https://localhost/x", &["evil.example"]), Err(HostError::Ambiguous), "Host contradicts :authority");
         assert_eq!(http2("/x", &["localhost"]), Ok(Some("localhost".to_owned())), "no :authority: Host");
+    }
+
+    #[test]
+    fn allowed_host_values_are_names() {
+        for ok in ["weather.example", "Weather.Example.", "localhost", "10.0.0.5", "[2001:db8::1]", "2001:db8::1", "my_host-1"] {
+            assert!(parse_name(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_name("Weather.Example.").unwrap(), "Weather.Example");
+        for bad in ["weather.example:8443", "https://weather.example", "weather.example/", "a..b", "", "we ather", "user@host", "*.example"] {
+            let error = parse_name(bad).unwrap_err();
+            assert!(error.contains("is not a host name"), "{bad}: {error}");
+        }
     }
 
     #[test]

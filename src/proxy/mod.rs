@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 pub use access_log::Target as AccessLogTarget;
 pub use clients::Tokens;
 pub use forwarded::Cidr;
-pub use host::is_loopback_bind;
+pub use host::{is_loopback_bind, parse_name as parse_allowed_host};
 pub use limits::LimitConfig;
 
 use self::access_log::AccessLog;
