@@ -123,19 +123,37 @@ export interface ListenOptions {
   host?: string
   /** Port to bind; 0 picks a free one. Default 8080. */
   port?: number
-  /** When set, `/v1/weather` and `/metrics` need `Authorization: Bearer <token>`. */
+  /** `Host` names served besides addresses and `localhost` (others get 421): names alone, without a port or scheme (`ERR_INVALID_ARG_VALUE`). Default none. */
+  allowedHosts?: string[]
+  /** PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN). Goes with `tlsKey`. */
+  tlsCert?: string
+  /** PEM private key of `tlsCert`. */
+  tlsKey?: string
+  /** When set (never empty), `/v1/weather`, `/metrics` and the status page need `Authorization: Bearer <token>` (the client `default`). */
   token?: string
+  /** A file of clients, one `name token` a line (`#` comments), reread by `reload()`. Excludes `token`. */
+  tokensFile?: string
   /** Serve `/metrics` without the token. Default false. */
   metricsPublic?: boolean
+  /** Requests a second per client (its name, or its address without tokens); past it 429. Default none. */
+  clientRateLimit?: number
+  /** Upstream calls a minute a client may cause (misses that start a fetch); past it 429 for those. Default none. */
+  clientUpstreamLimit?: number
+  /** CIDR blocks of peers (load balancers) whose `X-Forwarded-For` names the client. Default none. */
+  trustProxy?: string[]
   /** Connections served at once; beyond it new ones get 503 and are closed. Default 10000. */
   maxConnections?: number
-  /** Time for a request head to arrive. Default 10000. */
+  /** Connections from one address (an IPv6 /64) at once; trusted proxies aside. Default 256. */
+  maxConnectionsPerIp?: number
+  /** Time for the first request head (and a TLS handshake) to arrive. Default 10000. */
   headerTimeoutMs?: number
-  /** How long a keep-alive connection may idle between requests. Default 5000. */
+  /** How long a keep-alive connection may idle between requests (its next head included). Default 5000. */
   idleTimeoutMs?: number
   /** Longest a request may take in all. Default 30000. */
   requestTimeoutMs?: number
-  /** A file to append one JSON line per request to, or `"-"` for stdout. Default none. */
+  /** How long `close()` keeps serving, with `/readyz` at 503, before it stops accepting. Default 0. */
+  drainDelayMs?: number
+  /** A file to append one JSON line per request to (reopened by `reload()`), or `"-"` for stdout. Default none. */
   accessLog?: string
   /** Worker threads of the proxy. Default: the number of cores. */
   threads?: number

@@ -123,19 +123,37 @@ export interface ListenOptions {
   host?: string
   /** Port to bind; 0 picks a free one. Default 8080. */
   port?: number
-  /** When set, `/v1/weather` and `/metrics` need `Authorization: Bearer <token>`. */
+  /** `Host` names served besides addresses and `localhost` (others get 421): names alone, without a port or scheme (`ERR_INVALID_ARG_VALUE`). Default none. */
+  allowedHosts?: string[]
+  /** PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN). Goes with `tlsKey`. */
+  tlsCert?: string
+  /** PEM private key of `tlsCert`. */
+  tlsKey?: string
+  /** When set (never empty), `/v1/weather`, `/metrics` and the status page need `Authorization: Bearer <token>` (the client `default`). */
   token?: string
+  /** A file of clients, one `name token` a line (`#` comments), reread by `reload()`. Excludes `token`. */
+  tokensFile?: string
   /** Serve `/metrics` without the token. Default false. */
   metricsPublic?: boolean
+  /** Requests a second per client (its name, or its address without tokens); past it 429. Default none. */
+  clientRateLimit?: number
+  /** Upstream calls a minute a client may cause (misses that start a fetch); past it 429 for those. Default none. */
+  clientUpstreamLimit?: number
+  /** CIDR blocks of peers (load balancers) whose `X-Forwarded-For` names the client. Default none. */
+  trustProxy?: string[]
   /** Connections served at once; beyond it new ones get 503 and are closed. Default 10000. */
   maxConnections?: number
-  /** Time for a request head to arrive. Default 10000. */
+  /** Connections from one address (an IPv6 /64) at once; trusted proxies aside. Default 256. */
+  maxConnectionsPerIp?: number
+  /** Time for the first request head (and a TLS handshake) to arrive. Default 10000. */
   headerTimeoutMs?: number
-  /** How long a keep-alive connection may idle between requests. Default 5000. */
+  /** How long a keep-alive connection may idle between requests (its next head included). Default 5000. */
   idleTimeoutMs?: number
   /** Longest a request may take in all. Default 30000. */
   requestTimeoutMs?: number
-  /** A file to append one JSON line per request to, or `"-"` for stdout. Default none. */
+  /** How long `close()` keeps serving, with `/readyz` at 503, before it stops accepting. Default 0. */
+  drainDelayMs?: number
+  /** A file to append one JSON line per request to (reopened by `reload()`), or `"-"` for stdout. Default none. */
   accessLog?: string
   /** Worker threads of the proxy. Default: the number of cores. */
   threads?: number
@@ -173,9 +191,17 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * a listening `net.Server`.
  */
 export declare class WeatherProxy {
-  /** `http://host:port` it listens on (the port resolved when 0 was asked for). */
+  /** `http://host:port` (`https://` with TLS) it listens on (the port resolved when 0 was asked for). */
   get url(): string
   get port(): number
+  /**
+   * Reads `tokensFile` and the TLS certificate and key again and reopens the access log
+   * (what `weather-cache serve` does on SIGHUP). Each takes effect at once for new requests
+   * and connections; requests in flight finish as they began. Resolves to what was
+   * reloaded; rejects (`ERR_PROXY_RELOAD`) if anything failed to load, which then stays as
+   * it was (the rest is reloaded).
+   */
+  reload(): Promise<ProxyReloaded>
   /**
    * Stops accepting connections, closes idle and half-open ones at once, lets requests in
    * flight finish within `graceMs` (default 10000), then resolves. Calling it again resolves
@@ -301,6 +327,16 @@ export interface ProviderStats {
   rateLimited: number
   /** End of this provider's rate-limit cooldown (epoch ms, service clock), 0 when none. */
   backoffUntil: number
+}
+
+/** What `WeatherProxy.reload()` reloaded. */
+export interface ProxyReloaded {
+  /** Clients in the tokens file (with `tokensFile`). */
+  clients?: number
+  /** The TLS certificate and key were read again. */
+  certificate: boolean
+  /** The access log file was reopened (for logrotate). */
+  accessLog: boolean
 }
 
 /** The shared tier's numbers. */

@@ -17,7 +17,7 @@ export function parsePrometheus(text) {
       types.set(m[1], m[2])
       continue
     }
-    m = /^(weather_cache_[a-z_]+)(\{provider="(?:[^"\\\n]|\\["\\n])*"\})? (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/.exec(line)
+    m = /^(weather_cache_[a-z_]+)(\{[a-z_]+="(?:[^"\\\n]|\\["\\n])*"(?:,[a-z_]+="(?:[^"\\\n]|\\["\\n])*")*\})? (-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/.exec(line)
     assert.ok(m, `not a valid sample line: ${JSON.stringify(line)}`)
     assert.ok(types.has(m[1]), `sample before its TYPE: ${m[1]}`)
     if (m[2]) {

@@ -3,43 +3,11 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 
 import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
 import { parsePrometheus } from './prometheus.mjs'
+import { bin, port, rawClient, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
-
-const bin = fileURLToPath(new URL('../bin/weather-cache.mjs', import.meta.url))
-
-/** Starts `weather-cache serve` and resolves once it says where it listens. */
-function startServe(args, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    const exited = new Promise((done) => child.on('exit', (code, signal) => done({ code, signal, stdout, stderr })))
-    child.exited = exited
-    child.stdout.on('data', (d) => {
-      stdout += d
-      const match = /listening on (http:\/\/[^ ]+)/.exec(stdout)
-      if (match) resolve({ url: match[1], child, exited, output: () => stdout })
-    })
-    child.stderr.on('data', (d) => (stderr += d))
-    exited.then(({ code }) => reject(new Error(`serve exited (${code}) before listening:\n${stdout}\n${stderr}`)))
-  })
-}
-
-async function withProxy(behaviour, fn, args = []) {
-  const upstream = await startUpstream(behaviour)
-  const proxy = await startServe(['--upstream', upstream.url, '--api-key', API_KEY, ...args])
-  try {
-    await fn({ upstream, proxy, get: (path, init) => fetch(`${proxy.url}${path}`, init) })
-  } finally {
-    proxy.child.kill('SIGKILL')
-    await proxy.exited
-    await upstream.close()
-  }
-}
 
 test('200: the weather, its source and age; units pick `temp`', () =>
   withProxy(answer.fixed(20.6), async ({ get, upstream }) => {
@@ -195,22 +163,6 @@ test('bad flags and bad options exit 2 with a message', async () => {
 
 // Issue 12: the proxy in Rust, closed to strangers and hard to hold open.
 
-/** A raw TCP client: what it received, and when the server closed on it. */
-function rawClient(port, send = '') {
-  const socket = net.connect(port, '127.0.0.1')
-  const started = Date.now()
-  let data = ''
-  socket.on('data', (d) => (data += d))
-  const closed = new Promise((resolve) => {
-    socket.on('close', () => resolve({ data, afterMs: Date.now() - started }))
-    socket.on('error', () => {})
-  })
-  socket.on('connect', () => send && socket.write(send))
-  return { socket, closed }
-}
-
-const port = (proxy) => Number(new URL(proxy.url).port)
-
 test('a half-open client is cut off by the header timeout, and SIGTERM with one present is prompt', async () => {
   const upstream = await startUpstream(answer.weather)
   const proxy = await startServe(['--upstream', upstream.url, '--api-key', API_KEY, '--header-timeout', '500'])
@@ -233,12 +185,15 @@ test('a half-open client is cut off by the header timeout, and SIGTERM with one 
   }
 })
 
-test('idle keep-alive connections are closed after the idle timeout', () =>
+test('idle keep-alive connections are closed after the idle timeout, half-way into their next head too', () =>
   withProxy(answer.weather, async ({ proxy }) => {
     const client = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
-    const { data, afterMs } = await client.closed
-    assert.match(data, /^HTTP\/1\.1 200/)
-    assert.ok(afterMs >= 250 && afterMs < 2_000, `closed after ${afterMs} ms`)
+    // Another one answered, then starting a next head it never finishes.
+    const halfway = rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo')
+    for (const { data, afterMs } of [await client.closed, await halfway.closed]) {
+      assert.match(data, /^HTTP\/1\.1 200/)
+      assert.ok(afterMs >= 250 && afterMs < 2_000, `closed after ${afterMs} ms`)
+    }
   }, ['--idle-timeout', '300']))
 
 test('1,000 concurrent keep-alive connections are answered', () =>
@@ -258,7 +213,7 @@ test('1,000 concurrent keep-alive connections are answered', () =>
     assert.ok(answers.every((a) => a.status === 200 && typeof a.body.tempC === 'number'))
     assert.equal(upstream.count, 1)
     agent.destroy()
-  }))
+  }, ['--max-connections-per-ip', '1000'])) // all from 127.0.0.1 (256 by default)
 
 test('the connection limit: beyond it, 503 at once and a close', () =>
   withProxy(answer.weather, async ({ proxy, get }) => {
@@ -273,7 +228,7 @@ test('the connection limit: beyond it, 503 at once and a close', () =>
     await new Promise((resolve) => setTimeout(resolve, 100))
     assert.equal((await get('/healthz')).status, 200, 'slots free again')
     const metrics = await (await get('/metrics')).text()
-    assert.match(metrics, /^weather_cache_proxy_refused_connections_total 1$/m)
+    assert.match(metrics, /^weather_cache_proxy_refused_connections_total\{reason="limit"\} 1$/m)
   }, ['--max-connections', '3']))
 
 test('a token: 401 without it (WWW-Authenticate), 200 with it; /healthz stays open; --metrics-public', async () => {
@@ -333,7 +288,9 @@ test('--api-key-file: the key from a file; --api-key still works but warns; no s
   }
   const { readFileSync } = await import('node:fs')
   const log = readFileSync(`${dir}/access.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-  assert.deepEqual(Object.keys(log[0]).sort(), ['bytes', 'durationMs', 'method', 'path', 'source', 'status', 'time'])
+  assert.deepEqual(Object.keys(log[0]).sort(), ['bytes', 'client', 'clientName', 'durationMs', 'method', 'path', 'protocol', 'requestId', 'source', 'status', 'time'])
+  assert.deepEqual([log[0].client, log[0].clientName, log[0].protocol], ['127.0.0.1', null, 'HTTP/1.1'])
+  assert.match(log[0].requestId, /^[0-9a-f]{20}$/)
   assert.deepEqual([log[0].path, log[0].status, log[0].source], ['/v1/weather', 200, 'network'])
   const text = readFileSync(`${dir}/access.log`, 'utf8')
   for (const secret of [API_KEY, 'secret-user', 'lat=']) assert.ok(!text.includes(secret), secret)
@@ -401,4 +358,249 @@ test('--providers: a 429 from OpenWeather is answered by Open-Meteo, not a 503',
   } finally {
     await om.close()
   }
+})
+
+// Issue 21: defects a review found by probing a running proxy. Each test failed on the main of
+// the time (see the issue); they assert what a client or an operator sees.
+
+test('defect 1: --access-log - survives a full pipe: every line arrives, whole, once the reader resumes', async () => {
+  await withProxy(answer.weather, async ({ proxy, get }) => {
+    // The reader stops: the pipe (64 KiB) and Node's buffer fill long before 3,000 lines.
+    proxy.child.stdout.pause()
+    const total = 3_000
+    for (let i = 0; i < total; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, () => get('/healthz').then((r) => r.text())))
+    }
+    proxy.child.stdout.resume()
+    const lines = () => proxy.output().split('\n').filter((l) => l.startsWith('{'))
+    for (let waited = 0; lines().length < total && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20))
+    const written = lines()
+    assert.equal(written.length, total, `${written.length} of ${total} lines written`)
+    for (const line of written) assert.equal(JSON.parse(line).path, '/healthz')
+    const metrics = await (await get('/metrics')).text()
+    assert.match(metrics, /^weather_cache_proxy_access_log_dropped_total 0$/m)
+  }, ['--access-log', '-'])
+})
+
+test('defect 2: an empty token from any source exits 2 instead of turning auth off', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-empty-token-`)
+  writeFileSync(`${dir}/empty`, '\n')
+  for (const [args, env] of [[['--token', ''], {}], [['--token', '   '], {}], [[], { WEATHER_CACHE_TOKEN: '' }], [['--token-file', `${dir}/empty`], {}]]) {
+    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { env: { ...process.env, OPEN_WEATHER_API_KEY: API_KEY, ...env } })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    // A proxy that started without auth would never exit by itself.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    clearTimeout(timer)
+    assert.equal(code, 2, `${JSON.stringify(args)} ${JSON.stringify(env)}`)
+    assert.match(stderr, /empty/)
+  }
+  // From code: listen({ token: '' }) rejects.
+  const { WeatherService } = await import('../main.js')
+  const service = new WeatherService({ apiKey: API_KEY })
+  try {
+    await assert.rejects(service.listen({ port: 0, token: '' }), { code: 'ERR_INVALID_ARG_VALUE' })
+  } finally {
+    service.close()
+  }
+})
+
+test('defect 3: Host is required (400) and must be a name the proxy serves (421); loopback names by default, --allowed-host adds', async () => {
+  const { rawRequest } = await import('./serve-process.mjs')
+  const asker = (proxy) => (host, path = '/v1/weather?lat=1&lon=1') =>
+    rawRequest(port(proxy), `GET ${path} HTTP/1.1\r\n${host === null ? '' : `Host: ${host}\r\n`}Connection: close\r\n\r\n`)
+  await withProxy(answer.weather, async ({ proxy, upstream }) => {
+    const ask = asker(proxy)
+    const missing = await ask(null)
+    assert.equal(missing.status, 400, 'no Host')
+    assert.equal(JSON.parse(missing.body).error.code, 'ERR_MISSING_HOST')
+    for (const rebound of ['evil.example', 'evil.example:8080', '127.evil.example', 'localhost.evil.example']) {
+      const refused = await ask(rebound)
+      assert.equal(refused.status, 421, rebound)
+      assert.equal(JSON.parse(refused.body).error.code, 'ERR_HOST_NOT_ALLOWED')
+      assert.equal((await ask(rebound, '/v1/status')).status, 421, `${rebound} /v1/status`)
+      assert.equal((await ask(rebound, '/metrics')).status, 421, `${rebound} /metrics`)
+    }
+    assert.equal(upstream.count, 0, 'no refused request spent the budget')
+    for (const name of ['localhost', `localhost:${port(proxy)}`, 'LOCALHOST.', '127.0.0.1', `127.0.0.1:${port(proxy)}`, '[::1]:80']) {
+      assert.equal((await ask(name)).status, 200, name)
+    }
+    // Liveness answers whatever the name (a load balancer's probe uses an address).
+    assert.equal((await ask('evil.example', '/healthz')).status, 200)
+  })
+  await withProxy(answer.weather, async ({ proxy }) => {
+    const ask = asker(proxy)
+    for (const name of ['weather.example', 'WEATHER.example.:443', 'localhost']) assert.equal((await ask(name)).status, 200, name)
+    assert.equal((await ask('other.example')).status, 421)
+  }, ['--allowed-host', 'weather.example'])
+})
+
+test('defect 4: the status cookie is set by the server (HttpOnly, SameSite=Strict), holds no token, and opens the status routes only', async () => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-cookie-`)
+  writeFileSync(`${dir}/token`, 'c00kie-t0ken\n')
+  await withProxy(answer.weather, async ({ get }) => {
+    const login = await get('/login', { method: 'POST', body: new URLSearchParams({ token: 'c00kie-t0ken' }), redirect: 'manual' })
+    assert.equal(login.status, 303)
+    assert.equal(login.headers.get('location'), '/')
+    const cookie = login.headers.get('set-cookie')
+    assert.match(cookie, /; HttpOnly/)
+    assert.match(cookie, /; SameSite=Strict/)
+    assert.match(cookie, /; Path=\//)
+    assert.doesNotMatch(cookie, /; Secure/, 'plain HTTP: a Secure cookie would never come back')
+    assert.ok(!cookie.includes('c00kie-t0ken') && !cookie.includes(encodeURIComponent('c00kie-t0ken')), 'no token in the cookie')
+    const pair = cookie.split(';')[0]
+    assert.equal((await get('/', { headers: { cookie: pair } })).status, 200)
+    assert.equal((await get('/v1/status', { headers: { cookie: pair } })).status, 200)
+    assert.equal((await get('/v1/weather?lat=1&lon=1', { headers: { cookie: pair } })).status, 401, 'the cookie spends no budget')
+    assert.equal((await get('/metrics', { headers: { cookie: pair } })).status, 401)
+    // A wrong token gets the form again; the old client-side cookie (the raw token) opens nothing.
+    const wrong = await get('/login', { method: 'POST', body: new URLSearchParams({ token: 'nope' }), redirect: 'manual' })
+    assert.equal(wrong.status, 401)
+    assert.equal(wrong.headers.get('set-cookie'), null)
+    assert.equal((await get('/v1/status', { headers: { cookie: 'weather_cache_token=c00kie-t0ken' } })).status, 401)
+    // The form posts to the server; the page has no script that could see the token.
+    const form = await (await get('/')).text()
+    assert.match(form, /<form[^>]+method="post"[^>]+action="\/login"/)
+    assert.doesNotMatch(form, /document\.cookie/)
+  }, ['--token-file', `${dir}/token`])
+})
+
+test('defect 5: the 401 login page has the real page\'s CSP, X-Frame-Options and Cache-Control: no-store', async () => {
+  await withProxy(answer.weather, async ({ get }) => {
+    const login = await get('/')
+    assert.equal(login.status, 401)
+    assert.match(login.headers.get('content-security-policy'), /default-src 'none'/)
+    assert.match(login.headers.get('content-security-policy'), /frame-ancestors 'none'/)
+    assert.equal(login.headers.get('x-frame-options'), 'DENY')
+    assert.equal(login.headers.get('cache-control'), 'no-store')
+  }, ['--token', 'frame-t0ken'])
+})
+
+test('defect 6: a half-sent head costs at most 40 KiB, and one address cannot take every connection', async () => {
+  const { rssKiB, sleep } = await import('./serve-process.mjs')
+  // 1,000 clients, each some way into a head it never finishes (spread over ten addresses): one
+  // the proxy holds, and one past what it buffers.
+  for (const size of [15_000, 60_000]) {
+    await withProxy(answer.weather, async ({ proxy }) => {
+      await sleep(200)
+      const before = await rssKiB(proxy.child.pid)
+      const clients = []
+      for (let i = 0; i < 1_000; i++) {
+        clients.push(rawClient(port(proxy), `GET /healthz HTTP/1.1\r\nHost: x\r\nx-pad: ${'a'.repeat(size)}`, { localAddress: `127.0.0.${10 + (i % 10)}` }))
+        if (i % 100 === 99) await sleep(50)
+      }
+      await sleep(1_500)
+      const perConnection = ((await rssKiB(proxy.child.pid)) - before) / clients.length
+      for (const c of clients) c.socket.destroy()
+      assert.ok(perConnection <= 40, `${perConnection.toFixed(1)} KiB per half-sent head of ${size} bytes`)
+    }, ['--header-timeout', '60000'])
+  }
+  await withProxy(answer.weather, async ({ proxy, get }) => {
+    const held = Array.from({ length: 3 }, () => rawClient(port(proxy), '', { localAddress: '127.0.0.5' }))
+    await sleep(100)
+    const refused = await rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', { localAddress: '127.0.0.5' }).closed
+    assert.match(refused.data, /^HTTP\/1\.1 503/)
+    assert.match(refused.data, /ERR_TOO_MANY_CONNECTIONS_FROM_ADDRESS/)
+    const other = await rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { localAddress: '127.0.0.6' }).closed
+    assert.match(other.data, /^HTTP\/1\.1 200/, 'another address is served')
+    for (const h of held) h.socket.destroy()
+    await sleep(100)
+    const again = await rawClient(port(proxy), 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { localAddress: '127.0.0.5' }).closed
+    assert.match(again.data, /^HTTP\/1\.1 200/, 'slots of that address free again')
+    const metrics = await (await get('/metrics')).text()
+    assert.match(metrics, /^weather_cache_proxy_refused_connections_total\{reason="per-address"\} 1$/m)
+  }, ['--max-connections-per-ip', '3'])
+})
+
+test('defect 7: a request timeout is a 504 with Retry-After, logged under the route that timed out', async () => {
+  const { mkdtempSync, readFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-timeout-`)
+  await withProxy(answer.hang, async ({ get }) => {
+    const slow = await get('/v1/weather?lat=1&lon=1')
+    assert.equal(slow.status, 504)
+    assert.ok(Number(slow.headers.get('retry-after')) >= 1)
+    assert.equal((await slow.json()).error.code, 'ERR_UPSTREAM_TIMEOUT')
+    const head = await get('/v1/weather?lat=1&lon=1', { method: 'HEAD' })
+    assert.equal(head.status, 504)
+  }, ['--request-timeout', '300', '--access-log', `${dir}/access.log`])
+  const log = readFileSync(`${dir}/access.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  assert.deepEqual(log.map((l) => [l.method, l.path, l.status]), [['GET', '/v1/weather', 504], ['HEAD', '/v1/weather', 504]])
+})
+
+test('defect 8: If-None-Match reads every header line, and W/W/ is no validator', () =>
+  withProxy(answer.weather, async ({ proxy, get }) => {
+    const { rawRequest } = await import('./serve-process.mjs')
+    const etag = (await get('/v1/weather?lat=10&lon=10')).headers.get('etag')
+    const ask = (lines) => rawRequest(port(proxy), `GET /v1/weather?lat=10&lon=10 HTTP/1.1\r\nHost: localhost\r\n${lines}Connection: close\r\n\r\n`)
+    assert.equal((await ask(`If-None-Match: "other"\r\nIf-None-Match: ${etag}\r\n`)).status, 304, 'the second line matches')
+    assert.equal((await ask(`If-None-Match: "a", ${etag}\r\n`)).status, 304, 'a list')
+    assert.equal((await ask(`If-None-Match: W/${etag}\r\n`)).status, 200, 'W/W/ is malformed')
+    assert.equal((await ask(`If-None-Match: ${etag.slice(2)}\r\n`)).status, 304, 'weak comparison: the strong form matches')
+    assert.equal((await ask(`If-None-Match: ${etag}x\r\n`)).status, 200)
+  }))
+
+test('defect 10: coordinates padded with Unicode whitespace are refused', () =>
+  withProxy(answer.weather, async ({ get, upstream }) => {
+    for (const lat of ['%E3%80%801', '%C2%A01', '1%E2%80%83', '%0B1']) {
+      const res = await get(`/v1/weather?lat=${lat}&lon=1`)
+      assert.equal(res.status, 400, lat)
+      assert.equal((await res.json()).error.code, 'ERR_INVALID_ARG_VALUE')
+    }
+    assert.equal((await get('/v1/weather?lat=%201%20&lon=1')).status, 200, 'ASCII spaces still pass')
+    assert.equal(upstream.count, 1)
+  }))
+
+test('defect 11: a refused connection has its request read, so the 503 arrives and the close is a FIN, not a reset', () =>
+  withProxy(answer.weather, async ({ proxy }) => {
+    const held = rawClient(port(proxy))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    // The request sits unread in the proxy's socket unless the proxy reads it, and closing a
+    // socket with unread data (or receiving data once closed) sends a reset, which on a real
+    // network can overtake the answer. The client, still sending as one across a network
+    // would be when the 503 arrives, must find the proxy reading until it is done: no reset
+    // (EPIPE / ECONNRESET).
+    const refused = await new Promise((resolve) => {
+      const socket = net.connect({ port: port(proxy), host: '127.0.0.1', allowHalfOpen: true })
+      let data = ''
+      let error = null
+      socket.on('connect', () => socket.write(`GET /v1/weather?lat=1&lon=1 HTTP/1.1\r\nHost: x\r\nx-pad: ${'p'.repeat(4000)}\r\n\r\n`))
+      socket.on('data', (d) => (data += d))
+      socket.on('end', () => setTimeout(() => socket.write('\r\n', () => setTimeout(() => socket.end(), 100)), 100))
+      socket.on('error', (e) => (error = e))
+      socket.on('close', () => resolve({ data, error }))
+    })
+    assert.match(refused.data, /^HTTP\/1\.1 503/)
+    assert.equal(refused.error?.code, undefined, 'closed with a FIN, never a reset')
+    held.socket.destroy()
+  }, ['--max-connections', '1']))
+
+test('defect 12: 404 before 405, 414 for a long path, bytes as sent for HEAD and 304, 127.evil.com is not loopback', async () => {
+  const { mkdtempSync, readFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const dir = mkdtempSync(`${tmpdir()}/weather-cache-cosmetic-`)
+  await withProxy(answer.weather, async ({ get }) => {
+    assert.equal((await get('/nope', { method: 'POST' })).status, 404)
+    const long = await get(`/${'p'.repeat(20 * 1024)}`)
+    assert.equal(long.status, 414)
+    assert.equal((await long.json()).error.code, 'ERR_URI_TOO_LONG')
+    const full = await get('/v1/weather?lat=1&lon=1')
+    const etag = full.headers.get('etag')
+    const length = Number(full.headers.get('content-length'))
+    assert.equal((await get('/v1/weather?lat=1&lon=1', { method: 'HEAD' })).status, 200)
+    assert.equal((await get('/v1/weather?lat=1&lon=1', { headers: { 'if-none-match': etag } })).status, 304)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const log = readFileSync(`${dir}/access.log`, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const weather = log.filter((l) => l.path === '/v1/weather').map((l) => [l.method, l.status, l.bytes])
+    assert.deepEqual(weather, [['GET', 200, length], ['HEAD', 200, 0], ['GET', 304, 0]])
+  }, ['--access-log', `${dir}/access.log`])
+  // The warning's loopback test reads addresses, not prefixes of names.
+  const { runServe } = await import('./serve-process.mjs')
+  const { stderr } = await runServe(['--host', '127.evil.com', '--port', '0'], { OPEN_WEATHER_API_KEY: API_KEY })
+  assert.match(stderr, /warning: listening on 127\.evil\.com without a token/)
 })

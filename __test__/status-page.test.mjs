@@ -1,7 +1,7 @@
 // The proxy's status page (GET /) in a real browser: Debian's chromium driven by
 // playwright-core, loading the page from a running proxy after a small fleet flew through it,
 // with every request outside 127.0.0.1 refused (the page must work offline). It logs in through
-// the page's token form, checks the counters and the entries drawn against /v1/status, and
+// the page's token form (the server sets an HttpOnly cookie), checks the counters and the entries drawn against /v1/status, and
 // saves a screenshot in the test's temp dir (UPDATE_SCREENSHOT=1 also writes
 // docs/status-page.png, the README's).
 import assert from 'node:assert/strict'
@@ -68,6 +68,13 @@ test('the status page shows the fleet: counters, entries as disks, requests as d
   await page.fill('#token', TOKEN)
   await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')])
   await page.waitForSelector('body[data-loaded="true"]')
+  // The server set the cookie: no script can read it, no other site sends it, and it holds a
+  // digest that opens the status routes only, never the token.
+  const cookies = await page.context().cookies()
+  assert.equal(cookies.length, 1)
+  assert.deepEqual([cookies[0].name, cookies[0].httpOnly, cookies[0].sameSite, cookies[0].path], ['weather_cache_status', true, 'Strict', '/'])
+  assert.ok(!cookies[0].value.includes(TOKEN))
+  assert.equal(await page.evaluate(() => document.cookie), '')
 
   const status = await (await fetch(`${proxy.url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
   assert.ok(status.entries.length > 0)
@@ -88,4 +95,55 @@ test('the status page shows the fleet: counters, entries as disks, requests as d
   await page.screenshot({ path: shot, fullPage: true })
   assert.ok(statSync(shot).size > 10_000)
   if (process.env.UPDATE_SCREENSHOT) copyFileSync(shot, docs)
+})
+
+test('another site open in the operator\'s browser can neither spend the budget through 127.0.0.1 nor log the browser in (login CSRF)', { skip, timeout: 60_000 }, async (t) => {
+  const { chromium } = await import('playwright-core')
+  const { createServer } = await import('node:http')
+  const upstream = await startUpstream()
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url })
+  // Two proxies on loopback: the default (no token) and one with a token and its login form.
+  const open = await service.listen({ port: 0 })
+  const guarded = await service.listen({ port: 0, token: TOKEN })
+  // The other site, on http://localhost (another site than http://127.0.0.1): images and a
+  // fetch at the open proxy, and a form posting a token it knows (its own) to the other's /login.
+  const evil = createServer((req, res) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8')
+    res.end(`<!doctype html><body><form id="f" method="post" action="${guarded.url}/login"><input name="token" value="${TOKEN}"></form>
+<script>
+  for (let i = 0; i < 20; i++) new Image().src = '${open.url}/v1/weather?lat=' + (10 + i) + '&lon=' + (20 + i)
+  fetch('${open.url}/v1/weather?lat=-10&lon=-10', { mode: 'no-cors' }).catch(() => {})
+  setTimeout(() => document.getElementById('f').submit(), 500)
+</script></body>`)
+  })
+  await new Promise((resolve) => evil.listen(0, '127.0.0.1', resolve))
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu'] })
+  t.after(async () => {
+    await browser.close()
+    await new Promise((resolve) => evil.close(resolve))
+    await open.close(1_000)
+    await guarded.close(1_000)
+    service.close()
+    await upstream.close()
+  })
+  const context = await browser.newContext()
+  const page = await context.newPage()
+  const answered = []
+  page.on('response', (response) => answered.push([new URL(response.url()).pathname, response.status()]))
+  const posted = page.waitForResponse((response) => response.url() === `${guarded.url}/login`)
+  await page.goto(`http://localhost:${evil.address().port}/`)
+  await posted
+  await page.waitForLoadState('load')
+  // The redirect a successful login gets would lead to the page: give it the time to happen.
+  await page.waitForTimeout(300)
+  assert.equal(upstream.count, 0, 'no upstream call made for the other site')
+  assert.deepEqual(await context.cookies(guarded.url), [], 'no cookie set by the forged login')
+  assert.ok(answered.some(([path, status]) => path === '/login' && status === 403), JSON.stringify(answered))
+  // The operator's own login on the page still works.
+  const own = await context.newPage()
+  assert.equal((await own.goto(`${guarded.url}/`)).status(), 401)
+  await own.fill('#token', TOKEN)
+  await Promise.all([own.waitForNavigation(), own.click('button[type=submit]')])
+  assert.equal((await context.cookies(guarded.url)).length, 1)
+  assert.equal((await own.reload()).status(), 200)
 })

@@ -1,7 +1,7 @@
 // `npm run bench`: weather-cache against the implementations a user would pick instead, side by
 // side in one process (memory in child processes), all on the same simulated upstream.
 //
-//   node bench/run.mjs [--quick] [--check] [--only hit,burst,fleet,main,memory,tier,proxy] [--tier-timeout-ms N]
+//   node bench/run.mjs [--quick] [--check] [--only hit,burst,fleet,main,memory,tier,proxy,efficiency] [--tier-timeout-ms N]
 //
 // `--tier-timeout-ms` runs the shared tier's fleet with that Redis deadline instead of the
 // bench's 1 s (the default of the option is 100 ms; see bench/scenarios/tier.mjs).
@@ -32,10 +32,11 @@ import { mainThread } from './scenarios/main-thread.mjs'
 import { memory } from './scenarios/memory.mjs'
 import { tier } from './scenarios/tier.mjs'
 import { proxyBench, LIKE_FOR_LIKE } from './scenarios/proxy.mjs'
+import { proxyEfficiency } from './scenarios/proxy-efficiency.mjs'
 import { Targets } from './targets.mjs'
 import { redisServerInstalled } from '../lib/local-redis.mjs'
 
-const SCENARIOS = ['hit', 'burst', 'fleet', 'main', 'memory', 'tier', 'proxy']
+const SCENARIOS = ['hit', 'burst', 'fleet', 'main', 'memory', 'tier', 'proxy', 'efficiency']
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const check = args.includes('--check')
@@ -237,6 +238,42 @@ if (wanted('proxy')) {
       judge(rps, ours.reqPerSec / theirs.reqPerSec, ours.reqPerSec >= 1.5 * theirs.reqPerSec)
       judge(p99, ours.p99Ms / theirs.p99Ms, ours.p99Ms <= theirs.p99Ms)
     }
+  })
+}
+
+// The proxy's CPU per request at a held rate, plain and over TLS (part of bench:proxy too).
+if (wanted('proxy') || wanted('efficiency')) {
+  const E = {
+    cpu: "efficiency: CPU per request <= 0.5x Varnish's",
+    p99: "efficiency: p99 (default threads) <= Varnish's",
+    tls: 'efficiency: TLS costs < 2x plain (CPU per request)',
+  }
+  await targets.scenario('proxy efficiency', [[E.cpu, 'noisy', '<= 0.5'], [E.p99, 'noisy', '<= 1'], [E.tls, 'noisy', '< 2']], async (judge) => {
+    const r = (results.proxyEfficiency = await proxyEfficiency({ quick }))
+    if (r.skipped) return r.skipped
+    table(`proxy efficiency: h2load, ${r.clients} keep-alive connections holding ${fmt(r.offeredPerSec)} req/s for ${r.seconds} s, warm caches, 20 ms upstream`, r.rows, [
+      ['req/s', (x) => fmt(x.reqPerSec)],
+      ['CPU ms / 1k req', (x) => fmt(x.cpuMsPer1k, 1)],
+      ['cores busy', (x) => fmt(x.cores, 2)],
+      ['p50 ms', (x) => fmt(x.p50Ms, 2)],
+      ['p99 ms', (x) => fmt(x.p99Ms, 2)],
+      ['p99.9 ms', (x) => fmt(x.p999Ms, 2)],
+      ['errors', (x) => fmt(x.errors)],
+    ])
+    for (const note of r.notes) console.log(note)
+    const serve = r.rows['weather-cache serve, HTTP/1.1']
+    const serveTls = r.rows['weather-cache serve, TLS HTTP/1.1']
+    const varnish = r.rows['Varnish 7.1, HTTP/1.1']
+    if (!serve) return 'the plain serve row is missing'
+    if (varnish) {
+      judge(E.cpu, serve.cpuMsPer1k / varnish.cpuMsPer1k, serve.cpuMsPer1k <= 0.5 * varnish.cpuMsPer1k)
+      judge(E.p99, serve.p99Ms / varnish.p99Ms, serve.p99Ms <= varnish.p99Ms)
+    } else {
+      judge.cannot(E.cpu, r.missing?.varnish ?? 'the Varnish row is missing')
+      judge.cannot(E.p99, r.missing?.varnish ?? 'the Varnish row is missing')
+    }
+    if (serveTls) judge(E.tls, serveTls.cpuMsPer1k / serve.cpuMsPer1k, serveTls.cpuMsPer1k < 2 * serve.cpuMsPer1k)
+    else judge.cannot(E.tls, 'the TLS serve row is missing')
   })
 }
 

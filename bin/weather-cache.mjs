@@ -31,7 +31,7 @@ async function serve(args) {
   if (options.help) return console.log(SERVE_HELP)
   for (const warning of options.warnings) console.error(`weather-cache serve: warning: ${warning}`)
   const proxy = await startServer(options)
-  console.log(`weather-cache serve: listening on ${proxy.url} (GET /v1/weather, /metrics, /healthz)`)
+  console.log(`weather-cache serve: listening on ${proxy.url} (GET /v1/weather, /metrics, /healthz, /readyz)`)
   const stop = async (signal) => {
     console.log(`weather-cache serve: ${signal}, finishing requests in flight`)
     await proxy.shutdown()
@@ -39,6 +39,16 @@ async function serve(args) {
   }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  // The proxy rereads its files itself: this only relays the signal (and says how it went).
+  process.on('SIGHUP', () => {
+    proxy.reload().then(
+      (done) => {
+        const parts = [done.clients === undefined ? null : `${done.clients} clients`, done.certificate ? 'the certificate' : null, done.accessLog ? 'the access log' : null]
+        console.error(`weather-cache serve: SIGHUP, reloaded ${parts.filter(Boolean).join(', ') || 'nothing (no file to reread)'}`)
+      },
+      (error) => console.error(`weather-cache serve: warning: ${error.message}`),
+    )
+  })
 }
 
 async function demo(args) {

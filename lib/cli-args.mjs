@@ -5,7 +5,9 @@ export class UsageError extends Error {}
 
 /**
  * Parses `argv` against `spec` ({ name: { type: 'string' | 'int' | 'number' | 'boolean', min?, max?,
- * choices? } }). Returns `{ values, help }`; unknown flags and bad values throw UsageError.
+ * choices?, list? } }). A `list` flag may be given several times, each value comma-separated: its
+ * value is the array of them all. Returns `{ values, help }`; unknown flags and bad values throw
+ * UsageError.
  */
 export function parseFlags(argv, spec) {
   const values = {}
@@ -23,6 +25,12 @@ export function parseFlags(argv, spec) {
     }
     const raw = inline ?? argv[++i]
     if (raw === undefined) throw new UsageError(`--${name} needs a value`)
+    if (rule.list) {
+      const items = raw.split(',').map((item) => item.trim())
+      if (items.some((item) => item === '')) throw new UsageError(`--${name} has an empty item (got "${raw}")`)
+      values[name] = [...(values[name] ?? []), ...items.map((item) => convert(name, item, rule))]
+      continue
+    }
     values[name] = convert(name, raw, rule)
   }
   return { values, help: false }

@@ -1,7 +1,9 @@
 // `weather-cache serve`: the drone proxy. The HTTP server runs inside the addon, on threads of
 // its own (WeatherService.listen): this file parses flags, reads secrets, warns about risky
-// set-ups and hands over.
+// set-ups and hands over. Files the proxy rereads on SIGHUP (tokens, certificate) are read by
+// the proxy itself, so that reloading needs no JS (`WeatherProxy.reload()`).
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 
 import { WeatherService } from '../main.js'
 import { UsageError, parseFlags } from './cli-args.mjs'
@@ -14,29 +16,50 @@ A weather proxy for drone fleets: every drone asks this server, the cache asks O
   GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial]
       200 { condition, tempC, tempF, temp, units, source, fetchedAt, ageMs }
           Cache-Control: max-age=<freshness left>, ETag; If-None-Match gets 304
-      400 { error: { code, message } } for bad parameters, 401 without the token
-      503 when there is nothing to serve (with Retry-After when rate limited)
+      400 { error: { code, message } } for bad parameters, 401 without a token
+      429 with Retry-After past a per-client limit
+      503 when there is nothing to serve (with Retry-After when rate limited), 504 on a timeout
   GET /metrics   Prometheus text (weather_cache_*), behind the token unless --metrics-public
-  GET /healthz   200 ok, always open
+  GET /healthz   200 ok (liveness), always open
+  GET /readyz    200 { ready: true }; 503 while draining or when no provider may be asked
+  GET /          the status page, behind the token (a form sets its cookie)
 
 Options:
   --port <n>               port to listen on (default 8080; 0 picks a free one)
   --host <addr>            address to bind (default 127.0.0.1)
+  --allowed-host <names>   Host names served besides addresses and localhost (comma-separated,
+                           repeatable); others get 421. Needed on loopback for a name; on a
+                           public address it limits the names (default: any)
+  --tls-cert <path>        serve HTTPS (HTTP/2 and HTTP/1.1): the PEM certificate chain
+  --tls-key <path>         ... and its PEM private key (both reread on SIGHUP)
   --upstream <url>         OpenWeather base URL (default https://api.openweathermap.org,
                            or OPEN_WEATHER_BASE_URL)
   --api-key-file <path>    read the OpenWeather API key from a file (default:
                            OPEN_WEATHER_API_KEY)
   --api-key <key>          the key itself (discouraged: other users see argv in ps)
-  --token-file <path>      require "Authorization: Bearer <token>" on /v1/weather and /metrics,
-                           the token read from a file (or WEATHER_CACHE_TOKEN)
+  --tokens-file <path>     clients, one "name token" a line (# comments): each needs
+                           "Authorization: Bearer <token>", and is known by its name in the
+                           access log and /metrics; reread on SIGHUP
+  --token-file <path>      one token (the client "default") from a file (or WEATHER_CACHE_TOKEN)
   --token <token>          the token itself (discouraged, as --api-key)
   --metrics-public         serve /metrics without the token
+  --client-rate-limit <n>  requests a second per client (its name, or its address without
+                           tokens); past it 429 with Retry-After (default: no limit)
+  --client-upstream-limit <n>  upstream calls a minute a client may cause (misses that start
+                           a fetch); past it 429 for those, cache hits still answered
+  --trust-proxy <cidrs>    peers (load balancers) whose X-Forwarded-For names the client
   --max-connections <n>    connections at once; more get 503 at once (default 10000)
+  --max-connections-per-ip <n>  connections from one address (an IPv6 /64) at once (default
+                           256; trusted proxies aside)
   --threads <n>            proxy threads (default: the number of cores)
-  --access-log <path|->    one JSON line per request (time, status, duration, source)
-  --header-timeout <ms>    time for a request head to arrive (default 10000)
-  --idle-timeout <ms>      keep-alive connections idle longer are closed (default 5000)
+  --access-log <path|->    one JSON line per request (time, request id, client, status,
+                           duration, source); a file is reopened on SIGHUP
+  --header-timeout <ms>    time for the first request head (and TLS handshake) to arrive
+                           (default 10000)
+  --idle-timeout <ms>      keep-alive connections idle longer, or that long into their next
+                           head, are closed (default 5000)
   --request-timeout <ms>   longest a request may take in all (default 30000)
+  --drain-delay <ms>       on SIGTERM, keep serving this long with /readyz at 503 (default 0)
   --preset <name>          resilient (default) or minimal
   --grid-deg <deg>         grid cell height (default 0.045)
   --proximity-km <km>      reuse radius (default 5)
@@ -57,24 +80,35 @@ Options:
   --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
   -h, --help               this text
 
-SIGINT / SIGTERM stop accepting connections, close idle ones
-at once, let requests in flight finish (10 s at most), close the cache and exit 0.`
+SIGHUP rereads --tokens-file and the certificate and reopens the access log, without dropping
+connections. SIGINT / SIGTERM turn /readyz to 503, wait --drain-delay, stop accepting
+connections, close idle ones at once, let requests in flight finish (10 s at most), close the
+cache and exit 0.`
 
 const FLAGS = {
   port: { type: 'int', min: 0, max: 65535 },
   host: { type: 'string' },
+  'allowed-host': { type: 'string', list: true },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   upstream: { type: 'string' },
   'api-key': { type: 'string' },
   'api-key-file': { type: 'string' },
   token: { type: 'string' },
   'token-file': { type: 'string' },
+  'tokens-file': { type: 'string' },
   'metrics-public': { type: 'boolean' },
+  'client-rate-limit': { type: 'int', min: 1, max: 1_000_000 },
+  'client-upstream-limit': { type: 'int', min: 1, max: 1_000_000 },
+  'trust-proxy': { type: 'string', list: true },
   'max-connections': { type: 'int', min: 1, max: 1_000_000 },
+  'max-connections-per-ip': { type: 'int', min: 1, max: 1_000_000 },
   threads: { type: 'int', min: 1, max: 256 },
   'access-log': { type: 'string' },
   'header-timeout': { type: 'int', min: 1, max: 3_600_000 },
   'idle-timeout': { type: 'int', min: 1, max: 3_600_000 },
   'request-timeout': { type: 'int', min: 1, max: 3_600_000 },
+  'drain-delay': { type: 'int', min: 0, max: 3_600_000 },
   preset: { type: 'string', choices: ['resilient', 'minimal'] },
   'grid-deg': { type: 'number' },
   'proximity-km': { type: 'number' },
@@ -127,7 +161,19 @@ function secretFile(flag, path) {
   return secret
 }
 
-const isLoopback = (host) => host === 'localhost' || host === '::1' || /^127\./.test(host)
+/** An address of the loopback interface (an address, never a name that merely starts with 127.). */
+function isLoopback(host) {
+  const bare = host.replace(/^\[(.*)\]$/, '$1')
+  if (bare === 'localhost') return true
+  if (isIP(bare) === 4) return bare.startsWith('127.')
+  return isIP(bare) === 6 && (bare === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(bare))
+}
+
+/** A token must never be empty: an empty one would read as "no token" and turn auth off. */
+function nonEmpty(what, token) {
+  if (token !== undefined && token.trim() === '') throw new UsageError(`${what} is empty (leave it out for no token)`)
+  return token
+}
 
 /**
  * Parses serve's flags into WeatherService options, the proxy's options, and warnings to print.
@@ -162,21 +208,37 @@ export function serveOptions(argv, env = process.env) {
   if (list) service.providers = list
 
   const host = values.host ?? '127.0.0.1'
-  const token = values['token-file'] !== undefined ? secretFile('token-file', values['token-file']) : (values.token ?? env.WEATHER_CACHE_TOKEN)
-  if (!token && !isLoopback(host)) warnings.push(`listening on ${host} without a token: anyone who can reach the port spends the API key's budget (set --token-file or WEATHER_CACHE_TOKEN)`)
+  const tokensFile = values['tokens-file']
+  if (tokensFile !== undefined && (values.token !== undefined || values['token-file'] !== undefined)) {
+    throw new UsageError('--tokens-file excludes --token and --token-file (one token, or a file of named ones)')
+  }
+  let token
+  if (tokensFile === undefined) {
+    token = values['token-file'] !== undefined ? secretFile('token-file', values['token-file']) : nonEmpty('--token', values.token) ?? nonEmpty('WEATHER_CACHE_TOKEN', env.WEATHER_CACHE_TOKEN)
+  } else if (env.WEATHER_CACHE_TOKEN !== undefined) {
+    warnings.push('WEATHER_CACHE_TOKEN is ignored: --tokens-file names the clients')
+  }
+  if (token === undefined && tokensFile === undefined && !isLoopback(host)) {
+    warnings.push(`listening on ${host} without a token: anyone who can reach the port spends the API key's budget (set --tokens-file, --token-file or WEATHER_CACHE_TOKEN)`)
+  }
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
   const listen = { host, port: values.port ?? 8080 }
-  if (token) listen.token = token
+  if (token !== undefined) listen.token = token
+  if (tokensFile !== undefined) listen.tokensFile = tokensFile
+  if (values['tls-cert'] !== undefined) Object.assign(listen, { tlsCert: values['tls-cert'], tlsKey: values['tls-key'] })
+  if (values['allowed-host'] !== undefined) listen.allowedHosts = values['allowed-host']
+  if (values['trust-proxy'] !== undefined) listen.trustProxy = values['trust-proxy']
   if (values['metrics-public']) listen.metricsPublic = true
+  if (values['client-rate-limit'] !== undefined) listen.clientRateLimit = values['client-rate-limit']
+  if (values['client-upstream-limit'] !== undefined) listen.clientUpstreamLimit = values['client-upstream-limit']
   if (values['max-connections'] !== undefined) listen.maxConnections = values['max-connections']
+  if (values['max-connections-per-ip'] !== undefined) listen.maxConnectionsPerIp = values['max-connections-per-ip']
   if (values.threads !== undefined) listen.threads = values.threads
   if (values['access-log'] !== undefined) listen.accessLog = values['access-log']
   if (values['header-timeout'] !== undefined) listen.headerTimeoutMs = values['header-timeout']
   if (values['idle-timeout'] !== undefined) listen.idleTimeoutMs = values['idle-timeout']
   if (values['request-timeout'] !== undefined) listen.requestTimeoutMs = values['request-timeout']
-  // hyper restarts its header timer once an answer is sent: a connection idles at most that long.
-  if ((values['idle-timeout'] ?? 5_000) > (values['header-timeout'] ?? 10_000)) {
-    warnings.push('--idle-timeout is longer than --header-timeout, which caps it: idle connections close at the header timeout')
-  }
+  if (values['drain-delay'] !== undefined) listen.drainDelayMs = values['drain-delay']
   return { help: false, service, listen, warnings }
 }
 
@@ -194,7 +256,7 @@ export async function startServer({ service: serviceOptions, listen }) {
   } catch (error) {
     service.close()
     // Anything about the flags' values (an unusable --host, --access-log, --port) is a usage error.
-    if (['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ERR_PROXY_LISTEN', 'ERR_PROXY_ACCESS_LOG'].includes(error.code) || /^ERR_(INVALID|OUT_OF)/.test(error.code ?? '')) {
+    if (['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL', 'ERR_PROXY_LISTEN', 'ERR_PROXY_ACCESS_LOG', 'ERR_PROXY_TOKENS', 'ERR_PROXY_TLS'].includes(error.code) || /^ERR_(INVALID|OUT_OF)/.test(error.code ?? '')) {
       throw new UsageError(error.message)
     }
     throw error
@@ -204,7 +266,9 @@ export async function startServer({ service: serviceOptions, listen }) {
     url: proxy.url,
     service,
     proxy,
-    /** Stops accepting, lets requests in flight finish (at most `graceMs`), closes the cache. */
+    /** Rereads the tokens file and certificate, reopens the access log (SIGHUP). */
+    reload: () => proxy.reload(),
+    /** Drains (`--drain-delay`), stops accepting, lets requests in flight finish (at most `graceMs`), closes the cache. */
     shutdown(graceMs = 10_000) {
       closing ??= proxy.close(graceMs).then(() => service.close())
       return closing

@@ -9,10 +9,10 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Env;
 use napi_derive::napi;
 
-use super::errors::{js_number, ArgError, Checked};
+use super::errors::{describe, js_number, ArgError, Checked};
 use super::options::Reader;
 use crate::engine::{BackgroundEvents, Engine};
-use crate::proxy::{AccessLogTarget, Proxy, ProxyConfig};
+use crate::proxy::{parse_allowed_host, AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
 
 /// A running drone proxy (see `WeatherService.listen`). It keeps Node alive until closed, like
 /// a listening `net.Server`.
@@ -24,7 +24,7 @@ pub struct WeatherProxy {
 
 #[napi]
 impl WeatherProxy {
-    /// `http://host:port` it listens on (the port resolved when 0 was asked for).
+    /// `http://host:port` (`https://` with TLS) it listens on (the port resolved when 0 was asked for).
     #[napi(getter)]
     pub fn url(&self) -> String {
         self.url.clone()
@@ -33,6 +33,31 @@ impl WeatherProxy {
     #[napi(getter)]
     pub fn port(&self) -> u32 {
         u32::from(self.proxy.local_addr().port())
+    }
+
+    /// Reads `tokensFile` and the TLS certificate and key again and reopens the access log
+    /// (what `weather-cache serve` does on SIGHUP). Each takes effect at once for new requests
+    /// and connections; requests in flight finish as they began. Resolves to what was
+    /// reloaded; rejects (`ERR_PROXY_RELOAD`) if anything failed to load, which then stays as
+    /// it was (the rest is reloaded).
+    #[napi(ts_return_type = "Promise<ProxyReloaded>")]
+    pub fn reload<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ProxyReloaded>> {
+        let proxy = self.proxy.clone();
+        env.spawn_future_with_callback(
+            async move { tokio::task::spawn_blocking(move || proxy.reload()).await.map_err(|e| napi::Error::from_reason(e.to_string())) },
+            |env, reloaded| {
+                if reloaded.errors.is_empty() {
+                    return Ok(ProxyReloaded {
+                        clients: reloaded.clients.map(|n| n as u32),
+                        certificate: reloaded.certificate,
+                        access_log: reloaded.access_log,
+                    });
+                }
+                let message = format!("reload: {}", reloaded.errors.join("; "));
+                let js = JsError::from(napi::Error::new("ERR_PROXY_RELOAD", message)).into_unknown(*env);
+                Err(napi::Error::from(js))
+            },
+        )
     }
 
     /// Stops accepting connections, closes idle and half-open ones at once, lets requests in
@@ -63,6 +88,17 @@ impl WeatherProxy {
     }
 }
 
+/// What `WeatherProxy.reload()` reloaded.
+#[napi(object)]
+pub struct ProxyReloaded {
+    /// Clients in the tokens file (with `tokensFile`).
+    pub clients: Option<u32>,
+    /// The TLS certificate and key were read again.
+    pub certificate: bool,
+    /// The access log file was reopened (for logrotate).
+    pub access_log: bool,
+}
+
 /// Starts a proxy in front of `engine`; the value to resolve `listen()` with.
 pub fn listen(env: &Env, engine: &Engine, events: Option<BackgroundEvents>, options: &Unknown) -> Result<WeatherProxy> {
     let config = config(env, options).map_err(|e| e.throw(env))?;
@@ -73,14 +109,21 @@ pub fn listen(env: &Env, engine: &Engine, events: Option<BackgroundEvents>, opti
         noop.build_threadsafe_function().callee_handled::<false>().weak::<false>().build()?;
     let shown_host = if config.host.contains(':') { format!("[{}]", config.host) } else { config.host.clone() };
     let proxy = Proxy::start(engine.clone(), config, events, Box::new(alive)).map_err(|error| listen_error(env, &error))?;
-    let url = format!("http://{shown_host}:{}", proxy.local_addr().port());
+    let scheme = if proxy.is_tls() { "https" } else { "http" };
+    let url = format!("{scheme}://{shown_host}:{}", proxy.local_addr().port());
     Ok(WeatherProxy { proxy, url })
 }
 
-/// Node's codes for the usual failures (`EADDRINUSE`, `EACCES`, ...); the access log's own.
+/// Node's codes for the usual failures (`EADDRINUSE`, `EACCES`, ...); ours for what could not
+/// be loaded.
 fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
-    if let Some(log) = error.get_ref().and_then(|e| e.downcast_ref::<crate::proxy::AccessLogError>()) {
-        let js = JsError::from(napi::Error::new("ERR_PROXY_ACCESS_LOG".to_owned(), log.0.clone())).into_unknown(*env);
+    if let Some(setup) = error.get_ref().and_then(|e| e.downcast_ref::<SetupError>()) {
+        let code = match setup.kind {
+            SetupKind::AccessLog => "ERR_PROXY_ACCESS_LOG",
+            SetupKind::Tokens => "ERR_PROXY_TOKENS",
+            SetupKind::Tls => "ERR_PROXY_TLS",
+        };
+        let js = JsError::from(napi::Error::new(code, setup.message.clone())).into_unknown(*env);
         return napi::Error::from(js);
     }
     let code = match error.kind() {
@@ -89,7 +132,7 @@ fn listen_error(env: &Env, error: &std::io::Error) -> napi::Error {
         std::io::ErrorKind::PermissionDenied => "EACCES",
         _ => "ERR_PROXY_LISTEN",
     };
-    let js = JsError::from(napi::Error::new(code.to_owned(), format!("listen {code}: {error}"))).into_unknown(*env);
+    let js = JsError::from(napi::Error::new(code, format!("listen {code}: {error}"))).into_unknown(*env);
     napi::Error::from(js)
 }
 
@@ -100,10 +143,56 @@ fn config(env: &Env, options: &Unknown) -> Checked<ProxyConfig> {
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).map(str::to_owned).unwrap_or(host);
     let port = reader.integer("port", 65_535)?.unwrap_or(8080) as u16;
     let mut config = ProxyConfig::new(&host, port);
-    config.token = reader.secret("token")?.filter(|t| !t.is_empty());
+    let token = reader.secret("token")?;
+    let tokens_file = reader.string("tokensFile")?;
+    config.tokens = match (token, tokens_file) {
+        (Some(_), Some(_)) => {
+            let reason = "excludes options.token (one token, or a file of named ones)".into();
+            return Err(ArgError::Value { name: "options.tokensFile".into(), reason, received: "both".into() });
+        }
+        // An empty token must never read as "no token": that would turn auth off.
+        (Some(token), None) if token.trim().is_empty() => {
+            let reason = "must not be empty (leave it out for no token)".into();
+            return Err(ArgError::Value { name: "options.token".into(), reason, received: "''".into() });
+        }
+        (Some(token), None) => Tokens::Single(token),
+        (None, Some(path)) => Tokens::File(path.into()),
+        (None, None) => Tokens::None,
+    };
     config.metrics_public = reader.boolean("metricsPublic")?.unwrap_or(false);
+    config.tls = match (reader.string("tlsCert")?, reader.string("tlsKey")?) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        (cert, _) => {
+            let (name, missing) = if cert.is_some() { ("options.tlsCert", "options.tlsKey") } else { ("options.tlsKey", "options.tlsCert") };
+            return Err(ArgError::Value { name: name.into(), reason: format!("goes with {missing}"), received: "one of the two".into() });
+        }
+    };
+    if let Some(names) = strings(&reader, "allowedHosts")? {
+        config.allowed_hosts = names
+            .iter()
+            .map(|n| parse_allowed_host(n))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|reason| ArgError::Value { name: "options.allowedHosts".into(), reason, received: format!("{names:?}") })?;
+    }
+    if let Some(blocks) = strings(&reader, "trustProxy")? {
+        config.trust_proxy = blocks
+            .iter()
+            .map(|b| Cidr::parse(b))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|reason| ArgError::Value { name: "options.trustProxy".into(), reason, received: format!("{blocks:?}") })?;
+    }
     if let Some(n) = reader.integer("maxConnections", 1_000_000)? {
         config.max_connections = positive("options.maxConnections", n)? as usize;
+    }
+    if let Some(n) = reader.integer("maxConnectionsPerIp", 1_000_000)? {
+        config.max_connections_per_ip = positive("options.maxConnectionsPerIp", n)? as usize;
+    }
+    if let Some(n) = reader.integer("clientRateLimit", 1_000_000)? {
+        config.limits.requests_per_second = positive("options.clientRateLimit", n)? as u32;
+    }
+    if let Some(n) = reader.integer("clientUpstreamLimit", 1_000_000)? {
+        config.limits.upstream_per_minute = positive("options.clientUpstreamLimit", n)? as u32;
     }
     for (key, target) in [
         ("headerTimeoutMs", &mut config.header_timeout),
@@ -114,6 +203,9 @@ fn config(env: &Env, options: &Unknown) -> Checked<ProxyConfig> {
             *target = Duration::from_millis(positive(&format!("options.{key}"), ms)?);
         }
     }
+    if let Some(ms) = reader.integer("drainDelayMs", 3_600_000)? {
+        config.drain_delay = Duration::from_millis(ms);
+    }
     if let Some(threads) = reader.integer("threads", 256)? {
         config.threads = positive("options.threads", threads)? as usize;
     }
@@ -122,6 +214,27 @@ fn config(env: &Env, options: &Unknown) -> Checked<ProxyConfig> {
         _ => AccessLogTarget::File(path.into()),
     });
     Ok(config)
+}
+
+/// `options[key]` as an array of strings, when given.
+fn strings(reader: &Reader, key: &str) -> Checked<Option<Vec<String>>> {
+    let Some(value) = reader.get(key)? else { return Ok(None) };
+    let name = reader.name(key);
+    if !value.is_array().unwrap_or(false) {
+        return Err(ArgError::Type { name, expected: "Array", received: describe(&value) });
+    }
+    let list = unsafe { value.cast::<Object>() }.map_err(|_| ArgError::Thrown)?;
+    let length = list.get_array_length().map_err(|_| ArgError::Thrown)?;
+    (0..length)
+        .map(|i| {
+            let item = list.get_element::<Unknown>(i).map_err(|_| ArgError::Thrown)?;
+            if super::args::type_of(&item) != ValueType::String {
+                return Err(ArgError::Type { name: format!("{name}[{i}]"), expected: "string", received: describe(&item) });
+            }
+            unsafe { item.cast::<String>() }.map_err(|_| ArgError::Thrown)
+        })
+        .collect::<Checked<Vec<String>>>()
+        .map(Some)
 }
 
 fn positive(name: &str, n: u64) -> Checked<u64> {

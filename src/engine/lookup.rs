@@ -72,6 +72,8 @@ pub struct Pending {
     /// The entry that covered the request when it was made (a forced refresh or a warmup of a
     /// stale area): the answer if the fetch fails while it is still servable.
     fallback: Option<Arc<Entry>>,
+    /// This request started the flight (a miss), rather than joining one.
+    started: bool,
 }
 
 /// How a pending request ended, with the events its caller should log.
@@ -81,11 +83,17 @@ pub struct Reply {
 }
 
 impl Pending {
+    /// Whether this request started the fetch it waits for (a miss), rather than joining one
+    /// (coalesced). The proxy charges the upstream call to the client that caused it.
+    pub fn started_fetch(&self) -> bool {
+        self.started
+    }
+
     /// Waits for the flight. With `take_events`, the reply carries the flight's own events
     /// (rate limit, errors) unless another waiter took them first; a caller with nowhere to log
     /// them passes `false`, and they reach the service's background sink instead.
     pub async fn wait(self, take_events: bool) -> Reply {
-        let Pending { ticket, inner, at, need, fallback } = self;
+        let Pending { ticket, inner, at, need, fallback, .. } = self;
         let news = ticket.news(|news| inner.found_for(&news.found, &news.fetched, at, need).is_some()).await;
         let landing = news.landing.as_ref();
         let events = match landing {
@@ -272,7 +280,7 @@ impl Inner {
                     sink.emit(Event::Coalesced { user: request.user.into(), key, waiters });
                 }
                 let fallback = covering.map(|c| c.found.entry);
-                return Begin::Pending(self.pending(flight.ticket(), request, fallback));
+                return Begin::Pending(self.pending(flight.ticket(), request, fallback, false));
             }
         }
         // Refusals are judged where the fetch would ask (the rounded location), as the flight
@@ -291,7 +299,27 @@ impl Inner {
             sink.emit(Event::Miss { user: request.user.into(), key });
         }
         let ticket = self.launch(state, location, Some(request.user), Some((request.at, need(request.mode))));
-        Begin::Pending(self.pending(ticket, request, covering.map(|c| c.found.entry)))
+        Begin::Pending(self.pending(ticket, request, covering.map(|c| c.found.entry), true))
+    }
+
+    /// Whether `request` would start a fetch now: no entry covers it, no flight near it, and a
+    /// provider may be asked. Decides nothing and counts nothing (it only refreshes the
+    /// recency of what it looks at). For the proxy's per-client upstream limit.
+    pub(super) fn would_fetch(&self, request: Request<'_>) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let mut quiet = super::events::Recorder::new(Level::Silent);
+        if self.covering(&mut state, request.user, request.at, now, &mut quiet).is_some() {
+            return false;
+        }
+        if self.config.coalesce && state.flights.find(&self.grid, request.at, self.config.proximity_km).is_some() {
+            return false;
+        }
+        let location = round_location(request.at, self.config.coordinate_decimals);
+        self.refusal(&mut state, location, now).is_none()
     }
 
     /// Why no upstream request may be made for `p` now: `None` as soon as one provider may
@@ -307,8 +335,8 @@ impl Inner {
         refusal
     }
 
-    fn pending(self: &Arc<Self>, ticket: Ticket, request: Request<'_>, fallback: Option<Arc<Entry>>) -> Pending {
-        Pending { ticket, inner: self.clone(), at: request.at, need: need(request.mode), fallback }
+    fn pending(self: &Arc<Self>, ticket: Ticket, request: Request<'_>, fallback: Option<Arc<Entry>>, started: bool) -> Pending {
+        Pending { ticket, inner: self.clone(), at: request.at, need: need(request.mode), fallback, started }
     }
 
     /// Stale-if-error: a failed fetch is answered from the entry that covered the request when

@@ -161,6 +161,36 @@ impl Engine {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// Whether `request` (mode aside) would start a fetch now: see `lookup.rs`. Read-only.
+    pub fn would_fetch(&self, request: Request<'_>) -> bool {
+        self.inner.would_fetch(request)
+    }
+
+    /// Why each provider, in order of preference, may not be asked at all now (no key, a
+    /// rate-limit cooldown, a spent budget): `None` for one that may be. Areas cooling down
+    /// after errors are not counted: other areas may still be asked. Read-only (the proxy's
+    /// `/readyz`).
+    pub fn provider_refusals(&self) -> Vec<Option<RequestError>> {
+        let now = self.inner.clock.now();
+        let state = self.inner.lock();
+        self.inner
+            .upstreams
+            .iter()
+            .zip(&state.providers)
+            .map(|(upstream, provider)| {
+                let name = upstream.name();
+                if let Err(error) = upstream.provider.ready() {
+                    return Some(RequestError::from_provider(error, name));
+                }
+                if let Some(left) = provider.rate_limit.remaining(now) {
+                    return Some(RequestError::RateLimited { provider: name, retry_after_ms: left });
+                }
+                (provider.budget_closed_until > now)
+                    .then(|| RequestError::BudgetExhausted { provider: name, retry_after_ms: provider.budget_closed_until - now })
+            })
+            .collect()
+    }
+
     /// Starts answering a request: see `lookup.rs` for the order of decisions.
     pub fn begin(&self, request: Request<'_>, sink: &mut impl EventSink) -> Begin {
         self.inner.begin(request, sink).0

@@ -99,9 +99,10 @@ fn coordinate(name: &str, raw: Option<String>, limit: f64) -> Result<f64, QueryE
     Ok(value)
 }
 
-/// `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`, surrounding spaces allowed.
+/// `[+-]? (digits [. digits?] | . digits) ([eE] [+-]? digits)?`, surrounding spaces and tabs
+/// allowed (only those: `str::trim` would also pass an ideographic space or a no-break space).
 fn number(raw: &str) -> Option<f64> {
-    let text = raw.trim();
+    let text = raw.trim_matches([' ', '\t']);
     let bytes = text.as_bytes();
     let mut i = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
     let digits = |i: &mut usize| {
@@ -194,5 +195,8 @@ mod tests {
         assert_eq!(code(&format!("lat=1&lon=2&user={}", "x".repeat(257))), "ERR_INVALID_ARG_VALUE");
         assert_eq!(code("lat=1&lon=2&user=%ff"), "ERR_INVALID_ARG_VALUE", "not UTF-8");
         assert!(parse("lat=1&lon=2&user=%").is_ok(), "a lone % stays literal");
+        for unicode_space in ["lat=%E3%80%801&lon=2", "lat=%C2%A01&lon=2", "lat=1%E2%80%83&lon=2", "lat=%0B1&lon=2", "lat=1%0A&lon=2"] {
+            assert_eq!(code(unicode_space), "ERR_INVALID_ARG_VALUE", "{unicode_space}");
+        }
     }
 }

@@ -19,8 +19,13 @@ use crate::geo::LatLon;
 
 /// The page (no external scripts, fonts or tiles: it works offline).
 pub const PAGE: &str = include_str!("status.html");
-/// What `GET /` answers without the token: a form that keeps the token in a cookie.
+/// Its Content-Security-Policy: its own inline script and style, requests to itself, nothing else.
+pub const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// What `GET /` answers without the token: a form that posts it to `/login`, which sets the
+/// cookie (no script: nothing on the page ever sees the token again).
 pub const LOGIN_PAGE: &str = include_str!("status-login.html");
+/// The form's policy: its inline style and posting to itself, nothing else (no script at all).
+pub const LOGIN_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Recent requests kept for the map.
 const RECENT: usize = 256;
@@ -28,6 +33,8 @@ const RECENT: usize = 256;
 const MAX_ENTRIES: usize = 2_000;
 /// Samples older than this are dropped (the "per minute" window, and a little more).
 const KEEP_SAMPLES_S: f64 = 65.0;
+/// At most one sample is kept per this interval: at most ~66 are ever kept.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Status {
     started: Instant,
@@ -139,7 +146,11 @@ impl Status {
             Minute { calls: vec![0; latest.calls.len()], window_s: 0.0 },
             |s| Minute { calls: latest.calls.iter().zip(&s.calls).map(|(now, then)| now - then).collect(), window_s: since(s) },
         );
-        samples.push_back(latest);
+        // One sample a second is all the rates need: a page (or a script) reading the status
+        // in a loop must not grow the queue, nor the scan above.
+        if samples.back().is_none_or(|newest| latest.at.duration_since(newest.at) >= SAMPLE_EVERY) {
+            samples.push_back(latest);
+        }
         (rate, minute)
     }
 
@@ -192,6 +203,26 @@ mod tests {
     fn fresh() -> Status {
         let recent = (0..RECENT).map(|_| (AtomicU64::new(f64::NAN.to_bits()), AtomicU64::new(f64::NAN.to_bits()))).collect();
         Status { started: Instant::now(), recent, next: AtomicUsize::new(0), samples: Mutex::new(VecDeque::new()) }
+    }
+
+    #[test]
+    fn samples_stay_few_however_often_the_status_is_read() {
+        // Defect 9: every read kept a sample for 65 s (100,000 reads: 8 MB, scanned linearly
+        // under the lock). Rates need one sample a second at most.
+        let status = fresh();
+        let start = Instant::now();
+        for i in 0..100_000u64 {
+            let at = start + std::time::Duration::from_millis(i * 10);
+            status.rates(Sample { at, requests: i, calls: vec![i / 10] });
+        }
+        let kept = status.samples.lock().unwrap().len();
+        assert!(kept <= 70, "{kept} samples kept for 1,000 s of reads");
+        // The rates still read: 100 requests and 10 calls a second.
+        let at = start + std::time::Duration::from_millis(1_000_000);
+        let (rate, minute) = status.rates(Sample { at, requests: 100_000, calls: vec![10_000] });
+        assert!((rate.per_second - 100.0).abs() < 2.0, "{}", rate.per_second);
+        assert!((59.0..=61.0).contains(&minute.window_s), "{}", minute.window_s);
+        assert!((590..=610).contains(&minute.calls[0]), "{:?}", minute.calls);
     }
 
     #[test]

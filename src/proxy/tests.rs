@@ -71,7 +71,7 @@ impl Response {
 /// One request on a connection of its own (`Connection: close`), read to the end.
 async fn get(addr: SocketAddr, target: &str, extra_headers: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!("GET {target} HTTP/1.1\r\nhost: drone\r\nconnection: close\r\n{extra_headers}\r\n");
+    let head = format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n{extra_headers}\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
@@ -191,13 +191,13 @@ async fn close_cuts_idle_and_half_open_connections_and_lets_a_request_finish() {
     let mut half_open = TcpStream::connect(addr).await.unwrap();
     half_open.write_all(b"GET /v1/weather?lat=1&lon=1 HTTP/1.1\r\nhost: dr").await.unwrap();
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: drone\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
     let mut buffer = [0u8; 1024];
     let n = idle.read(&mut buffer).await.unwrap();
     assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
     let in_flight = tokio::spawn(async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"GET /v1/weather?lat=10&lon=10 HTTP/1.1\r\nhost: drone\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /v1/weather?lat=10&lon=10 HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
         let mut raw = String::new();
         stream.read_to_string(&mut raw).await.unwrap(); // to the end: the proxy closes it
         parse(&raw)
@@ -238,7 +238,7 @@ async fn the_access_log_says_what_happened_and_keeps_secrets_and_places_out() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("access.log");
     let proxy = start(&engine, |config| {
-        config.token = Some("secret-token-31".into());
+        config.tokens = super::Tokens::Single("secret-token-31".into());
         config.access_log = Some(AccessLogTarget::File(path.clone()));
     });
     let auth = "authorization: Bearer secret-token-31\r\n";
@@ -272,7 +272,7 @@ async fn the_access_log_says_what_happened_and_keeps_secrets_and_places_out() {
 async fn the_status_page_shows_entries_requests_and_providers_behind_the_token() {
     let upstream = Upstream::start(|_| async { weather(12.0, "Rain") }).await;
     let engine = engine(&upstream);
-    let proxy = start(&engine, |c| c.token = Some("s;cret tok".into()));
+    let proxy = start(&engine, |c| c.tokens = super::Tokens::Single("s;cret tok".into()));
     let addr = proxy.local_addr();
     let auth = "authorization: Bearer s;cret tok\r\n";
     for (lat, lon) in [(48.85661, 2.35222), (48.857, 2.353), (40.7128, -74.006)] {
@@ -281,21 +281,23 @@ async fn the_status_page_shows_entries_requests_and_providers_behind_the_token()
     // Without the token: the page is a login form, the data a 401.
     let login = get(addr, "/", "").await;
     assert_eq!((login.status, login.header("content-type")), (401, Some("text/html; charset=utf-8")));
-    assert!(login.body.contains("weather_cache_token"));
+    assert!(login.body.contains(r#"action="/login""#));
     assert_eq!(get(addr, "/v1/status", "").await.status, 401);
-    // With it, as a bearer header or as the login form's cookie.
-    let page = get(addr, "/", "cookie: theme=dark; weather_cache_token=s%3Bcret%20tok\r\n").await;
+    // With it, as a bearer header or as the cookie the login form gets.
+    let cookie = format!("cookie: theme=dark; weather_cache_status={}\r\n", super::clients::cookie_value("s;cret tok"));
+    let page = get(addr, "/", &cookie).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<svg id=\"map\""));
     for external in ["src=", "href=", "url(", "@import", "fetch('http", "fetch(\"http"] {
         assert!(!page.body.contains(external), "self-contained: {external}");
     }
     assert!(page.header("content-security-policy").is_some_and(|csp| csp.contains("default-src 'none'")));
-    assert_eq!(get(addr, "/metrics", "cookie: weather_cache_token=s%3Bcret%20tok\r\n").await.status, 401, "the cookie opens the status page only");
+    assert_eq!(get(addr, "/metrics", &cookie).await.status, 401, "the cookie opens the status page only");
+    assert_eq!(get(addr, "/v1/weather?lat=1&lon=1", &cookie).await.status, 401, "and spends no budget");
     let status = get(addr, "/v1/status", auth).await;
     assert_eq!(status.status, 200);
     let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
-    assert_eq!(json["requests"], 8, "every HTTP request so far");
+    assert_eq!(json["requests"], 9, "every HTTP request so far");
     assert_eq!(json["engine"]["requests"], 3, "the weather requests");
     assert_eq!(json["entries"].as_array().unwrap().len(), 2, "two areas");
     assert_eq!(json["engine"]["userHits"], 1, "the same (anonymous) user, nearby");
@@ -305,4 +307,79 @@ async fn the_status_page_shows_entries_requests_and_providers_behind_the_token()
     assert_eq!(recent, [(48.857, 2.352), (48.857, 2.353), (40.713, -74.006)], "rounded to ~100 m");
     assert!(!status.body.contains(KEY));
     proxy.close(Duration::from_secs(1)).await;
+}
+
+
+#[tokio::test]
+async fn per_client_limits_refill_with_the_service_clock() {
+    let upstream = Upstream::start(|_| async { weather(9.0, "Clear") }).await;
+    let engine = engine(&upstream);
+    let proxy = start(&engine, |c| {
+        c.tokens = super::Tokens::Single("fleet-token".into());
+        c.limits = super::LimitConfig { requests_per_second: 3, upstream_per_minute: 2 };
+    });
+    let addr = proxy.local_addr();
+    let auth = "authorization: Bearer fleet-token\r\n";
+    // Two new areas: two upstream calls, the minute's allowance. A third new area is refused
+    // before any call; a cached one is still answered.
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", auth).await.status, 200);
+    assert_eq!(get(addr, "/v1/weather?lat=-30&lon=60", auth).await.status, 200);
+    let refused = get(addr, "/v1/weather?lat=50&lon=-100", auth).await;
+    assert_eq!((refused.status, refused.header("retry-after")), (429, Some("30")));
+    assert!(refused.body.contains("ERR_CLIENT_UPSTREAM_LIMITED"), "{}", refused.body);
+    assert_eq!(upstream.hits(), 2);
+    // Three requests in the same instant of the clock spent the second's allowance.
+    let fast = get(addr, "/v1/weather?lat=10&lon=10", auth).await;
+    assert_eq!((fast.status, fast.header("retry-after")), (429, Some("1")));
+    assert!(fast.body.contains("ERR_CLIENT_RATE_LIMITED"), "{}", fast.body);
+    // Half a minute later one call (and a second's requests) came back.
+    engine.advance_time(30_000);
+    assert_eq!(get(addr, "/v1/weather?lat=50&lon=-100", auth).await.status, 200);
+    assert_eq!(get(addr, "/v1/weather?lat=-50&lon=100", auth).await.status, 429);
+    assert_eq!(upstream.hits(), 3);
+    let metrics = get(addr, "/metrics", auth).await;
+    assert!(metrics.body.contains("weather_cache_proxy_client_limited_total{client=\"default\",limit=\"upstream\"} 2\n"), "{}", metrics.body);
+    assert!(metrics.body.contains("weather_cache_proxy_client_limited_total{client=\"default\",limit=\"rate\"} 1\n"));
+    assert!(metrics.body.contains("weather_cache_proxy_client_upstream_calls_total{client=\"default\"} 3\n"));
+    proxy.close(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_budget_and_draining() {
+    let upstream = Upstream::start(|_| async { weather(9.0, "Clear") }).await;
+    let mut config = Config::preset(Preset::Resilient);
+    config.clock = ClockKind::Manual;
+    config.jitter_ratio = 0.0;
+    config.log_level = Level::Silent;
+    config.validate().unwrap();
+    let provider = OpenWeather::new(OpenWeatherConfig {
+        api_key: Some(KEY.into()),
+        base_url: upstream.url(),
+        coordinate_decimals: config.coordinate_decimals,
+        request_timeout: Duration::from_secs(5),
+        max_response_bytes: 1 << 20,
+    })
+    .unwrap();
+    let mut one = EngineUpstream::new(Arc::new(provider));
+    one.budget = crate::engine::BudgetConfig { per_minute: 1, per_day: 0, when_redis_down: crate::engine::WhenRedisDown::Local };
+    let engine = Engine::new(config, vec![one], None, tokio::runtime::Handle::current(), None);
+    let proxy = start(&engine, |c| c.drain_delay = Duration::from_millis(300));
+    let addr = proxy.local_addr();
+    assert_eq!(get(addr, "/readyz", "").await.body, r#"{"ready":true}"#);
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", "").await.status, 200);
+    // The minute's one call is spent: a new area is refused, and so is readiness.
+    assert_eq!(get(addr, "/v1/weather?lat=-30&lon=60", "").await.status, 503);
+    let spent = get(addr, "/readyz", "").await;
+    assert_eq!(spent.status, 503);
+    assert!(spent.body.contains(r#""code":"ERR_BUDGET_EXHAUSTED""#), "{}", spent.body);
+    assert!(spent.header("retry-after").is_some());
+    engine.advance_time(60_000);
+    assert_eq!(get(addr, "/readyz", "").await.status, 200, "a new minute");
+    // Closing: not ready at once, still serving for the drain delay.
+    let closing = tokio::spawn(proxy.close(Duration::from_secs(1)));
+    let draining = get(addr, "/readyz", "").await;
+    assert_eq!(draining.status, 503);
+    assert!(draining.body.contains("ERR_DRAINING"), "{}", draining.body);
+    assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", "").await.status, 200);
+    closing.await.unwrap();
 }
