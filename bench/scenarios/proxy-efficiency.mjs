@@ -36,7 +36,7 @@ const installed = (command, args) => !spawnSync(command, args, { stdio: 'ignore'
 const CLIENTS = 50
 /** Requests a second per connection: 50 x 100 = 5,000 req/s offered. */
 const RPS_PER_CLIENT = 100
-const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+const TICKS_PER_SECOND = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
 
 /** 2,000 drones over Paris (40 km), ten ~100 m jitters each, in a fixed order. */
 function droneTargets() {
