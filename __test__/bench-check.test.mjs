@@ -3,10 +3,14 @@
 // judged in full runs and only reported in quick ones.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { test } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 import { Targets } from '../bench/targets.mjs'
+import { until } from './helpers.mjs'
 
 const run = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
 
@@ -79,4 +83,54 @@ test('npm run bench -- --check --only tier without redis-server on PATH: exit 1 
   assert.match(reported.stdout, /UNMEASURED: shared tier: .*redis-server is not installed/)
   // A scenario name it does not know is a usage error.
   assert.equal(bench(['--check', '--only', 'tiers']).status, 2)
+})
+
+// A regression that removes the front (lib/front.js) makes the hit path scenario throw (it
+// checks that the front answered every repeat): --check must then exit 1 and say so, promptly,
+// even though the scenario left its upstream process and services open when it threw.
+test('npm run bench -- --check --quick --only hit with the front removed: exit 1, FAILED, no hang', (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weather-cache-bench-check-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const noFront = path.join(dir, 'no-front.mjs')
+  writeFileSync(noFront, `import { createRequire } from 'node:module'
+createRequire(import.meta.url)(${JSON.stringify(fileURLToPath(new URL('../lib/binding.js', import.meta.url)))}).WeatherService.prototype.frontAttach = () => null
+`)
+  const started = Date.now()
+  const bench = spawnSync(process.execPath, ['--import', pathToFileURL(noFront).href, run, '--check', '--quick', '--only', 'hit'], {
+    encoding: 'utf8',
+    timeout: 90_000,
+    killSignal: 'SIGKILL',
+  })
+  assert.equal(bench.signal, null, `the run did not end within ${Date.now() - started} ms:\n${bench.stdout}${bench.stderr}`)
+  assert.equal(bench.status, 1, bench.stdout + bench.stderr)
+  assert.match(bench.stdout, /check: UNMEASURED hit path \(front\) within 2x of the JS floor: the scenario failed: the front answered 0 of the hits/)
+  assert.match(bench.stdout, /check: FAILED scenario hit path/)
+})
+
+test("the benchmark's upstream process ends when the process that started it ends without closing it", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weather-cache-bench-check-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const script = path.join(dir, 'leave-upstream.mjs')
+  writeFileSync(script, `import { startUpstream } from ${JSON.stringify(new URL('../bench/harness.mjs', import.meta.url).href)}
+const upstream = await startUpstream()
+console.log(JSON.stringify({ pid: upstream.pid }))
+process.exit(0)
+`)
+  const parent = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 })
+  assert.equal(parent.status, 0, parent.stdout + parent.stderr)
+  const { pid } = JSON.parse(parent.stdout)
+  assert.ok(Number.isInteger(pid), parent.stdout)
+  const alive = () => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  try {
+    await until(() => !alive(), `upstream process ${pid} to exit`, 10_000)
+  } finally {
+    if (alive()) process.kill(pid, 'SIGKILL')
+  }
 })
