@@ -25,6 +25,12 @@ if (!Number.isInteger(seconds) || seconds < 1) {
 }
 const targets = readdirSync(`${fuzzDir}fuzz_targets`).map((f) => f.replace(/\.rs$/, '')).sort()
 const only = flag('only')?.split(',')
+// A name that is no target would leave it out silently, and a run that fuzzes nothing passes.
+const unknown = only?.filter((name) => !targets.includes(name)) ?? []
+if (targets.length === 0 || unknown.length > 0 || only?.length === 0) {
+  console.error(`fuzz: no target named ${unknown.map((name) => `"${name}"`).join(', ') || 'in --only'} (the targets: ${targets.join(', ') || 'none, in fuzz/fuzz_targets'})`)
+  process.exit(2)
+}
 const chosen = only ? targets.filter((t) => only.includes(t)) : targets
 
 function run(command, argv) {
@@ -33,6 +39,7 @@ function run(command, argv) {
     let output = ''
     child.stdout.on('data', (d) => (output += d))
     child.stderr.on('data', (d) => (output += d))
+    child.on('error', (error) => resolve({ code: null, output: `${output}${command}: ${error.message}` }))
     child.on('exit', (code) => resolve({ code, output }))
   })
 }

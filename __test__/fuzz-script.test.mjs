@@ -1,0 +1,19 @@
+// `npm run fuzz` (scripts/fuzz.mjs): a run that would fuzz nothing is a usage error, never a pass.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const script = fileURLToPath(new URL('../scripts/fuzz.mjs', import.meta.url))
+
+test('npm run fuzz -- --only with a name that is no target: exit 2 naming it and the targets, before any build', () => {
+  // PATH without cargo: a run that got as far as building would fail differently (exit 1).
+  const run = spawnSync(process.execPath, [script, '--seconds', '1', '--only', 'retry_after,retry-after'], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: '/nonexistent' },
+    timeout: 30_000,
+  })
+  assert.equal(run.status, 2, run.stdout + run.stderr)
+  assert.match(run.stderr, /fuzz: no target named "retry-after" \(the targets: grid, openweather_body, proxy_query, retry_after\)/)
+  assert.doesNotMatch(run.stdout, /building/)
+})
