@@ -149,6 +149,9 @@ test('abort: the initiator aborting does not cancel the shared fetch', () =>
 test('abort: an already aborted signal rejects at once, without a request', () =>
   withService({}, async ({ service, upstream }) => {
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { signal: AbortSignal.abort() }), { code: 'ABORT_ERR' })
+    // A fetch started is counted (misses) and in flight at once, before its request leaves.
+    const { misses, inflight } = service.stats()
+    assert.deepEqual({ misses, inflight }, { misses: 0, inflight: 0 })
     assert.equal(upstream.count, 0)
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { signal: {} }), { code: 'ERR_INVALID_ARG_TYPE' })
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { forceRefresh: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })
