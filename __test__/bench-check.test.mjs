@@ -9,6 +9,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
+import { PROXY_TARGETS, judgeProxy } from '../bench/scenarios/proxy.mjs'
 import { Targets } from '../bench/targets.mjs'
 import { until } from './helpers.mjs'
 
@@ -83,6 +84,32 @@ test('npm run bench -- --check --only tier without redis-server on PATH: exit 1 
   assert.match(reported.stdout, /UNMEASURED: shared tier: .*redis-server is not installed/)
   // A scenario name it does not know is a usage error.
   assert.equal(bench(['--check', '--only', 'tiers']).status, 2)
+})
+
+test('the proxy targets: a pair where either side answered with errors is not compared (unmeasured, saying which)', async () => {
+  const row = (reqPerSec, p99Ms, errors = 0, non2xx = 0) => ({ reqPerSec, p99Ms, errors, non2xx })
+  const result = {
+    rows: {
+      // serve answering every request with a fast 502 (its upstream unreachable): "faster".
+      'weather-cache serve, defaults': row(60_000, 2, 0, 180_000),
+      'Varnish, defaults': row(20_000, 10),
+      'weather-cache serve, one core': row(30_000, 5),
+      'Varnish, one core': row(10_000, 20),
+    },
+    missing: {},
+  }
+  const targets = new Targets({ log: () => {} })
+  await targets.scenario('drone proxy', PROXY_TARGETS, (judge) => judgeProxy(judge, result))
+  assert.deepEqual(
+    targets.list.map((t) => [t.target, t.measured, t.value ?? t.why]),
+    [
+      ['proxy, both at defaults: req/s >= 1.5x Varnish', false, 'weather-cache serve, defaults: 0 socket errors and 180000 answers other than 2xx/3xx'],
+      ["proxy, both at defaults: p99 <= Varnish's", false, 'weather-cache serve, defaults: 0 socket errors and 180000 answers other than 2xx/3xx'],
+      ['proxy, both on one core: req/s >= 1.5x Varnish', true, 3],
+      ["proxy, both on one core: p99 <= Varnish's", true, 0.25],
+    ],
+  )
+  assert.equal(targets.verdict({ quick: true }).exitCode, 1)
 })
 
 // A regression that removes the front (lib/front.js) makes the hit path scenario throw (it

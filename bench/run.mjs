@@ -28,7 +28,7 @@ import { hitPath } from './scenarios/hit-path.mjs'
 import { mainThread } from './scenarios/main-thread.mjs'
 import { memory } from './scenarios/memory.mjs'
 import { tier } from './scenarios/tier.mjs'
-import { proxyBench, LIKE_FOR_LIKE } from './scenarios/proxy.mjs'
+import { PROXY_TARGETS, judgeProxy, proxyBench } from './scenarios/proxy.mjs'
 import { Targets } from './targets.mjs'
 import { redisServerInstalled } from '../lib/local-redis.mjs'
 
@@ -189,12 +189,7 @@ if (wanted('tier')) {
 if (wanted('proxy')) {
   // The targets hold on like-for-like rows only: both proxies at their defaults, and both pinned
   // to one core (wrk on another).
-  const proxyTargets = (label) => ({ rps: `proxy, ${label}: req/s >= 1.5x Varnish`, p99: `proxy, ${label}: p99 <= Varnish's` })
-  const declared = LIKE_FOR_LIKE.flatMap(({ label }) => [
-    [proxyTargets(label).rps, 'noisy', '>= 1.5'],
-    [proxyTargets(label).p99, 'noisy', '<= 1'],
-  ])
-  await targets.scenario('drone proxy', declared, async (judge) => {
+  await targets.scenario('drone proxy', PROXY_TARGETS, async (judge) => {
     const r = (results.proxy = await proxyBench({ quick }))
     if (r.skipped) return r.skipped
     table(`drone proxy: wrk -t1 -c100, 2,000 drones jittering ~100 m over 40 km, 20 ms upstream (warm)`, r.rows, [
@@ -211,18 +206,7 @@ if (wanted('proxy')) {
       console.log(`cold first run of ${label}: ${fmt(cold.reqPerSec)} req/s, p99 ${fmt(cold.p99Ms, 2)} ms, p99.9 ${fmt(cold.p999Ms, 2)} ms`)
     }
     for (const note of r.notes) console.log(note)
-    for (const { label, serve, varnish } of LIKE_FOR_LIKE) {
-      const { rps, p99 } = proxyTargets(label)
-      const [ours, theirs] = [r.rows[serve], r.rows[varnish]]
-      if (!ours || !theirs) {
-        const why = r.missing[serve] ?? r.missing[varnish] ?? 'a row is missing'
-        judge.cannot(rps, why)
-        judge.cannot(p99, why)
-        continue
-      }
-      judge(rps, ours.reqPerSec / theirs.reqPerSec, ours.reqPerSec >= 1.5 * theirs.reqPerSec)
-      judge(p99, ours.p99Ms / theirs.p99Ms, ours.p99Ms <= theirs.p99Ms)
-    }
+    judgeProxy(judge, r)
   })
 }
 
