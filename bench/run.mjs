@@ -130,10 +130,12 @@ if (wanted('fleet')) {
       ['x ideal', (x) => fmt(x.vsIdeal, 3)],
       ['no-call ratio', (x) => fmt(x.hitRatio, 4)],
       ['cache hits', (x) => (x.cacheHitRatio === undefined ? '' : fmt(x.cacheHitRatio, 4))],
+      ['unanswered', (x) => (x.unanswered === undefined ? '' : fmt(x.unanswered))],
       ['wall s', (x) => (x.wallS === undefined ? '' : fmt(x.wallS, 1))],
     ])
     const ours = r.results['weather-cache']
-    judge(T, ours.vsIdeal, ours.vsIdeal <= 1.05)
+    if (ours.unanswered > 0) judge.cannot(T, `${fmt(ours.unanswered)} of ${fmt(ours.requests)} requests got no weather`)
+    else judge(T, ours.vsIdeal, ours.vsIdeal <= 1.05)
   })
 }
 
