@@ -84,6 +84,12 @@ test('npm run bench -- --check --only tier without redis-server on PATH: exit 1 
   assert.match(reported.stdout, /UNMEASURED: shared tier: .*redis-server is not installed/)
   // A scenario name it does not know is a usage error.
   assert.equal(bench(['--check', '--only', 'tiers']).status, 2)
+  // So is a flag it does not know: a misspelt --check would otherwise turn the verdict into a
+  // report that always exits 0.
+  const misspelt = bench(['--chek', '--only', 'tier'])
+  assert.equal(misspelt.status, 2, misspelt.stdout + misspelt.stderr)
+  assert.match(misspelt.stderr, /bench: unknown argument "--chek"/)
+  assert.equal(misspelt.stdout, '')
 })
 
 test('the proxy targets: a pair where either side answered with errors is not compared (unmeasured, saying which)', async () => {

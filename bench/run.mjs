@@ -43,6 +43,12 @@ if (only && (only.length === 0 || unknown.length > 0)) {
   console.error(`bench: --only takes a list of ${SCENARIOS.join(', ')} (got "${only.join(',')}")`)
   process.exit(2)
 }
+// Anything else is a mistake: a misspelt --check would make the verdict a report (exit 0).
+const stray = args.filter((a, i) => !['--quick', '--check'].includes(a) && a !== onlyArg && !(onlyArg === '--only' && i === args.indexOf(onlyArg) + 1))
+if (stray.length > 0) {
+  console.error(`bench: unknown argument "${stray[0]}" (node bench/run.mjs [--quick] [--check] [--only ${SCENARIOS.join(',')}])`)
+  process.exit(2)
+}
 const wanted = (name) => !only || only.includes(name)
 
 const fmt = (n, digits = 0) => (typeof n === 'number' ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : String(n))
