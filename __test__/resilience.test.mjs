@@ -34,7 +34,10 @@ test('SWR: stale entries are served at once and exactly one refresh runs', () =>
     }
     const meta = await refreshed(service, 1, 1)
     assert.equal(meta.ageMs, 0)
-    assert.equal(upstream.count, 2, 'exactly one background refresh')
+    // A refresh is counted as it starts: a second one, still on its way, would show here.
+    const { backgroundRefreshes, inflight } = service.stats()
+    assert.deepEqual({ backgroundRefreshes, inflight }, { backgroundRefreshes: 1, inflight: 0 }, 'exactly one background refresh')
+    assert.equal(upstream.count, 2)
     assert.equal((await service.getForecast(null, 'u', 1, 1)).summary.tempC, 11, 'the refresh replaced the entry')
   }, counting()))
 
