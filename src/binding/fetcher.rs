@@ -12,8 +12,8 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 
-use crate::geo::LatLon;
-use crate::provider::{observation, Answer, FetchFuture, Provider, ProviderError};
+use weather_cache_core::geo::LatLon;
+use weather_cache_core::provider::{observation, Answer, FetchFuture, Provider, ProviderError};
 
 /// What lib/fetcher.js resolves to (read by hand: an internal shape, not in index.d.ts).
 pub struct FetcherOutcome {

@@ -8,7 +8,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 
 use super::errors::{clear_pending_exception, exception_pending};
-use crate::engine::{Event, Level};
+use weather_cache_core::engine::{Event, Level};
 
 type LogMethod<'e> = Function<'e, FnArgs<(Object<'e>, &'static str)>, Unknown<'e>>;
 

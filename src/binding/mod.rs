@@ -21,7 +21,7 @@ use napi_derive::napi;
 
 pub use service::WeatherService;
 
-use crate::geo::{distance_km as haversine, Grid, MAX_GRID_DEG, MIN_GRID_DEG};
+use weather_cache_core::geo::{distance_km as haversine, Grid, MAX_GRID_DEG, MIN_GRID_DEG};
 use errors::{js_number, ArgError};
 
 /// Great-circle distance in km (haversine, R = 6371 km).

@@ -8,9 +8,9 @@ use napi::{Env, JsValue, ValueType};
 
 use super::args::{finite, option, type_of};
 use super::errors::{clear_pending_exception, describe, js_number, ArgError, Checked};
-use crate::engine::{BudgetConfig, ClockKind, Config, ConfigError, Level, Preset, WhenRedisDown, MAX_DURATION_MS};
-use crate::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
-use crate::tier::TierConfig;
+use weather_cache_core::engine::{BudgetConfig, ClockKind, Config, ConfigError, Level, Preset, WhenRedisDown, MAX_DURATION_MS};
+use weather_cache_core::provider::{OpenWeatherConfig, DEFAULT_BASE_URL};
+use weather_cache_core::tier::TierConfig;
 
 /// Environment variables read (at construction) when `apiKey` / `baseUrl` are not given.
 pub const API_KEY_ENV: &str = "OPEN_WEATHER_API_KEY";

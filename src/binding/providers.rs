@@ -11,8 +11,8 @@ use napi::ValueType;
 use super::errors::{describe, ArgError, Checked};
 use super::fetcher::{FetcherOutcome, JsFetcher};
 use super::options::{budget, Options, Reader};
-use crate::engine::{BudgetConfig, Upstream};
-use crate::provider::{
+use weather_cache_core::engine::{BudgetConfig, Upstream};
+use weather_cache_core::provider::{
     intern_configured, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather, OpenWeatherConfig,
     MET_NORWAY_BASE_URL, OPEN_METEO_BASE_URL,
 };

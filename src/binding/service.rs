@@ -20,11 +20,11 @@ use super::providers;
 use super::proxy::WeatherProxy;
 use super::summaries::{JsValueOf, Summaries, SummariesId};
 use super::values::{ForecastResult, WeatherStats};
-use crate::engine::{
+use weather_cache_core::engine::{
     tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
     Source,
 };
-use crate::tier::SharedTier;
+use weather_cache_core::tier::SharedTier;
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
 #[napi]
@@ -228,7 +228,7 @@ impl WeatherService {
         object.set("view", buffer)?;
         object.set("proximityKm", config.proximity_km)?;
         object.set("maxUsers", config.max_users as f64)?;
-        object.set("manualClock", config.clock == crate::engine::ClockKind::Manual)?;
+        object.set("manualClock", config.clock == weather_cache_core::engine::ClockKind::Manual)?;
         object.into_unknown(env)
     }
 

@@ -20,7 +20,7 @@ use napi::bindgen_prelude::*;
 use napi::{sys, Env, JsValue};
 
 use super::values::WeatherSummary;
-use crate::cache::Entry;
+use weather_cache_core::cache::Entry;
 
 /// Entries whose objects are kept, per service.
 const HOT: NonZeroUsize = NonZeroUsize::new(1024).unwrap();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use super::shared::PER_CELL;
 use super::*;
 use crate::geo::{distance_km, Grid, LatLon};
-use crate::test_support::strategies::{direction, grid_and_radius, offset, point};
+use crate::testing::strategies::{direction, grid_and_radius, offset, point};
 use proptest::prelude::*;
 
 fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {

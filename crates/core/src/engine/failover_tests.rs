@@ -8,7 +8,7 @@ use super::tests::{assert_identity, config, KEY};
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather, OpenWeatherConfig, Provider};
-use crate::test_support::upstream::{json, Answer, Upstream};
+use crate::testing::upstream::{json, Answer, Upstream};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 

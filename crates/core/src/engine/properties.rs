@@ -18,8 +18,8 @@ use proptest::prelude::*;
 use super::tests::{assert_identity, config, harness_with, Harness};
 use super::*;
 use crate::geo::{distance_km, max_rounding_error_km, LatLon};
-use crate::test_support::strategies::offset;
-use crate::test_support::upstream::{json, weather, Query, Upstream};
+use crate::testing::strategies::offset;
+use crate::testing::upstream::{json, weather, Query, Upstream};
 
 /// What the upstream answers for a while.
 #[derive(Copy, Clone, Debug, PartialEq)]

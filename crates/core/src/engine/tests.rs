@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::test_support::upstream::{json, weather, Answer, Switch, Upstream};
+use crate::testing::upstream::{json, weather, Answer, Switch, Upstream};
 
 pub(super) const OW: &str = "openweather";
 pub(super) const KEY: &str = "test-key-5f3a9c";
@@ -761,7 +761,7 @@ async fn clear_user_during_a_failing_forced_refresh_stays_cleared() {
     assert!(!next.events.iter().any(|e| matches!(e, Event::Hit { scope: Scope::User, .. })));
 }
 
-fn rate_limited_slowly() -> impl Fn(crate::test_support::upstream::Query) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> + Send + Sync + 'static {
+fn rate_limited_slowly() -> impl Fn(crate::testing::upstream::Query) -> std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>> + Send + Sync + 'static {
     |_| {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(50)).await;

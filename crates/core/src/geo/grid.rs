@@ -153,7 +153,7 @@ pub fn normalize_lon(lon: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::geo::distance_km;
-    use crate::test_support::strategies::{direction, grid_and_radius, offset, point};
+    use crate::testing::strategies::{direction, grid_and_radius, offset, point};
     use proptest::prelude::*;
     use std::collections::HashSet;
 

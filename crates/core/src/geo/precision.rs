@@ -28,7 +28,7 @@ pub fn max_rounding_error_km(decimals: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::strategies::point;
+    use crate::testing::strategies::point;
     use proptest::prelude::*;
 
     #[test]

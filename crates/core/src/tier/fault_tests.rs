@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::test_support::redis::RedisServer;
-use crate::test_support::relay::Relay;
+use crate::testing::redis::RedisServer;
+use crate::testing::relay::Relay;
 
 type Seen = Arc<Mutex<Vec<Notice>>>;
 
@@ -114,7 +114,7 @@ async fn an_acl_user_with_exactly_the_documented_rules_works() {
     // The README's grant, for key prefix `test`.
     setuser.arg("~{test}:*").arg("~{test:*").arg("&{test}:landed");
     assert!(
-        include_str!("../../README.md")
+        include_str!("../../../../README.md")
             .contains(&format!("`~{{keyPrefix}}:* ~{{keyPrefix:* &{{keyPrefix}}:landed {ACL_RULES}`")),
         "the README shows the grant"
     );

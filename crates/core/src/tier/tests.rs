@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::test_support::redis::RedisServer;
+use crate::testing::redis::RedisServer;
 
 type Seen = Arc<Mutex<Vec<Notice>>>;
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::test_support::redis_topology::{Cluster, SentinelSetup};
+use crate::testing::redis_topology::{Cluster, SentinelSetup};
 
 type Seen = Arc<Mutex<Vec<Notice>>>;
 

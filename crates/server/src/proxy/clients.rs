@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ring::digest::{digest, SHA256};
 
-use crate::engine::Counter;
+use weather_cache_core::engine::Counter;
 
 /// A client's counters, shown in `/metrics` under its name.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::admission::Refusal;
 use super::clients::ClientCounters;
-use crate::engine::Counter;
+use weather_cache_core::engine::Counter;
 
 #[derive(Default)]
 pub struct Counters {

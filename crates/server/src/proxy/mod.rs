@@ -52,8 +52,8 @@ use self::limits::Limits;
 use self::request_id::RequestIds;
 use self::runtime::ProxyRuntime;
 use self::tls::Tls;
-use crate::engine::{BackgroundEvents, Engine, Event};
-use crate::geo::LatLon;
+use weather_cache_core::engine::{BackgroundEvents, Engine, Event};
+use weather_cache_core::geo::LatLon;
 
 #[derive(Clone)]
 pub struct ProxyConfig {

@@ -32,9 +32,9 @@ use super::host::{self, HostError};
 use super::limits::{ClientKey, Exceeded, IpKey};
 use super::query::{self, Units, MAX_QUERY_BYTES};
 use super::{auth, site, status, validators, Shared};
-use crate::cache::Freshness;
-use crate::engine::{Begin, Mode, Recorder, RequestError, Served};
-use crate::geo::LatLon;
+use weather_cache_core::cache::Freshness;
+use weather_cache_core::engine::{Begin, Mode, Recorder, RequestError, Served};
+use weather_cache_core::geo::LatLon;
 
 pub type Body = Full<Bytes>;
 
@@ -328,7 +328,7 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
     };
     let engine = &shared.engine;
     let at = LatLon::new(query.lat, query.lon);
-    let wanted = crate::engine::Request { user: &query.user, at, mode: Mode::Normal };
+    let wanted = weather_cache_core::engine::Request { user: &query.user, at, mode: Mode::Normal };
     // A client out of upstream calls is still answered from the cache, and joins fetches
     // already running; only a request that would start one is refused.
     if let Err(wait_ms) = shared.limits.upstream_allowed(key, || engine.now()) {
@@ -395,7 +395,7 @@ fn weather_response<B>(shared: &Shared, request: &Request<B>, served: &Served, u
 
 /// A weak validator per entry and units: the body's `ageMs` changes every millisecond, what it
 /// says about the weather does not. Equal on every instance serving the same entry.
-fn etag(entry: &crate::cache::Entry, units: Units) -> String {
+fn etag(entry: &weather_cache_core::cache::Entry, units: Units) -> String {
     let place = entry.location.lat.to_bits() ^ entry.location.lon.to_bits().rotate_left(29);
     format!("W/\"{:x}-{:x}-{}\"", entry.fetched_at, place, &units.as_str()[..1])
 }

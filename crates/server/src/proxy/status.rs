@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::engine::{Engine, Stats};
-use crate::geo::LatLon;
+use weather_cache_core::engine::{Engine, Stats};
+use weather_cache_core::geo::LatLon;
 
 /// The page (no external scripts, fonts or tiles: it works offline).
 pub const PAGE: &str = include_str!("status.html");

@@ -12,9 +12,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::{AccessLogTarget, Proxy, ProxyConfig};
-use crate::engine::{ClockKind, Config, Engine, Level, Preset, Upstream as EngineUpstream};
-use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::test_support::upstream::{json, weather, Upstream};
+use weather_cache_core::engine::{ClockKind, Config, Engine, Level, Preset, Upstream as EngineUpstream};
+use weather_cache_core::provider::{OpenWeather, OpenWeatherConfig};
+use weather_cache_core::testing::upstream::{json, weather, Upstream};
 
 const KEY: &str = "proxy-test-key-7c1d";
 
@@ -44,7 +44,7 @@ fn start(engine: &Engine, adjust: impl FnOnce(&mut ProxyConfig)) -> Arc<Proxy> {
 }
 
 /// An upstream that holds every answer until the gate opens, then answers `answer()`.
-async fn gated(gate: &watch::Sender<bool>, answer: fn() -> crate::test_support::upstream::Answer) -> Upstream {
+async fn gated(gate: &watch::Sender<bool>, answer: fn() -> weather_cache_core::testing::upstream::Answer) -> Upstream {
     let open = gate.subscribe();
     Upstream::start(move |_| {
         let mut open = open.clone();
@@ -361,7 +361,7 @@ async fn readiness_follows_the_budget_and_draining() {
     })
     .unwrap();
     let mut one = EngineUpstream::new(Arc::new(provider));
-    one.budget = crate::engine::BudgetConfig { per_minute: 1, per_day: 0, when_redis_down: crate::engine::WhenRedisDown::Local };
+    one.budget = weather_cache_core::engine::BudgetConfig { per_minute: 1, per_day: 0, when_redis_down: weather_cache_core::engine::WhenRedisDown::Local };
     let engine = Engine::new(config, vec![one], None, tokio::runtime::Handle::current(), None);
     let proxy = start(&engine, |c| c.drain_delay = Duration::from_millis(300));
     let addr = proxy.local_addr();
