@@ -17,7 +17,8 @@ use std::time::Duration;
 use super::cooldown::CooldownPolicy;
 use super::error::{most_telling, RequestError};
 use super::events::{BackoffScope, Event, Level};
-use super::lookup::{Served, Source};
+use super::outcome::{Fetched, Outcome};
+use super::served::{Served, Source};
 use super::singleflight::{Herald, Landing, Need, Takeoff, Ticket};
 use super::tiered::{from_shared, shared_error, Lease, TierStep};
 use super::{Inner, State, WhenRedisDown};
@@ -25,28 +26,6 @@ use crate::cache::{Entry, Freshness, Observation};
 use crate::geo::LatLon;
 use crate::provider::{Answer, ProviderError};
 use crate::tier::{Admission, AreaFailure, SharedTier};
-
-/// How a flight ended, before the engine interprets it.
-pub(super) enum Outcome {
-    /// Provider `provider` (an index into the upstreams) answered, about `at`.
-    Observed { fetched: Fetched, provider: usize, at: LatLon },
-    /// Entries at hand covered every waiter (each took the best for its point, see
-    /// `Pending::wait`): the shared tier's, and `fetched` if the flight also fetched at a
-    /// waiter's spot. `answer` is the first waiter's, `served` every entry chosen.
-    Tier { answer: Arc<Entry>, served: Vec<Arc<Entry>>, fetched: bool },
-    /// No provider answered: the most telling reason, and whether any call was made.
-    Failed { error: RequestError, called: bool },
-    /// The service closed (or the runtime is shutting down) first.
-    Cancelled,
-}
-
-/// A provider's reading, and what the provider asked of it.
-pub(super) struct Fetched {
-    observation: Observation,
-    /// How long not to ask the provider again about the place (see `Terms::held_until`).
-    hold_ms: i64,
-    validator: Option<Box<str>>,
-}
 
 /// A fetch registered under the lock, spawned once the lock is released: spawning onto a
 /// runtime that has shut down drops the task at once, and its guard then needs the lock.

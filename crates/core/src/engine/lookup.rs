@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::error::{most_telling, RequestError};
 use super::events::{Event, EventSink, Level, Scope};
+use super::served::{Served, Source};
 use super::singleflight::{Need, Ticket};
 use super::{Begin, Inner, State};
 use crate::cache::{Entry, Found, Freshness};
@@ -31,29 +32,6 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub at: LatLon,
     pub mode: Mode,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    Cache,
-    StaleCache,
-    Network,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Cache => "cache",
-            Source::StaleCache => "stale-cache",
-            Source::Network => "network",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Served {
-    pub entry: Arc<Entry>,
-    pub source: Source,
 }
 
 /// An entry that can answer the request, and which store it came from.

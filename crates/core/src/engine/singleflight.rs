@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::error::RequestError;
 use super::events::Event;
-use super::lookup::Served;
+use super::served::Served;
 use super::BackgroundEvents;
 use crate::cache::{Entry, Nearby};
 use crate::geo::{distance_km, CellId, Grid, LatLon};

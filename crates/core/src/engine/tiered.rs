@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::error::RequestError;
-use super::flight::Outcome;
-use super::lookup::{Served, Source};
+use super::outcome::Outcome;
+use super::served::{Served, Source};
 use super::singleflight::{Herald, Need, POINT_TOLERANCE_KM};
 use super::Inner;
 use crate::cache::{Entry, Freshness};
