@@ -18,8 +18,8 @@ use super::logger::{self, ServiceLogger};
 use super::options;
 use super::providers;
 use super::proxy::WeatherProxy;
-use super::summaries::{JsValueOf, Summaries, SummariesId};
-use super::values::{ForecastResult, WeatherStats};
+use super::summaries::{Summaries, SummariesId};
+use super::values::{ForecastResult, JsValueOf, WeatherStats};
 use weather_cache_core::engine::{
     tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
     Source,

@@ -1,8 +1,9 @@
 //! What callers receive. `#[napi(object)]` makes these the generated TypeScript interfaces.
 
+use napi::bindgen_prelude::*;
+use napi::sys;
 use napi_derive::napi;
 
-use super::summaries::JsValueOf;
 use weather_cache_core::cache::Entry;
 use weather_cache_core::engine::Served;
 
@@ -254,5 +255,20 @@ impl From<weather_cache_core::engine::Stats> for WeatherStats {
                 })
                 .collect(),
         }
+    }
+}
+
+/// An already built JS value placed into a `#[napi(object)]` result as is.
+pub struct JsValueOf(sys::napi_value);
+
+impl JsValueOf {
+    pub fn new(value: Unknown) -> JsValueOf {
+        JsValueOf(value.raw())
+    }
+}
+
+impl ToNapiValue for JsValueOf {
+    unsafe fn to_napi_value(_: sys::napi_env, value: Self) -> Result<sys::napi_value> {
+        Ok(value.0)
     }
 }
