@@ -108,6 +108,10 @@ impl SharedCache {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     #[cfg(test)]
     pub fn contains(&self, entry: &Arc<Entry>) -> bool {
         self.entries.contains(&key_of(entry))

@@ -101,6 +101,10 @@ impl UserCache {
         self.users.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     pub fn clear(&mut self) {
         if let Some(versions) = &self.versions {
             versions.changed_all();

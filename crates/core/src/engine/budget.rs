@@ -10,7 +10,8 @@ use crate::cache::Millis;
 use crate::tier::Limits;
 
 /// What to do about budgets while Redis cannot be asked.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WhenRedisDown {
     /// Each instance enforces the whole budget by itself: N instances may spend N budgets.
     Local,

@@ -4,14 +4,16 @@ use crate::geo::{max_rounding_error_km, MAX_DECIMALS, MAX_GRID_DEG, MIN_GRID_DEG
 
 use super::events::Level;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClockKind {
     System,
     /// Starts at the current time and moves only when told to (`advanceTime`).
     Manual,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// Every policy on: stale-while-revalidate, coalescing, backoff, cooldowns, jitter.
     Resilient,
@@ -205,7 +207,8 @@ mod tests {
     #[test]
     fn ranges() {
         let base = Config::preset(Preset::Resilient);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("gridDeg", Box::new(|c| c.grid_deg = 0.0)),
             ("gridDeg", Box::new(|c| c.grid_deg = 11.0)),
             ("sharedCapacity", Box::new(|c| c.shared_capacity = 0)),

@@ -3,8 +3,9 @@
 
 use crate::geo::LatLon;
 
-/// pino's levels, in order.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// pino's levels, in order (`"info"` in options and config files).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace,
     Debug,
@@ -41,6 +42,26 @@ impl Level {
             Level::Fatal | Level::Silent => "fatal",
         }
     }
+
+    /// pino's number for the level (`"level":40` in its JSON lines).
+    pub fn pino(self) -> u32 {
+        match self {
+            Level::Trace => 10,
+            Level::Debug => 20,
+            Level::Info => 30,
+            Level::Warn => 40,
+            Level::Error => 50,
+            Level::Fatal => 60,
+            Level::Silent => u32::MAX,
+        }
+    }
+}
+
+/// A field's value, as loggers receive it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Field<'a> {
+    Text(&'a str),
+    Number(f64),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -172,6 +193,54 @@ impl Event {
             Event::TierDegraded { .. } => "weather.tier.degraded",
             Event::TierRestored { .. } => "weather.tier.restored",
             Event::TierWarning { .. } => "weather.tier.warning",
+        }
+    }
+
+    /// The event's fields, named as loggers receive them (`logger.warn(fields, name)`): the
+    /// same for the addon's pino loggers and for `weather-cache serve`'s JSON lines.
+    pub fn fields(&self) -> Vec<(&'static str, Field<'_>)> {
+        use Field::{Number as N, Text as T};
+        match self {
+            Event::Attempted { user, key, at } => {
+                vec![("userId", T(user)), ("bucketKey", T(key)), ("lat", N(at.lat)), ("lon", N(at.lon))]
+            }
+            Event::Hit { user, key, age_ms, scope, .. } => vec![
+                ("userId", T(user)),
+                ("bucketKey", T(key)),
+                ("ageMs", N(*age_ms as f64)),
+                ("scope", T(scope.as_str())),
+            ],
+            Event::Miss { user, key } => vec![("userId", T(user)), ("bucketKey", T(key))],
+            Event::Coalesced { user, key, waiters } => {
+                vec![("userId", T(user)), ("bucketKey", T(key)), ("waiters", N(*waiters as f64))]
+            }
+            Event::Sent { provider, key, at } => {
+                vec![("provider", T(provider)), ("bucketKey", T(key)), ("lat", N(at.lat)), ("lon", N(at.lon))]
+            }
+            Event::SkippedMinInterval { key, since_last_ms } => {
+                vec![("bucketKey", T(key)), ("sinceLastMs", N(*since_last_ms as f64))]
+            }
+            Event::RateLimited { provider, retry_after_ms } => {
+                vec![("provider", T(provider)), ("retryAfterMs", N(*retry_after_ms as f64))]
+            }
+            Event::UpstreamError { provider, key, code, message } => {
+                vec![("provider", T(provider)), ("bucketKey", T(key)), ("code", T(code)), ("message", T(message))]
+            }
+            Event::BackoffState { provider, scope, backoff_ms } => {
+                vec![("provider", T(provider)), ("scope", T(scope.as_str())), ("backoffMs", N(*backoff_ms as f64))]
+            }
+            Event::ProviderWarning { provider, message } => vec![("provider", T(provider)), ("message", T(message))],
+            Event::TierDegraded { place, cause, reason, retry_in_ms } => vec![
+                ("tier", T(place)),
+                ("cause", T(cause)),
+                ("reason", T(reason)),
+                ("retryInMs", N(*retry_in_ms as f64)),
+            ],
+            Event::TierRestored { place, down_ms } => vec![("tier", T(place)), ("downMs", N(*down_ms as f64))],
+            Event::TierWarning { place, message } => vec![("tier", T(place)), ("message", T(message))],
+            Event::Distance { distance_km, within_km } => {
+                vec![("distanceKm", N(*distance_km)), ("withinKm", N(*within_km))]
+            }
         }
     }
 

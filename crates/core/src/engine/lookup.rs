@@ -6,6 +6,7 @@
 //!    background refresh of its area starts unless a fetch that covers it is already running.
 //! 3. Otherwise the request needs the network: it joins a running fetch whose location is
 //!    within the radius, or, unless the provider or the area is cooling down, starts one.
+//!
 //! `forceRefresh` and warmups skip 1-2 for entries older than `min_refresh_interval_ms`.
 
 use std::sync::Arc;

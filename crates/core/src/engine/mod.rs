@@ -27,7 +27,7 @@ use tokio::sync::watch;
 pub use budget::{BudgetConfig, WhenRedisDown, BACKGROUND_RESERVE};
 pub use config::{ClockKind, Config, ConfigError, Preset, MAX_DURATION_MS};
 pub use error::{ProviderName, RequestError};
-pub use events::{BackoffScope, Event, EventSink, Level, Recorder, Scope};
+pub use events::{BackoffScope, Event, EventSink, Field, Level, Recorder, Scope};
 pub use lookup::{Mode, Pending, Reply, Request};
 pub use served::{Served, Source};
 pub use providers::Upstream;

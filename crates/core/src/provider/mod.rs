@@ -1,6 +1,7 @@
 //! Upstream weather APIs behind one trait, so the engine never sees HTTP.
 
 mod body;
+mod custom;
 mod http;
 mod metnorway;
 mod names;
@@ -13,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use custom::{CustomProvider, Fetched};
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
