@@ -11,6 +11,7 @@ mod logger;
 mod options;
 mod providers;
 mod proxy;
+mod reader;
 mod service;
 mod summaries;
 mod values;

@@ -10,7 +10,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::errors::{describe, js_number, ArgError, Checked};
-use super::options::Reader;
+use super::reader::Reader;
 use weather_cache_core::engine::{BackgroundEvents, Engine};
 use weather_cache_server::proxy::{parse_allowed_host, AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
 
