@@ -353,6 +353,9 @@ test('getForecast options whose getter throws reject with that error', () =>
     await assert.rejects(service.getForecast(null, 'u', 1, 1, { get signal() { throw boom } }), (e) => e === boom)
     await assert.rejects(service.getForecast(null, 'u', 1, 1, { get forceRefresh() { throw boom } }), (e) => e === boom)
     await assert.rejects(service.getForecast(null, 'u', 1, 1, new Proxy({}, { get() { throw boom } })), (e) => e === boom)
+    // A fetch started is counted (misses) and in flight at once, before its request leaves.
+    const { misses, inflight } = service.stats()
+    assert.deepEqual({ misses, inflight }, { misses: 0, inflight: 0 })
     assert.equal(upstream.count, 0)
   }))
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 
 import { WeatherProxy, WeatherService } from '../main.js'
-import { setup, withService } from './helpers.mjs'
+import { setup, until, withService } from './helpers.mjs'
 import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -32,11 +32,13 @@ function runNode(args, { env = {}, timeoutMs = 20_000 } = {}) {
 test('close(): pending calls settle, later calls reject ERR_SERVICE_CLOSED', async () => {
   const env = await setup({}, answer.hang)
   try {
-    const { service } = env
+    const { service, upstream } = env
     const weather = service.getWeather(null, 'u', 1, 1)
     const forecast = service.getForecast(null, 'v', 1, 1)
     const warm = service.warmup('w', 1, 1)
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    // The three share one flight: close() while its request is at the (silent) upstream.
+    await until(() => upstream.count === 1, 'the request to reach the upstream')
+    assert.equal(service.stats().inflight, 1)
     service.close()
     assert.equal(await weather, null)
     await assert.rejects(forecast, { code: 'ERR_SERVICE_CLOSED' })

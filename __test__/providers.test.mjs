@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { WeatherService } from '../main.js'
-import { providerAt, recordingLogger } from './helpers.mjs'
+import { providerAt, recordingLogger, until } from './helpers.mjs'
 import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -214,10 +214,13 @@ test('a custom fetcher hanging past requestTimeoutMs: its signal aborts and the 
     },
     { requestTimeoutMs: 150 },
   )
-  // close() aborts a fetch in flight.
+  // close() aborts a fetch in flight: this fetch's own signal, once it is in flight (the first
+  // one's is aborted already).
+  signal = undefined
   await withProviders([hanging], async (service) => {
     const pending = service.getWeather(null, 'u', 1, 1)
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    await until(() => signal !== undefined, 'the fetch to start')
+    assert.equal(signal.aborted, false)
     service.close()
     assert.equal(await pending, null)
     assert.equal(signal.aborted, true)

@@ -34,7 +34,10 @@ test('SWR: stale entries are served at once and exactly one refresh runs', () =>
     }
     const meta = await refreshed(service, 1, 1)
     assert.equal(meta.ageMs, 0)
-    assert.equal(upstream.count, 2, 'exactly one background refresh')
+    // A refresh is counted as it starts: a second one, still on its way, would show here.
+    const { backgroundRefreshes, inflight } = service.stats()
+    assert.deepEqual({ backgroundRefreshes, inflight }, { backgroundRefreshes: 1, inflight: 0 }, 'exactly one background refresh')
+    assert.equal(upstream.count, 2)
     assert.equal((await service.getForecast(null, 'u', 1, 1)).summary.tempC, 11, 'the refresh replaced the entry')
   }, counting()))
 
@@ -149,6 +152,9 @@ test('abort: the initiator aborting does not cancel the shared fetch', () =>
 test('abort: an already aborted signal rejects at once, without a request', () =>
   withService({}, async ({ service, upstream }) => {
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { signal: AbortSignal.abort() }), { code: 'ABORT_ERR' })
+    // A fetch started is counted (misses) and in flight at once, before its request leaves.
+    const { misses, inflight } = service.stats()
+    assert.deepEqual({ misses, inflight }, { misses: 0, inflight: 0 })
     assert.equal(upstream.count, 0)
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { signal: {} }), { code: 'ERR_INVALID_ARG_TYPE' })
     await assert.rejects(service.getForecast(null, 'a', 1, 1, { forceRefresh: 1 }), { code: 'ERR_INVALID_ARG_TYPE' })

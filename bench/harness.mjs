@@ -19,6 +19,7 @@ export async function startUpstream(options = {}) {
   const [ready] = await once(child, 'message')
   return {
     url: ready.url,
+    pid: child.pid,
     async stats() {
       child.send({ type: 'stats' })
       const [message] = await once(child, 'message')

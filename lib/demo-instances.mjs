@@ -5,10 +5,15 @@
 // through N instances that share nothing, and through N instances sharing a tier on Redis. Each
 // drone always asks the same instance (drone i -> instance i mod N), as behind a sticky load
 // balancer. Without `--redis`, a throwaway redis-server is started on 127.0.0.1 (Debian's
-// `redis-server` must be installed).
+// `redis-server` must be installed). A given Redis is left as it was found: the run writes
+// under a key prefix of its own and deletes every key under it at the end, also when it fails or
+// is stopped by SIGINT / SIGTERM.
+import { randomBytes } from 'node:crypto'
+
 import { WeatherService } from '../main.js'
 import { Fleet } from './fleet.mjs'
 import { redisServerInstalled, startRedis } from './local-redis.mjs'
+import { sweepNamespace } from './redis-sweep.mjs'
 import { startSimulatedUpstream } from './simulated-upstream.mjs'
 
 const STEP_S = 5
@@ -24,7 +29,11 @@ export async function runInstancesDemo(options, onProgress = () => {}) {
   }
   const local = redisUrl ? null : await startRedis()
   const url = redisUrl ?? local.url
+  // This run's namespace: it never sees another run's entries, and takes back its own keys.
+  const keyPrefix = `weather-cache-demo-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
   const started = Date.now()
+  const signals = redisUrl ? watchSignals() : null
+  let cleanup = null
   try {
     const setups = [
       { label: 'one process', instances: 1, redis: null },
@@ -32,32 +41,76 @@ export async function runInstancesDemo(options, onProgress = () => {}) {
       { label: `${instances} instances, shared tier (Redis)`, instances, redis: url },
     ]
     const rows = []
-    for (const setup of setups) rows.push(await fly(options, setup, (done, total) => onProgress(setup.label, done, total)))
+    for (const setup of setups) rows.push(await fly(options, { ...setup, keyPrefix, signals }, (done, total) => onProgress(setup.label, done, total)))
     const [one, alone, shared] = rows
+    const wallMs = Date.now() - started
+    if (redisUrl) cleanup = await removeKeys(redisUrl, keyPrefix)
     return {
       drones: options.drones,
       minutes: options.minutes,
       instances,
       seed: options.seed,
       redis: redisUrl ? 'given' : 'local redis-server',
+      // With a given Redis: the prefix written under and the keys deleted (or why not).
+      ...(cleanup ? { cleanup } : {}),
       rows,
       sharedVsOneProcess: round(shared.upstreamCalls / one.upstreamCalls, 3),
       nothingSharedVsOneProcess: round(alone.upstreamCalls / one.upstreamCalls, 3),
-      wallMs: Date.now() - started,
+      wallMs,
     }
   } finally {
+    signals?.dispose()
+    // A run that failed or was stopped still takes its keys back (its error is the one to report).
+    if (redisUrl && !cleanup) cleanup = await removeKeys(redisUrl, keyPrefix)
     await local?.stop()
+    if (signals?.received) {
+      console.error(
+        cleanup.error ? `weather-cache demo: ${signals.received}: ${cleanup.error}` : `weather-cache demo: ${signals.received}: deleted the ${cleanup.removed} keys it wrote to Redis`,
+      )
+      // End as the signal would have.
+      process.kill(process.pid, signals.received)
+    }
   }
 }
+
+/** Deletes the run's keys; never throws: `{ keyPrefix, removed }` or `{ keyPrefix, error }`. */
+async function removeKeys(url, keyPrefix) {
+  try {
+    return { keyPrefix, removed: await sweepNamespace(url, keyPrefix) }
+  } catch (error) {
+    return { keyPrefix, error: `could not delete the keys under {${keyPrefix}}: ${error.message}` }
+  }
+}
+
+/**
+ * SIGINT / SIGTERM while the demo uses a given Redis: noted, so that the run stops at the end of
+ * its step (when nothing is in flight), deletes its keys, and then ends as the signal would have.
+ */
+function watchSignals() {
+  const watch = {
+    received: null,
+    dispose() {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    },
+  }
+  const onSignal = (signal) => {
+    watch.received ??= signal
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return watch
+}
+
+class Stopped extends Error {}
 
 async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin, redisTimeoutMs }, setup, onStep) {
   let simulatedMs = 0
   const upstream = await startSimulatedUpstream({ latencyMs, seed, rateLimitPerMinute: rateLimitPerMin, now: () => simulatedMs, apiKey: DEMO_KEY })
-  // A fresh namespace per run: runs never see each other's entries, even on a given Redis.
   // `redisTimeoutMs` (the bench's): the tier's deadline, when not the default.
   const redis = setup.redis && {
     url: setup.redis,
-    keyPrefix: `weather-cache-demo-${process.pid}-${Date.now()}`,
+    keyPrefix: setup.keyPrefix,
     ...(redisTimeoutMs ? { timeoutMs: redisTimeoutMs } : {}),
   }
   const services = Array.from({ length: setup.instances }, () =>
@@ -68,6 +121,7 @@ async function fly({ drones, minutes, latencyMs, seed, rateLimitPerMin, redisTim
   let unanswered = 0
   try {
     for (let step = 0; step < steps; step++) {
+      if (setup.signals?.received) throw new Stopped(`stopped by ${setup.signals.received}`)
       const answers = await Promise.all(fleet.drones.map((drone, i) => {
         const { lat, lon } = fleet.position(drone)
         return services[i % services.length].getWeather(null, drone.id, lat, lon)
@@ -117,5 +171,7 @@ export function formatInstancesSummary(r) {
     )
   }
   lines.push(`  Each instance alone asks upstream for what the others already know; with the shared tier they ask once.`)
+  if (r.cleanup?.error) lines.push(`  Warning: ${r.cleanup.error}.`)
+  else if (r.cleanup) lines.push(`  Your Redis is as it was: the ${fmt(r.cleanup.removed)} keys written under {${r.cleanup.keyPrefix}} were deleted.`)
   return lines.join('\n')
 }

@@ -8,7 +8,7 @@
 // committed in fuzz/seeds/<target>. A crash leaves its input in fuzz/artifacts/<target> and makes
 // this script exit 1; reproduce it with `cargo +nightly fuzz run <target> <artifact>`.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const fuzzDir = fileURLToPath(new URL('../fuzz/', import.meta.url))
@@ -25,6 +25,12 @@ if (!Number.isInteger(seconds) || seconds < 1) {
 }
 const targets = readdirSync(`${fuzzDir}fuzz_targets`).map((f) => f.replace(/\.rs$/, '')).sort()
 const only = flag('only')?.split(',')
+// A name that is no target would leave it out silently, and a run that fuzzes nothing passes.
+const unknown = only?.filter((name) => !targets.includes(name)) ?? []
+if (targets.length === 0 || unknown.length > 0 || only?.length === 0) {
+  console.error(`fuzz: no target named ${unknown.map((name) => `"${name}"`).join(', ') || 'in --only'} (the targets: ${targets.join(', ') || 'none, in fuzz/fuzz_targets'})`)
+  process.exit(2)
+}
 const chosen = only ? targets.filter((t) => only.includes(t)) : targets
 
 function run(command, argv) {
@@ -33,9 +39,16 @@ function run(command, argv) {
     let output = ''
     child.stdout.on('data', (d) => (output += d))
     child.stderr.on('data', (d) => (output += d))
+    child.on('error', (error) => resolve({ code: null, output: `${output}${command}: ${error.message}` }))
     child.on('exit', (code) => resolve({ code, output }))
   })
 }
+
+// The fuzz crate is a workspace of its own, with its own (ignored) Cargo.lock: resolved on its
+// own, it takes the newest versions semver allows, not those the addon ships (hyper, redis,
+// rustls, lru... drifted). Starting it as a copy of the addon's lock pins every dependency they
+// share; cargo only adds the fuzz crate's own (libfuzzer-sys, arbitrary).
+copyFileSync(fileURLToPath(new URL('../Cargo.lock', import.meta.url)), `${fuzzDir}Cargo.lock`)
 
 // Built once, up front (the runs below then find them built): a build that fails says so here.
 console.log(`fuzz: building ${chosen.join(', ')} (cargo +nightly fuzz build -O)...`)

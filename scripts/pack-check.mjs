@@ -1,9 +1,11 @@
 // `npm run pack:check`: what a user gets from `npm install weather-cache`, checked end to end.
 // Builds the release binary, packs the main package and this platform's package with `npm pack`,
-// installs both tarballs offline into a fresh project and uses them there; then proves that the
-// main package alone fails with a message naming the missing platform package.
+// installs both tarballs offline into a fresh project and uses them there; runs the Dashboard
+// example's tests (weather-cache/testing) under node:test and Bun in projects that installed the
+// tarballs with npm and with Bun; then proves that the main package alone fails with a message
+// naming the missing platform package.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +17,9 @@ const platformDir = join(root, 'npm', 'linux-x64-gnu')
 const binary = 'weather-cache.linux-x64-gnu.node'
 const work = mkdtempSync(join(tmpdir(), 'weather-cache-pack-'))
 const npmEnv = { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' }
+// The child test runs are runs of their own, not parts of a test that started this script.
+delete npmEnv.NODE_TEST_CONTEXT
+const bun = join(root, 'node_modules', '.bin', 'bun')
 
 if (process.platform !== 'linux' || process.arch !== 'x64') {
   console.log(`pack:check builds and installs linux-x64-gnu only; skipped on ${process.platform}-${process.arch}`)
@@ -37,9 +42,9 @@ function run(command, args, cwd) {
 }
 
 /** Runs Node asynchronously: the loopback upstream lives in this process and must keep serving. */
-function node(args, cwd) {
+function node(args, cwd, command = process.execPath) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, env: npmEnv })
+    const child = spawn(command, args, { cwd, env: npmEnv })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -56,11 +61,26 @@ function pack(dir) {
   return { tarball: join(work, info.filename), files: info.files.map((f) => f.path).sort(), size: info.size }
 }
 
-function freshProject(name) {
+function freshProject(name, fields = {}) {
   const dir = join(work, name)
   mkdirSync(dir)
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true }))
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, ...fields }))
   return dir
+}
+
+/** The Dashboard example's handlers and tests, copied into a project (an ES module one). */
+function copyExample(dir) {
+  for (const part of ['src', 'test']) cpSync(join(root, 'examples', 'dashboard', part), join(dir, part), { recursive: true })
+}
+
+/** Runs one of the example's test files; returns the runner's summary line. */
+async function exampleTests(dir, runner) {
+  const { status, stdout, stderr } =
+    runner === 'node' ? await node(['--test', 'test/dashboard-weather.node.mjs'], dir) : await node(['test', './test'], dir, bun)
+  const output = `${stdout}${stderr}`
+  const passed = runner === 'node' ? /^# pass (\d+)$/m.exec(output)?.[1] : /^ (\d+) pass$/m.exec(output)?.[1]
+  if (status !== 0 || passed !== '3') throw new Error(`${runner}: the example's tests failed:\n${output}`)
+  return `${passed} tests passed under ${runner === 'node' ? 'node:test' : 'Bun'}`
 }
 
 function walk(dir) {
@@ -82,7 +102,8 @@ try {
   const main = await step('npm pack the main package', () => pack(root))
   const platform = await step('npm pack weather-cache-linux-x64-gnu', () => pack(platformDir))
   await step('tarball contents', () => {
-    const expectMain = ['LICENSE', 'README.md', 'index.d.ts', 'index.js', 'main.js', 'package.json']
+    const expectMain = ['LICENSE', 'README.md', 'index.d.ts', 'index.js', 'main.js', 'package.json', 'testing.d.ts']
+    for (const file of [...expectMain, 'lib/testing.mjs']) if (!main.files.includes(file)) throw new Error(`main tarball lacks ${file}`)
     const unexpected = main.files.filter((f) => !expectMain.includes(f) && !f.startsWith('bin/') && !f.startsWith('lib/'))
     if (unexpected.length) throw new Error(`main tarball holds ${unexpected.join(', ')}`)
     if (JSON.stringify(platform.files) !== JSON.stringify(['README.md', binary, 'package.json'].sort())) {
@@ -130,6 +151,27 @@ try {
     if (nodes.length !== 1 || !nodes[0].includes('weather-cache-linux-x64-gnu')) throw new Error(`binaries: ${nodes}`)
     return `${installed.length} files`
   })
+
+  // What a Dashboard developer does with the tarballs: install them, test with weather-cache/testing.
+  const dashboard = freshProject('dashboard', { type: 'module' })
+  await step('npm: install the tarballs into a project with the Dashboard example', () => {
+    run('npm', ['install', '--offline', '--no-audit', '--no-fund', main.tarball, platform.tarball], dashboard)
+    copyExample(dashboard)
+    if (!existsSync(join(dashboard, 'node_modules', 'weather-cache', 'testing.d.ts'))) throw new Error('testing.d.ts was not installed')
+  })
+  await step('npm: the example tests weather-cache/testing under node:test', () => exampleTests(dashboard, 'node'))
+  await step('npm: the example tests weather-cache/testing under Bun', () => {
+    if (spawnSync(bun, ['--version']).status !== 0) throw new Error(`${bun} does not run (installed with --ignore-scripts?)`)
+    return exampleTests(dashboard, 'bun')
+  })
+  const bunProject = freshProject('dashboard-bun', { type: 'module' })
+  await step('bun add the tarballs into a project with the Dashboard example', () => {
+    // No registry needed: the platform package comes from its tarball, and the other platforms'
+    // optional packages, which no registry has yet, are skipped with a warning.
+    run(bun, ['add', '--no-cache', main.tarball, platform.tarball], bunProject)
+    copyExample(bunProject)
+  })
+  await step('bun: the example tests weather-cache/testing under Bun', () => exampleTests(bunProject, 'bun'))
 
   const alone = freshProject('main-only')
   await step('without the platform package, require() names it', async () => {

@@ -74,11 +74,11 @@ export async function hitPath({ quick }) {
   // Each row measures what it says: the front answered every repeat call of the one, none of
   // the other's.
   const repeats = perRound * (rounds + 1) + sampled
-  const byFront = (name) => frontHitsOf(services[name]) / repeats
-  if (byFront('weather-cache') < 0.999 || byFront('weather-cache, front off') !== 0) {
-    throw new Error(`the front answered ${byFront('weather-cache')} of the hits with it and ${byFront('weather-cache, front off')} without it`)
-  }
+  const byFront = Object.fromEntries(['weather-cache', 'weather-cache, front off'].map((name) => [name, frontHitsOf(services[name]) / repeats]))
   for (const close of closers) close()
   await upstream.close()
+  if (byFront['weather-cache'] < 0.999 || byFront['weather-cache, front off'] !== 0) {
+    throw new Error(`the front answered ${byFront['weather-cache']} of the hits with it and ${byFront['weather-cache, front off']} without it`)
+  }
   return results
 }

@@ -183,6 +183,39 @@ export const LIKE_FOR_LIKE = [
 ]
 const CEILING = "wrk's ceiling (same script, constant /healthz), one core"
 
+const targetsOf = (label) => ({ rps: `proxy, ${label}: req/s >= 1.5x Varnish`, p99: `proxy, ${label}: p99 <= Varnish's` })
+
+/** The scenario's targets, as bench/targets.mjs declares them: two per like-for-like pair. */
+export const PROXY_TARGETS = LIKE_FOR_LIKE.flatMap(({ label }) => [
+  [targetsOf(label).rps, 'noisy', '>= 1.5'],
+  [targetsOf(label).p99, 'noisy', '<= 1'],
+])
+
+/**
+ * Judges each like-for-like pair of `proxyBench`'s result. A pair is compared only when both
+ * rows exist and every request of both was answered 2xx: a proxy that fails fast (a 502 for
+ * each request, say) would otherwise beat one that answers.
+ */
+export function judgeProxy(judge, result) {
+  for (const { label, serve, varnish } of LIKE_FOR_LIKE) {
+    const { rps, p99 } = targetsOf(label)
+    const [ours, theirs] = [result.rows[serve], result.rows[varnish]]
+    const failing = [[serve, ours], [varnish, theirs]].filter(([, row]) => row && row.errors + row.non2xx > 0)
+    const why = !ours || !theirs
+      ? (result.missing[serve] ?? result.missing[varnish] ?? 'a row is missing')
+      : failing.length > 0
+        ? failing.map(([name, row]) => `${name}: ${row.errors} socket errors and ${row.non2xx} answers other than 2xx/3xx`).join('; ')
+        : null
+    if (why) {
+      judge.cannot(rps, why)
+      judge.cannot(p99, why)
+      continue
+    }
+    judge(rps, ours.reqPerSec / theirs.reqPerSec, ours.reqPerSec >= 1.5 * theirs.reqPerSec)
+    judge(p99, ours.p99Ms / theirs.p99Ms, ours.p99Ms <= theirs.p99Ms)
+  }
+}
+
 export async function proxyBench({ quick }) {
   if (!installed('wrk', ['--version'])) {
     return { skipped: 'wrk is not installed: apt-get install wrk' }

@@ -1,61 +1,54 @@
-// The MentraOS Dashboard, reduced to its weather: how it uses weather-cache.
-//
-// Before: every location update called OpenWeather through dashboard-modules/WeatherModule.ts
-// (and a unit toggle forced another call), so the app was rate limited. Now every update asks
-// the shared cache, which answers nearby requests without a call, coalesces concurrent ones,
-// backs off on 429 and keeps Celsius so that °F is only a rendering choice.
-import { AppServer, type AppSession, type LocationUpdate } from "@mentra/sdk";
-import { weatherService, type WeatherSummary } from "weather-cache";
+/**
+ * The MentraOS Dashboard (src/index.ts of Mentra-Community/Dashboard), reduced to its weather.
+ *
+ * In the Dashboard the change is one line: `weatherService` is imported from "weather-cache"
+ * instead of "./services/weather.service", which is deleted with its test. The handlers are the
+ * Dashboard's own; here they live in ./dashboard-weather.js (plain JS, so that its tests run
+ * under Node and Bun without a build) and get `weatherService` from this file.
+ */
+import { AppServer, AppSession, LocationUpdate } from "@mentra/sdk";
+import { weatherService } from "weather-cache"; // was: "./services/weather.service"
 
-import { DashboardWeather, METRIC_SETTING } from "./weather.js";
+import { DashboardWeather } from "./dashboard-weather.js";
+
+const PORT = process.env.PORT ? parseInt(process.env.PORT) : 80;
+const PACKAGE_NAME = process.env.PACKAGE_NAME;
+const API_KEY = process.env.MENTRAOS_API_KEY;
 
 class DashboardServer extends AppServer {
-  private readonly weather = new DashboardWeather(weatherService, (session, _sessionId, text) =>
-    session.dashboard.content.writeToMain(text),
-  );
+  private readonly weather = new DashboardWeather(weatherService);
 
-  protected override async onSession(session: AppSession, sessionId: string, userId: string): Promise<void> {
-    session.logger.info({ userId }, "dashboard session started");
-    session.location.subscribeToStream({ accuracy: "standard" }, (update: LocationUpdate) => {
-      void this.handleLocationUpdate(session, sessionId, update);
+  protected async onSession(session: AppSession, sessionId: string, userId: string): Promise<void> {
+    this.weather.startSession(sessionId, userId);
+
+    session.location.subscribeToStream({ accuracy: "standard" }, (data: LocationUpdate) => {
+      this.weather.handleLocationUpdate(session, sessionId, data);
     });
-    // No forced refresh on a unit change any more: re-render from the cached summary.
-    session.settings.onMentraosSettingChange<boolean>(METRIC_SETTING, () => {
-      this.weather.onMetricSystemChanged(session, sessionId);
+
+    // The Dashboard refetches on a unit change; with weather-cache that is a cache hit.
+    session.settings.onMentraosSettingChange("metricSystemEnabled", (newValue, oldValue) => {
+      session.logger.info(`AugmentOS metricSystemEnabled changed from ${oldValue} to ${newValue} for session ${sessionId}`);
+      this.weather.handleMetricSystemChange(session, sessionId);
     });
   }
 
-  protected override async onStop(sessionId: string, userId: string, reason: string): Promise<void> {
-    this.weather.forget(sessionId);
-  }
-
-  private async handleLocationUpdate(session: AppSession, sessionId: string, { lat, lng }: LocationUpdate) {
-    await this.fetchWeatherData(session, sessionId, lat, lng);
-  }
-
-  /** The call that replaced WeatherModule: `weatherService.getWeather(session, session.userId, lat, lng)`. */
-  private async fetchWeatherData(session: AppSession, sessionId: string, lat: number, lng: number) {
-    await this.weather.fetchWeatherData(session, sessionId, lat, lng);
-  }
-
-  /** For diagnostics: the summary the session last saw. */
-  latestWeather(sessionId: string): WeatherSummary | undefined {
-    return this.weather.latest.get(sessionId);
+  protected async onStop(sessionId: string, userId: string, reason: string): Promise<void> {
+    this.logger.info({ userId }, `Dashboard session stopped: ${reason}`);
+    this.weather.stopSession(sessionId);
   }
 }
 
-// Also typed: the 3-argument form the Dashboard used before, an AppSession passed without casts.
+// Also typed: the call exactly as the Dashboard's fetchWeatherData makes it.
 export async function weatherText(session: AppSession, lat: number, lng: number): Promise<string | null> {
-  const weather = await weatherService.getWeather(session, lat, lng);
-  const metric = session.settings.getMentraosSetting<boolean>(METRIC_SETTING, true);
-  return weather && `${weather.condition}, ${metric ? `${weather.tempC}°C` : `${weather.tempF}°F`}`;
+  const weatherData = await weatherService.getWeather(session, lat, lng);
+  if (!weatherData) return null;
+  const useMetric = session.settings.getMentraosSetting("metricSystemEnabled");
+  const temp = useMetric ? weatherData.tempC : weatherData.tempF;
+  const unit = useMetric ? "°C" : "°F";
+  return `${weatherData.condition}, ${temp}${unit}`;
 }
 
-if (process.env.MENTRAOS_PACKAGE_NAME && process.env.MENTRAOS_API_KEY) {
-  const server = new DashboardServer({
-    packageName: process.env.MENTRAOS_PACKAGE_NAME,
-    apiKey: process.env.MENTRAOS_API_KEY,
-    port: Number(process.env.PORT ?? 7010),
-  });
-  void server.start();
+if (PACKAGE_NAME && API_KEY) {
+  const dashboardServer = new DashboardServer({ packageName: PACKAGE_NAME, port: PORT, apiKey: API_KEY });
+  dashboardServer.start().then(() => dashboardServer.logger.info(`Dashboard Manager TPA running on port ${PORT}`));
 }
