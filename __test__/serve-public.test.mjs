@@ -14,7 +14,7 @@ import { Duplex } from 'node:stream'
 import { test } from 'node:test'
 import tls from 'node:tls'
 
-import { bin, port, rawClient, sample, sleep, startServe, withProxy } from './serve-process.mjs'
+import { port, rawClient, sample, sleep, spawnServe, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const installed = (command, args) => !spawnSync(command, args, { stdio: 'ignore' }).error
@@ -78,7 +78,7 @@ function httpGet(url, { headers = {}, localAddress } = {}) {
 /** `weather-cache serve` run to its exit, or killed after `ms`: `{ code, stdout, stderr }`. */
 function runServeFor(ms, args, env) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, ...env } })
+    const child = spawnServe(args, { env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     const timer = setTimeout(() => child.kill('SIGKILL'), ms)
@@ -142,7 +142,7 @@ test('TLS: HTTPS with a chain, HTTP/2 by ALPN beside HTTP/1.1, checked against t
     // A broken key on SIGHUP: a warning, and the certificate served stays.
     writeFileSync(served.key, 'not a key\n')
     proxy.child.kill('SIGHUP')
-    await stderrMatches(proxy, /warning: reload: cannot read the private key .*the previous certificate stays/)
+    await stderrMatches(proxy, /"level":40,.*"msg":"reload: cannot read the private key .*the previous certificate stays/)
     assert.equal((await curl(url, ['--cacert', second.root])).code, 200)
     const metrics = (await curl(`${proxy.url}/metrics`, ['--cacert', second.root])).body
     assert.equal(sample(metrics, 'weather_cache_proxy_reloads_total'), 2)
@@ -214,7 +214,7 @@ test('--tokens-file: named clients, their names (never tokens) in the access log
     // A broken file on SIGHUP: a warning, and the clients stay as they were.
     writeFileSync(tokens, 'alpha\n')
     proxy.child.kill('SIGHUP')
-    await stderrMatches(proxy, /warning: reload: the tokens file .*line 1: expected "name token".*the previous tokens stay/)
+    await stderrMatches(proxy, /"level":40,.*"msg":"reload: the tokens file .*line 1: expected \\"name token\\".*the previous tokens stay/)
     assert.ok(!proxy.errors().includes('t0ken'), 'no token in any message')
     assert.equal((await get('/v1/weather?lat=10&lon=10', 'alpha-t0ken-1')).status, 200)
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use weather_cache::geo::{distance_km, km_to_degrees, normalize_lon, CellId, Grid, LatLon, MAX_GRID_DEG, MIN_GRID_DEG};
+use weather_cache_core::geo::{distance_km, km_to_degrees, normalize_lon, CellId, Grid, LatLon, MAX_GRID_DEG, MIN_GRID_DEG};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weather_cache::provider::{parse_one_call, MAX_CELSIUS, MIN_CELSIUS};
+use weather_cache_core::provider::{parse_one_call, MAX_CELSIUS, MIN_CELSIUS};
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(observation) = parse_one_call(body) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weather_cache::proxy::query::{parse, MAX_USER_BYTES};
+use weather_cache_server::proxy::query::{parse, MAX_USER_BYTES};
 
 fuzz_target!(|query: &str| {
     if let Ok(q) = parse(query) {

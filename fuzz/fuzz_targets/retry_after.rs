@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weather_cache::provider::parse_retry_after;
+use weather_cache_core::provider::parse_retry_after;
 
 fuzz_target!(|input: (&str, Option<&str>)| {
     let (value, date) = input;

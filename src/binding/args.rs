@@ -4,7 +4,7 @@ use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 
 use super::errors::{clear_pending_exception, describe, js_number, ArgError, Checked};
-use crate::geo::LatLon;
+use weather_cache_core::geo::LatLon;
 
 /// Longest accepted user id, in UTF-8 bytes.
 pub const MAX_USER_ID_BYTES: usize = 256;

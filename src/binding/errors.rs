@@ -3,7 +3,7 @@
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 
-use crate::engine::RequestError;
+use weather_cache_core::engine::RequestError;
 
 /// The outcome of checking an argument (napi's prelude shadows `Result`).
 pub type Checked<T> = std::result::Result<T, ArgError>;

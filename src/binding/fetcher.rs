@@ -7,13 +7,14 @@
 //! can reach N-API as an exception (which, thrown inside a threadsafe call, ends the process).
 //! The function is weak: a configured fetcher never keeps Node alive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 
-use crate::geo::LatLon;
-use crate::provider::{observation, Answer, FetchFuture, Provider, ProviderError};
+use weather_cache_core::geo::LatLon;
+use weather_cache_core::provider::{observation, Answer, FetchFuture, Provider, ProviderError};
 
 /// What lib/fetcher.js resolves to (read by hand: an internal shape, not in index.d.ts).
 pub struct FetcherOutcome {
@@ -42,19 +43,24 @@ impl FromNapiValue for FetcherOutcome {
 const BUSY_GRACE: Duration = Duration::from_secs(1);
 
 type Args = FnArgs<(f64, f64, f64)>;
+/// lib/fetcher.js's wrapper around the user's function.
+pub type FetchFunction<'e> = Function<'e, Args, Promise<FetcherOutcome>>;
 type Call = ThreadsafeFunction<Args, Promise<FetcherOutcome>, Args, Status, false, true>;
 
 pub struct JsFetcher {
     name: &'static str,
-    call: Call,
+    call: Arc<Call>,
     timeout: Duration,
 }
 
 impl JsFetcher {
-    /// `wrapped` is lib/fetcher.js's wrapper around the user's function.
-    pub fn new(name: &'static str, wrapped: &Function<'_, Args, Promise<FetcherOutcome>>, timeout: Duration) -> Result<JsFetcher> {
-        let call = wrapped.build_threadsafe_function::<Args>().callee_handled::<false>().weak::<true>().build()?;
-        Ok(JsFetcher { name, call, timeout })
+    /// `wrapped`, callable from any thread (on the JS thread).
+    pub fn callable(wrapped: &FetchFunction) -> Result<Arc<Call>> {
+        Ok(Arc::new(wrapped.build_threadsafe_function::<Args>().callee_handled::<false>().weak::<true>().build()?))
+    }
+
+    pub fn new(name: &'static str, call: Arc<Call>, timeout: Duration) -> JsFetcher {
+        JsFetcher { name, call, timeout }
     }
 
     async fn current(&self, at: LatLon) -> std::result::Result<Answer, ProviderError> {

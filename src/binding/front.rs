@@ -20,7 +20,7 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi::{sys, Env};
 
-use crate::cache::{Entry, UserVersions};
+use weather_cache_core::cache::{Entry, UserVersions};
 
 /// `1` when the last call was answered at once from a fresh entry that is now the user's
 /// newest; `0` otherwise (the rest of the view is then stale). JS sets it to `0` before a call.

@@ -8,7 +8,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 
 use super::errors::{clear_pending_exception, exception_pending};
-use crate::engine::{Event, Level};
+use weather_cache_core::engine::{Event, Field, Level};
 
 type LogMethod<'e> = Function<'e, FnArgs<(Object<'e>, &'static str)>, Unknown<'e>>;
 
@@ -66,74 +66,10 @@ fn settled(env: &Env, returned: Result<Unknown>) {
 /// The event's fields as a plain object (the first argument pino receives).
 pub fn fields<'e>(env: &'e Env, event: &Event) -> Result<Object<'e>> {
     let mut o = Object::new(env)?;
-    match event {
-        Event::Attempted { user, key, at } => {
-            o.set("userId", user.as_str())?;
-            o.set("bucketKey", key.as_str())?;
-            o.set("lat", at.lat)?;
-            o.set("lon", at.lon)?;
-        }
-        Event::Hit { user, key, age_ms, scope, .. } => {
-            o.set("userId", user.as_str())?;
-            o.set("bucketKey", key.as_str())?;
-            o.set("ageMs", *age_ms as f64)?;
-            o.set("scope", scope.as_str())?;
-        }
-        Event::Miss { user, key } => {
-            o.set("userId", user.as_str())?;
-            o.set("bucketKey", key.as_str())?;
-        }
-        Event::Coalesced { user, key, waiters } => {
-            o.set("userId", user.as_str())?;
-            o.set("bucketKey", key.as_str())?;
-            o.set("waiters", *waiters as f64)?;
-        }
-        Event::Sent { provider, key, at } => {
-            o.set("provider", *provider)?;
-            o.set("bucketKey", key.as_str())?;
-            o.set("lat", at.lat)?;
-            o.set("lon", at.lon)?;
-        }
-        Event::SkippedMinInterval { key, since_last_ms } => {
-            o.set("bucketKey", key.as_str())?;
-            o.set("sinceLastMs", *since_last_ms as f64)?;
-        }
-        Event::RateLimited { provider, retry_after_ms } => {
-            o.set("provider", *provider)?;
-            o.set("retryAfterMs", *retry_after_ms as f64)?;
-        }
-        Event::UpstreamError { provider, key, code, message } => {
-            o.set("provider", *provider)?;
-            o.set("bucketKey", key.as_str())?;
-            o.set("code", *code)?;
-            o.set("message", message.as_str())?;
-        }
-        Event::BackoffState { provider, scope, backoff_ms } => {
-            o.set("provider", *provider)?;
-            o.set("scope", scope.as_str())?;
-            o.set("backoffMs", *backoff_ms as f64)?;
-        }
-        Event::ProviderWarning { provider, message } => {
-            o.set("provider", *provider)?;
-            o.set("message", *message)?;
-        }
-        Event::TierDegraded { place, cause, reason, retry_in_ms } => {
-            o.set("tier", place.as_str())?;
-            o.set("cause", *cause)?;
-            o.set("reason", reason.as_str())?;
-            o.set("retryInMs", *retry_in_ms as f64)?;
-        }
-        Event::TierRestored { place, down_ms } => {
-            o.set("tier", place.as_str())?;
-            o.set("downMs", *down_ms as f64)?;
-        }
-        Event::TierWarning { place, message } => {
-            o.set("tier", place.as_str())?;
-            o.set("message", message.as_str())?;
-        }
-        Event::Distance { distance_km, within_km } => {
-            o.set("distanceKm", *distance_km)?;
-            o.set("withinKm", *within_km)?;
+    for (name, value) in event.fields() {
+        match value {
+            Field::Text(text) => o.set(name, text)?,
+            Field::Number(n) => o.set(name, n)?,
         }
     }
     Ok(o)

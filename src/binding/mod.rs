@@ -11,6 +11,8 @@ mod logger;
 mod options;
 mod providers;
 mod proxy;
+mod reader;
+mod serve_command;
 mod service;
 mod summaries;
 mod values;
@@ -21,7 +23,7 @@ use napi_derive::napi;
 
 pub use service::WeatherService;
 
-use crate::geo::{distance_km as haversine, Grid, MAX_GRID_DEG, MIN_GRID_DEG};
+use weather_cache_core::geo::{distance_km as haversine, Grid, MAX_GRID_DEG, MIN_GRID_DEG};
 use errors::{js_number, ArgError};
 
 /// Great-circle distance in km (haversine, R = 6371 km).

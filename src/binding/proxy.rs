@@ -10,9 +10,9 @@ use napi::Env;
 use napi_derive::napi;
 
 use super::errors::{describe, js_number, ArgError, Checked};
-use super::options::Reader;
-use crate::engine::{BackgroundEvents, Engine};
-use crate::proxy::{parse_allowed_host, AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
+use super::reader::Reader;
+use weather_cache_core::engine::{BackgroundEvents, Engine};
+use weather_cache_server::proxy::{parse_allowed_host, AccessLogTarget, Cidr, Proxy, ProxyConfig, SetupError, SetupKind, Tokens};
 
 /// A running drone proxy (see `WeatherService.listen`). It keeps Node alive until closed, like
 /// a listening `net.Server`.

@@ -16,15 +16,13 @@ use super::errors::{describe, js_number, request_error, take_pending_exception, 
 use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
-use super::providers;
 use super::proxy::WeatherProxy;
-use super::summaries::{JsValueOf, Summaries, SummariesId};
-use super::values::{ForecastResult, WeatherStats};
-use crate::engine::{
-    tier_events, BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
+use super::summaries::{Summaries, SummariesId};
+use super::values::{ForecastResult, JsValueOf, WeatherStats};
+use weather_cache_core::engine::{
+    BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
     Source,
 };
-use crate::tier::SharedTier;
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
 #[napi]
@@ -228,7 +226,7 @@ impl WeatherService {
         object.set("view", buffer)?;
         object.set("proximityKm", config.proximity_km)?;
         object.set("maxUsers", config.max_users as f64)?;
-        object.set("manualClock", config.clock == crate::engine::ClockKind::Manual)?;
+        object.set("manualClock", config.clock == weather_cache_core::engine::ClockKind::Manual)?;
         object.into_unknown(env)
     }
 
@@ -381,24 +379,13 @@ fn rejected<'e>(env: &'e Env, error: napi::Error) -> Result<Settled<'e>> {
 
 impl Service {
     fn new(env: &Env, options: &Unknown, default_instance: bool) -> Result<Service> {
-        let mut options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
-        let upstreams = providers::build(&mut options).map_err(|e| e.throw(env))?;
+        let options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
         let logger = options.logger.as_ref().map(|l| ServiceLogger::new(env, l)).transpose()?;
         let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
-        let level = options.config.log_level;
-        let tier = match options.redis {
-            Some((config, from)) => {
-                let observer = tier_events(background.clone(), level);
-                let tier = SharedTier::new(config, &runtime, observer).map_err(|reason| {
-                    // The URL itself is never shown: it may hold a password.
-                    ArgError::Value { name: from.to_owned(), reason, received: "a URL (not shown)".to_owned() }.throw(env)
-                })?;
-                Some(tier)
-            }
-            None => None,
-        };
-        let engine = Engine::new(options.config, upstreams, tier, runtime, background.clone());
+        let started = options.service.clone().resolve().and_then(|resolved| resolved.start(runtime, background.clone()));
+        let engine = started.map_err(|error| options.error(error).throw(env))?;
+        let level = engine.config().log_level;
         Ok(Service { engine, level, front: Default::default(), logger, background, summaries: Summaries::register(env) })
     }
 

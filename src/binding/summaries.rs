@@ -20,7 +20,7 @@ use napi::bindgen_prelude::*;
 use napi::{sys, Env, JsValue};
 
 use super::values::WeatherSummary;
-use crate::cache::Entry;
+use weather_cache_core::cache::Entry;
 
 /// Entries whose objects are kept, per service.
 const HOT: NonZeroUsize = NonZeroUsize::new(1024).unwrap();
@@ -226,19 +226,4 @@ fn value_of<'e>(env: &'e Env, reference: sys::napi_ref) -> Result<Unknown<'e>> {
     // SAFETY: the reference was made on this env and is deleted only on eviction or release.
     check_status!(unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) })?;
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
-}
-
-/// An already built JS value placed into a `#[napi(object)]` result as is.
-pub struct JsValueOf(sys::napi_value);
-
-impl JsValueOf {
-    pub fn new(value: Unknown) -> JsValueOf {
-        JsValueOf(value.raw())
-    }
-}
-
-impl ToNapiValue for JsValueOf {
-    unsafe fn to_napi_value(_: sys::napi_env, value: Self) -> Result<sys::napi_value> {
-        Ok(value.0)
-    }
 }

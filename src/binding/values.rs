@@ -1,10 +1,11 @@
 //! What callers receive. `#[napi(object)]` makes these the generated TypeScript interfaces.
 
+use napi::bindgen_prelude::*;
+use napi::sys;
 use napi_derive::napi;
 
-use super::summaries::JsValueOf;
-use crate::cache::Entry;
-use crate::engine::Served;
+use weather_cache_core::cache::Entry;
+use weather_cache_core::engine::Served;
 
 #[napi(object)]
 pub struct WeatherSummary {
@@ -173,11 +174,11 @@ pub struct LeaseWaits {
     pub tier_failed: f64,
 }
 
-impl From<crate::tier::TierStats> for TierStats {
-    fn from(t: crate::tier::TierStats) -> TierStats {
+impl From<weather_cache_core::tier::TierStats> for TierStats {
+    fn from(t: weather_cache_core::tier::TierStats) -> TierStats {
         let count =
             |pairs: &[(&str, u64)], name: &str| pairs.iter().find(|(n, _)| *n == name).map_or(0.0, |(_, c)| *c as f64);
-        let bounds = crate::tier::LATENCY_BUCKETS.iter().map(|s| s * 1000.0).chain(std::iter::once(f64::INFINITY));
+        let bounds = weather_cache_core::tier::LATENCY_BUCKETS.iter().map(|s| s * 1000.0).chain(std::iter::once(f64::INFINITY));
         TierStats {
             round_trips: t.latency_count() as f64,
             round_trip_ms: t.latency_seconds * 1000.0,
@@ -217,8 +218,8 @@ pub struct ProviderStats {
     pub backoff_until: f64,
 }
 
-impl From<crate::engine::Stats> for WeatherStats {
-    fn from(s: crate::engine::Stats) -> WeatherStats {
+impl From<weather_cache_core::engine::Stats> for WeatherStats {
+    fn from(s: weather_cache_core::engine::Stats) -> WeatherStats {
         WeatherStats {
             requests: s.requests as f64,
             user_hits: s.user_hits as f64,
@@ -254,5 +255,20 @@ impl From<crate::engine::Stats> for WeatherStats {
                 })
                 .collect(),
         }
+    }
+}
+
+/// An already built JS value placed into a `#[napi(object)]` result as is.
+pub struct JsValueOf(sys::napi_value);
+
+impl JsValueOf {
+    pub fn new(value: Unknown) -> JsValueOf {
+        JsValueOf(value.raw())
+    }
+}
+
+impl ToNapiValue for JsValueOf {
+    unsafe fn to_napi_value(_: sys::napi_env, value: Self) -> Result<sys::napi_value> {
+        Ok(value.0)
     }
 }

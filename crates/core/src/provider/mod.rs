@@ -1,0 +1,88 @@
+//! Upstream weather APIs behind one trait, so the engine never sees HTTP.
+
+mod body;
+mod custom;
+mod http;
+mod metnorway;
+mod names;
+mod openmeteo;
+mod openweather;
+mod reading;
+mod retry_after;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use custom::{CustomProvider, Fetched};
+pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
+pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
+pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
+pub use reading::{observation, tidy, MAX_CELSIUS, MIN_CELSIUS};
+pub use crate::redact::Redactor;
+pub use names::{intern, intern_configured};
+pub use retry_after::parse_retry_after;
+
+use crate::cache::Observation;
+use crate::geo::LatLon;
+
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer, ProviderError>> + Send + 'a>>;
+
+pub trait Provider: Send + Sync + 'static {
+    /// Short name used in events and messages (`"openweather"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether a request can be made at all (for instance, an API key is configured).
+    fn ready(&self) -> Result<(), ProviderError>;
+
+    /// Current conditions at `at`, which the caller has already rounded. `validator` is what
+    /// this provider said of its previous answer for exactly `at` (see `Answer::validator`),
+    /// for a conditional request.
+    fn fetch<'a>(&'a self, at: LatLon, validator: Option<&'a str>) -> FetchFuture<'a>;
+}
+
+/// A provider's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The reading; `None` when the provider said its data has not changed since the answer
+    /// `validator` names (HTTP 304): the previous reading holds, renewed.
+    pub observation: Option<Observation>,
+    /// How long the provider asks not to be asked again about this place (MET Norway's
+    /// `Expires`, measured from its own `Date` so that a skewed clock does not matter).
+    pub hold_for: Option<Duration>,
+    /// What identifies this answer for a conditional request (MET Norway's `Last-Modified`).
+    pub validator: Option<Box<str>>,
+    /// Something the operator should know (MET Norway's 203: the product is deprecated).
+    pub warning: Option<&'static str>,
+}
+
+impl Answer {
+    /// A plain reading, with nothing else to say.
+    pub fn observed(observation: Observation) -> Answer {
+        Answer { observation: Some(observation), hold_for: None, validator: None, warning: None }
+    }
+}
+
+/// Why a fetch produced no observation. Messages never contain the request URL or the key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProviderError {
+    NoApiKey,
+    /// HTTP 429 (or a body saying `cod: 429`). `retry_after` is the server's Retry-After as a
+    /// delay from now, when it sent a usable one.
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    Status {
+        status: u16,
+        /// What the provider said of it, when it says (Open-Meteo's `reason`): tidied, capped,
+        /// the key redacted.
+        reason: Option<String>,
+    },
+    Timeout,
+    Network {
+        message: String,
+    },
+    InvalidResponse {
+        message: String,
+    },
+}
