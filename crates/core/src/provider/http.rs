@@ -45,6 +45,16 @@ impl KeyedClient {
             max_response_bytes: config.max_response_bytes,
         })
     }
+
+    /// `failure`, where a 401 or 403 to a request that carried the key is the key refused.
+    pub fn failure(&self, response: &reqwest::Response) -> Option<ProviderError> {
+        match failure(response) {
+            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.api_key.is_some() => {
+                Some(ProviderError::KeyRejected { status })
+            }
+            other => other,
+        }
+    }
 }
 
 /// `base_url` with `path` appended to its own path. Fails (with a message fit for users) when

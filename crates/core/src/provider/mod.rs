@@ -72,6 +72,12 @@ pub enum ProviderError {
     RateLimited {
         retry_after: Option<Duration>,
     },
+    /// HTTP 401 or 403 from a provider called with an API key: it refused the key (wrong,
+    /// revoked, not subscribed to the product). A key does not fix itself, so the engine stops
+    /// asking for a long while.
+    KeyRejected {
+        status: u16,
+    },
     Status {
         status: u16,
         /// What the provider said of it, when it says (Open-Meteo's `reason`): tidied, capped,

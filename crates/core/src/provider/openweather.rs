@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::http::{failure, HttpProviderConfig, KeyedClient};
+use super::http::{HttpProviderConfig, KeyedClient};
 use super::{observation, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
@@ -36,7 +36,7 @@ impl OpenWeather {
         let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
-        if let Some(error) = failure(&response) {
+        if let Some(error) = http.failure(&response) {
             return Err(error);
         }
         let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
@@ -78,7 +78,8 @@ struct Condition {
 
 /// Extracts `current.temp` (a number in a physical range: a missing reading is an error, never
 /// 0 °C) and `current.weather[0].main` (`"Unknown"` when absent; see `reading.rs`). A 200 that carries an error object
-/// (`{"cod":429,…}`, `cod` as number or string) is treated as that error.
+/// (`{"cod":429,…}`, `cod` as number or string) is treated as that error; `cod` 401 is the key
+/// refused.
 pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
     let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
@@ -89,6 +90,8 @@ pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     });
     match cod {
         Some(429) => return Err(ProviderError::RateLimited { retry_after: None }),
+        // `{"cod":401,"message":"Invalid API key..."}`: every request carries the key.
+        Some(401) if parsed.current.is_none() => return Err(ProviderError::KeyRejected { status: 401 }),
         Some(code) if parsed.current.is_none() && !(200..300).contains(&code) => {
             return Err(ProviderError::Status { status: code.min(u16::MAX as u64) as u16, reason: None })
         }
@@ -159,7 +162,11 @@ mod tests {
         );
         assert_eq!(
             parse_one_call(br#"{"cod":"401","message":"Invalid API key"}"#),
-            Err(ProviderError::Status { status: 401, reason: None })
+            Err(ProviderError::KeyRejected { status: 401 })
+        );
+        assert_eq!(
+            parse_one_call(br#"{"cod":"404","message":"Not found"}"#),
+            Err(ProviderError::Status { status: 404, reason: None })
         );
     }
 }
