@@ -4,7 +4,7 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use super::{parse_retry_after, ProviderError, Redactor};
+use super::{parse_retry_after, LateKey, ProviderError, Redactor};
 
 /// What a keyed HTTP provider is configured with (OpenWeather's settings and Open-Meteo's are
 /// the same).
@@ -27,6 +27,8 @@ pub struct KeyedClient {
     pub decimals: usize,
     pub max_response_bytes: u64,
     pub redactor: Redactor,
+    /// Where the key comes from when none was configured and it may arrive later.
+    pub late_key: Option<LateKey>,
 }
 
 impl KeyedClient {
@@ -43,13 +45,27 @@ impl KeyedClient {
             api_key,
             decimals: config.coordinate_decimals as usize,
             max_response_bytes: config.max_response_bytes,
+            late_key: None,
         })
+    }
+
+    /// The key: the configured one, or the late one once it arrived.
+    pub fn key(&self) -> Option<&str> {
+        self.api_key.as_deref().or_else(|| self.late_key.as_ref().and_then(LateKey::get))
+    }
+
+    /// Keeps the key (the late one too) out of messages.
+    pub fn redactor(&self) -> &Redactor {
+        match (&self.api_key, self.late_key.as_ref().and_then(LateKey::redactor)) {
+            (None, Some(late)) => late,
+            _ => &self.redactor,
+        }
     }
 
     /// `failure`, where a 401 or 403 to a request that carried the key is the key refused.
     pub fn failure(&self, response: &reqwest::Response) -> Option<ProviderError> {
         match failure(response) {
-            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.api_key.is_some() => {
+            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.key().is_some() => {
                 Some(ProviderError::KeyRejected { status })
             }
             other => other,

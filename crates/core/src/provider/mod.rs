@@ -3,6 +3,7 @@
 mod body;
 mod custom;
 mod http;
+mod late_key;
 mod metnorway;
 mod names;
 mod openmeteo;
@@ -15,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use custom::{CustomProvider, Fetched};
+pub use late_key::LateKey;
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};

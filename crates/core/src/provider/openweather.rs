@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
 use super::http::{HttpProviderConfig, KeyedClient};
-use super::{observation, Answer, FetchFuture, Provider, ProviderError};
+use super::{observation, Answer, FetchFuture, LateKey, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
@@ -22,9 +22,16 @@ impl OpenWeather {
         Ok(OpenWeather { http: KeyedClient::new(config, "/data/3.0/onecall")? })
     }
 
+    /// Without a configured key, takes `late`'s once it is set (the default instance's
+    /// `OPEN_WEATHER_API_KEY`, set after its first call). A configured key wins.
+    pub fn with_late_key(mut self, late: LateKey) -> OpenWeather {
+        self.http.late_key = Some(late);
+        self
+    }
+
     async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
         let http = &self.http;
-        let key = http.api_key.as_deref().ok_or(ProviderError::NoApiKey)?;
+        let key = http.key().ok_or(ProviderError::NoApiKey)?;
         let mut url = http.url.clone();
         url.query_pairs_mut()
             .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
@@ -33,13 +40,13 @@ impl OpenWeather {
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
-        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
+        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, http.redactor()))?;
         tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
         if let Some(error) = http.failure(&response) {
             return Err(error);
         }
-        let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
+        let body = read_bounded(response, http.max_response_bytes, http.redactor()).await?;
         parse_one_call(&body)
     }
 }
@@ -50,7 +57,7 @@ impl Provider for OpenWeather {
     }
 
     fn ready(&self) -> Result<(), ProviderError> {
-        self.http.api_key.as_ref().map(|_| ()).ok_or(ProviderError::NoApiKey)
+        self.http.key().map(|_| ()).ok_or(ProviderError::NoApiKey)
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
