@@ -406,8 +406,31 @@ return {add(KEYS[1], math.floor(now / 60000), ARGV[1], ARGV[2]), add(KEYS[2], ma
 "
 );
 
+/// Reads a provider's shared counters, for the status page: what every instance together has
+/// called in the current minute and UTC day (server time, the windows `ADMIT` counts in).
+/// Read-only.
+///
+/// KEYS: minute counter, day counter. Returns `{calls this minute, calls today, ms until the
+/// minute ends}`.
+pub const COUNTS: &str = concat!(
+    prelude!(),
+    r"
+local now = server_ms()
+local minute, day = math.floor(now / 60000), math.floor(now / 86400000)
+local function count(key, window)
+  local v = call('GET', key)
+  if type(v) == 'string' then
+    local w, c = string.match(v, '^(%d+):(%d+)$')
+    if tonumber(w) == window then return tonumber(c) end
+  end
+  return 0
+end
+return {count(KEYS[1], minute), count(KEYS[2], day), (minute + 1) * 60000 - now}
+"
+);
+
 #[cfg(test)]
-const ALL: [(&str, &str); 8] = [
+const ALL: [(&str, &str); 9] = [
     ("FIND_OR_LEASE", FIND_OR_LEASE),
     ("STORE", STORE),
     ("RELEASE", RELEASE),
@@ -416,6 +439,7 @@ const ALL: [(&str, &str); 8] = [
     ("COOL_DOWN", COOL_DOWN),
     ("FAIL_AREA", FAIL_AREA),
     ("RECONCILE", RECONCILE),
+    ("COUNTS", COUNTS),
 ];
 
 #[cfg(test)]
