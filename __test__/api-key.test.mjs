@@ -152,3 +152,33 @@ test('a rejected key: ERR_UPSTREAM_AUTH, one error event, one upstream call per 
     await upstream.close()
   }
 })
+
+test('through the proxy, a rejected key is 503 ERR_UPSTREAM_AUTH with Retry-After, one upstream call, and /readyz says why', async () => {
+  const upstream = await startUpstream()
+  const wrongKey = 'wrong-key-0a1b2c3d4e5f'
+  const service = new WeatherService({ apiKey: wrongKey, baseUrl: upstream.url })
+  const proxy = await service.listen({ port: 0 })
+  try {
+    const bodies = []
+    for (let i = 0; i < 10; i++) {
+      const response = await fetch(`${proxy.url}/v1/weather?lat=${10 + i}&lon=20`)
+      assert.equal(response.status, 503)
+      const retryAfter = Number(response.headers.get('retry-after'))
+      assert.ok(retryAfter > 590 && retryAfter <= 600, String(retryAfter))
+      const body = await response.text()
+      assert.equal(JSON.parse(body).error.code, 'ERR_UPSTREAM_AUTH')
+      bodies.push(body)
+    }
+    assert.equal(upstream.count, 1)
+    const ready = await fetch(`${proxy.url}/readyz`)
+    assert.equal(ready.status, 503)
+    const readyBody = await ready.text()
+    assert.equal(JSON.parse(readyBody).reasons[0].code, 'ERR_UPSTREAM_AUTH')
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text()
+    assert.ok(![...bodies, readyBody, metrics].some((text) => text.includes(wrongKey)), 'the key is in no answer')
+  } finally {
+    await proxy.close(1_000)
+    service.close()
+    await upstream.close()
+  }
+})
