@@ -106,3 +106,35 @@ test('the status shows every host\'s calls from Redis beside this host\'s, and s
   assert.equal(down.providers[0].shared, null)
   assert.equal(down.providers[0].callsLastMinute, 2)
 })
+
+test('a slow Redis costs /v1/status one round trip, however many providers (the page asks every 2 s)', async (t) => {
+  if (!needs(t, redisServerInstalled(), 'redis-server is not installed')) return
+  const { startRelay } = await import('./relay.mjs')
+  const redis = await startRedis()
+  const relay = await startRelay(redis.port)
+  const upstream = await startUpstream()
+  const providers = [
+    { name: 'openweather', apiKey: API_KEY, baseUrl: upstream.url },
+    { name: 'open-meteo', baseUrl: upstream.url },
+    { name: 'met-norway', baseUrl: upstream.url, userAgent: 'weather-cache-tests/1 ops@example.com' },
+  ]
+  const service = new WeatherService({ providers, redis: { url: relay.url, timeoutMs: 5_000, keyPrefix: `slow-${process.pid}` } })
+  const proxy = await service.listen({ port: 0, token: TOKEN })
+  t.after(async () => {
+    await proxy.close(1_000)
+    service.close()
+    await relay.close()
+    await upstream.close()
+    await redis.stop()
+  })
+  assert.equal((await status(proxy)).budgetScope, 'shared')
+  // Every reply held back 1.5 s, well inside the tier's 5 s deadline: Redis is slow, not down.
+  relay.setLatency(1_500)
+  const started = Date.now()
+  const slow = await status(proxy)
+  const tookMs = Date.now() - started
+  assert.equal(slow.budgetScope, 'shared')
+  assert.deepEqual(slow.providers.map((p) => p.shared?.callsToday), [0, 0, 0])
+  // One round trip is 1.5 s; one per provider would be 4.5 s.
+  assert.ok(tookMs < 3_000, `the status took ${tookMs} ms`)
+})

@@ -621,18 +621,25 @@ impl SharedTier {
         }
     }
 
-    /// What every instance together has called `provider` in the current minute and UTC day
-    /// (the counters the shared budget admits by). Within the tier's deadline.
-    pub async fn calls(&self, provider: &str) -> Result<SharedCalls, TierError> {
+    /// What every instance together has called each of `providers` in the current minute and
+    /// UTC day (the counters the shared budget admits by), in their order. One round trip,
+    /// within the tier's deadline: a slow Redis costs the status page one deadline, not one
+    /// per provider.
+    pub async fn calls(&self, providers: &[&str]) -> Result<Vec<SharedCalls>, TierError> {
         let mut invocation = self.scripts.counts.prepare_invoke();
-        invocation.key(self.keys.budget(provider, "minute")).key(self.keys.budget(provider, "day"));
+        for provider in providers {
+            invocation.key(self.keys.budget(provider, "minute")).key(self.keys.budget(provider, "day"));
+        }
         let counts: Vec<i64> = self.run(self.deadline(), &invocation).await?;
-        match counts[..] {
-            [minute, day, left] => Ok(SharedCalls {
-                this_minute: minute.max(0) as u64,
-                today: day.max(0) as u64,
-                minute_left: Duration::from_millis(left.max(0) as u64),
-            }),
+        match counts.split_first() {
+            Some((&left, pairs)) if pairs.len() == 2 * providers.len() => Ok(pairs
+                .chunks(2)
+                .map(|pair| SharedCalls {
+                    this_minute: pair[0].max(0) as u64,
+                    today: pair[1].max(0) as u64,
+                    minute_left: Duration::from_millis(left.max(0) as u64),
+                })
+                .collect()),
             _ => Err(self.malformed()),
         }
     }

@@ -406,12 +406,12 @@ return {add(KEYS[1], math.floor(now / 60000), ARGV[1], ARGV[2]), add(KEYS[2], ma
 "
 );
 
-/// Reads a provider's shared counters, for the status page: what every instance together has
+/// Reads providers' shared counters, for the status page: what every instance together has
 /// called in the current minute and UTC day (server time, the windows `ADMIT` counts in).
-/// Read-only.
+/// Read-only; every provider in one round trip (the keys share the control slot).
 ///
-/// KEYS: minute counter, day counter. Returns `{calls this minute, calls today, ms until the
-/// minute ends}`.
+/// KEYS: each provider's minute counter then day counter. Returns `{ms until the minute ends,
+/// then each provider's calls this minute and calls today}`.
 pub const COUNTS: &str = concat!(
     prelude!(),
     r"
@@ -425,7 +425,12 @@ local function count(key, window)
   end
   return 0
 end
-return {count(KEYS[1], minute), count(KEYS[2], day), (minute + 1) * 60000 - now}
+local out = {(minute + 1) * 60000 - now}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = count(KEYS[i], minute)
+  out[#out + 1] = count(KEYS[i + 1], day)
+end
+return out
 "
 );
 

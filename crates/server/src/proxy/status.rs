@@ -182,14 +182,14 @@ impl Status {
 }
 
 /// Each provider's calls by every instance, read from the shared tier (`None` without one);
-/// a provider Redis did not answer for within its deadline is `None` in the list.
+/// every provider is `None` in the list when Redis did not answer within its deadline.
 pub async fn shared_calls(engine: &Engine) -> Option<Vec<Option<SharedCalls>>> {
     let tier = engine.tier()?;
-    let mut calls = Vec::with_capacity(engine.upstreams().len());
-    for upstream in engine.upstreams() {
-        calls.push(tier.calls(upstream.name()).await.ok());
-    }
-    Some(calls)
+    let names: Vec<&str> = engine.upstreams().iter().map(|upstream| upstream.name()).collect();
+    Some(match tier.calls(&names).await {
+        Ok(calls) => calls.into_iter().map(Some).collect(),
+        Err(_) => vec![None; names.len()],
+    })
 }
 
 struct Rate {
