@@ -370,8 +370,8 @@ export interface TierStats {
 
 /**
  * The default instance, configured on first use (so `OPEN_WEATHER_API_KEY` is read when the
- * application first asks for weather, not when it imports the module; while it has no key, it
- * looks again at each call). Its `logLevel` comes from `WEATHER_CACHE_LOG_LEVEL`.
+ * application first asks for weather, not when it imports the module; while it has no key, or one the
+ * provider refused, it looks again at each call). Its `logLevel` comes from `WEATHER_CACHE_LOG_LEVEL`.
  */
 export declare const weatherService: WeatherService
 

@@ -182,3 +182,42 @@ test('through the proxy, a rejected key is 503 ERR_UPSTREAM_AUTH with Retry-Afte
     await upstream.close()
   }
 })
+
+test('the default instance takes a new OPEN_WEATHER_API_KEY at once after the provider refused the old one', async () => {
+  const upstream = await startUpstream()
+  try {
+    const script = `
+      import { weatherService } from './main.js'
+      ${SESSION}
+      const w = (lat) => weatherService.getWeather(session, lat, -74)
+      const steps = {}
+      if (process.env.START === 'none') steps.none = await w(10)
+      process.env.OPEN_WEATHER_API_KEY = 'wr0ng-k3y-' + process.env.START
+      steps.wrong = await w(20)
+      steps.stillWrong = await w(30)
+      // The operator fixes the key, as the error says (a secret reloaded, say).
+      process.env.OPEN_WEATHER_API_KEY = ${JSON.stringify(API_KEY)}
+      steps.fixed = await w(40)
+      // A key that works is kept, even if the variable goes away.
+      delete process.env.OPEN_WEATHER_API_KEY
+      steps.kept = await w(50)
+      console.log(JSON.stringify({ steps, records }))
+      weatherService.close()`
+    for (const start of ['none', 'set']) {
+      const calls = upstream.count
+      const env = { OPEN_WEATHER_API_KEY: start === 'set' ? 'wr0ng-k3y-set' : '', START: start, OPEN_WEATHER_BASE_URL: upstream.url, WEATHER_CACHE_LOG_LEVEL: '' }
+      const { code, stdout, stderr } = await runScript(script, env)
+      assert.equal(code, 0, stderr)
+      const { steps, records } = JSON.parse(stdout)
+      assert.equal(steps.wrong, null, start)
+      assert.equal(steps.stillWrong, null, 'the refused key is not tried again')
+      assert.equal(typeof steps.fixed?.tempC, 'number', `${start}: the new key is used at once, not in ten minutes`)
+      assert.equal(typeof steps.kept?.tempC, 'number')
+      assert.deepEqual(upstream.calls.slice(calls).map((c) => c.appid), [`wr0ng-k3y-${start}`, API_KEY, API_KEY])
+      assert.equal(records.filter(([, msg]) => msg === 'weather.error.auth').length, 1, JSON.stringify(records))
+      assert.ok(!stdout.includes('wr0ng') && !stdout.includes(API_KEY), 'no key in any event')
+    }
+  } finally {
+    await upstream.close()
+  }
+})

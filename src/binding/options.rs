@@ -75,9 +75,17 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
     if o.log_level.is_none() && default_instance {
         o.log_level = env_log_level(env)?;
     }
-    o.api_key = reader.secret("apiKey")?.or_else(|| env_var(env, API_KEY_ENV)).map(Secret);
-    if o.api_key.is_none() && default_instance {
-        o.late_api_key = Some(LateKey::new());
+    let api_key = reader.secret("apiKey")?;
+    if api_key.is_none() && default_instance {
+        // The default instance follows the environment: a key set later, or one replacing a
+        // key the provider refused, is taken without a restart (see `Service::pick_up_key`).
+        let late = LateKey::new();
+        if let Some(key) = env_var(env, API_KEY_ENV) {
+            late.set(key);
+        }
+        o.late_api_key = Some(late);
+    } else {
+        o.api_key = api_key.or_else(|| env_var(env, API_KEY_ENV)).map(Secret);
     }
     o.base_url = match reader.string("baseUrl")? {
         Some(url) => Some(url),

@@ -398,10 +398,11 @@ impl Service {
         Ok(Service { engine, level, front: Default::default(), logger, background, summaries, late_key })
     }
 
-    /// Reads `OPEN_WEATHER_API_KEY` while the default instance has no key (a few microseconds
-    /// a call, until it is set; nothing after).
+    /// Reads `OPEN_WEATHER_API_KEY` while the default instance has no key, or has one the
+    /// provider refused (a few microseconds a call then; nothing while a key works). A new
+    /// value replaces a refused key at once: the refusal's cooldown was for the old key.
     fn pick_up_key(&self, env: &Env) {
-        if let Some(late) = self.late_key.as_ref().filter(|key| !key.is_set()) {
+        if let Some(late) = self.late_key.as_ref().filter(|key| !key.is_set() || key.is_rejected()) {
             if let Some(key) = env_var(env, API_KEY_ENV) {
                 late.set(key);
             }

@@ -101,9 +101,10 @@ pub struct ServiceOptions {
     pub budget: Option<BudgetOptions>,
     /// The upstreams in order of preference (default: OpenWeather alone).
     pub providers: Option<Vec<ProviderOption>>,
-    /// OpenWeather's key when it is not known yet: without `apiKey`, OpenWeather takes this
-    /// one once it is set (the JS default instance sets it from `OPEN_WEATHER_API_KEY` as soon
-    /// as the environment has it). Not an option of its own in JSON.
+    /// OpenWeather's key when it may arrive or change while the service runs: without
+    /// `apiKey`, OpenWeather uses this one as it is at each call (the JS default instance sets
+    /// it from `OPEN_WEATHER_API_KEY`, and again when the provider refused it and the
+    /// environment has another). Not an option of its own in JSON.
     #[serde(skip)]
     pub late_api_key: Option<LateKey>,
 }

@@ -7,7 +7,8 @@ use crate::provider::ProviderError;
 /// How long a provider that refused the API key is left alone: 10 minutes. A wrong, revoked or
 /// unsubscribed key does not fix itself, and every call with it is a wasted round trip (and,
 /// for some providers, counted against the account); one call per window tells the operator,
-/// through the error event, until the key is fixed (a restart with the new key).
+/// through the error event, until the key is fixed (a restart with the new key; the default
+/// `weatherService` takes a new `OPEN_WEATHER_API_KEY` at once, see `Provider::key_generation`).
 pub const KEY_REJECTED_COOLDOWN_MS: i64 = 600_000;
 
 /// A provider's name, as events, messages and metrics show it.

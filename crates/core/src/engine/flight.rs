@@ -365,7 +365,7 @@ impl Inner {
             }
             ProviderError::KeyRejected { status } => {
                 counters.upstream_errors.inc();
-                let (error, event) = own.key_rejected(provider, status, now);
+                let (error, event) = own.key_rejected(&self.upstreams[index], status, now);
                 if self.config.log_level <= Level::Error {
                     events.push(event);
                 }

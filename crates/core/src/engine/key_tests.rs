@@ -209,3 +209,43 @@ async fn a_missing_key_is_reported_once_per_streak() {
     let (_, events) = ask(&quiet, "u", 10.0, 20.0, Level::Error).await;
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_new_late_key_lifts_the_refusal_of_the_old_one_at_once() {
+    use crate::provider::LateKey;
+    // The upstream knows one good key; the operator first sets a wrong one.
+    let upstream = Upstream::start(|q| async move {
+        if q.appid == "g00d-k3y" {
+            json(200, r#"{"current":{"temp":7.5,"weather":[{"main":"Rain"}]}}"#)
+        } else {
+            json(401, INVALID_KEY)
+        }
+    })
+    .await;
+    let late = LateKey::new();
+    let provider = OpenWeather::new(http_config(None, &upstream)).unwrap().with_late_key(late.clone());
+    let engine = Engine::new(
+        config(|_| {}),
+        vec![super::Upstream::new(Arc::new(provider) as Arc<dyn Provider>)],
+        None,
+        tokio::runtime::Handle::current(),
+        None,
+    );
+    assert!(late.set("wr0ng-k3y".into()));
+    let (result, events) = ask(&engine, "u", 10.0, 20.0, Level::Warn).await;
+    assert_eq!(result.unwrap_err().code(), "ERR_UPSTREAM_AUTH");
+    assert!(late.is_rejected(), "the binding looks for a new key");
+    assert!(events.iter().all(|e| !texts(e).contains("wr0ng-k3y")), "{events:?}");
+    let (result, _) = ask(&engine, "v", 30.0, 20.0, Level::Warn).await;
+    assert_eq!(result.unwrap_err().code(), "ERR_UPSTREAM_AUTH", "the same key: the cooldown holds");
+    assert_eq!(upstream.hits(), 1);
+
+    // The fixed key is used at the next request, not in ten minutes.
+    assert!(late.set("g00d-k3y".into()));
+    assert!(engine.provider_refusals()[0].is_none(), "/readyz is ready again");
+    let (result, _) = ask(&engine, "w", 50.0, 20.0, Level::Warn).await;
+    assert_eq!(result.expect("weather with the new key").entry.provider, "openweather");
+    assert_eq!(upstream.hits(), 2);
+    assert_eq!(upstream.queries()[1].appid, "g00d-k3y");
+    assert!(!late.is_rejected());
+}

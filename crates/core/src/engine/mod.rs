@@ -185,7 +185,7 @@ impl Engine {
                 if let Err(error) = upstream.provider.ready() {
                     return Some(RequestError::from_provider(error, name));
                 }
-                if let Some(rejected) = provider.key_refusal(name, now) {
+                if let Some(rejected) = provider.key_refusal(upstream, now) {
                     return Some(rejected);
                 }
                 if let Some(left) = provider.rate_limit.remaining(now) {

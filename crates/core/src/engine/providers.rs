@@ -39,8 +39,9 @@ pub(super) struct ProviderState {
     pub budget: LocalBudget,
     /// The budget refused a call: until then no call is tried (and Redis is not asked again).
     pub budget_closed_until: Millis,
-    /// The provider refused the API key: until then (`.0`) it is not asked; `.1` is its status.
-    pub key_rejected: Option<(Millis, u16)>,
+    /// The provider refused the API key: until then (`.0`) it is not asked; `.1` is its status,
+    /// `.2` the key's generation (see `Provider::key_generation`: a new key lifts the refusal).
+    pub key_rejected: Option<(Millis, u16, u64)>,
     /// A fetch skipped for want of a key was reported in this streak: the next report comes
     /// only after the provider was ready again (and then lost its key).
     pub key_missing_reported: bool,
@@ -60,8 +61,9 @@ impl ProviderState {
 
     /// The provider refused the key at `now` with `status`: no call for the cooldown. Returns
     /// the error and the event that say so.
-    pub fn key_rejected(&mut self, provider: &'static str, status: u16, now: Millis) -> (RequestError, Event) {
-        self.key_rejected = Some((now.saturating_add(KEY_REJECTED_COOLDOWN_MS), status));
+    pub fn key_rejected(&mut self, upstream: &Upstream, status: u16, now: Millis) -> (RequestError, Event) {
+        let (provider, generation) = (upstream.name(), upstream.provider.key_generation());
+        self.key_rejected = Some((now.saturating_add(KEY_REJECTED_COOLDOWN_MS), status, generation));
         let error = RequestError::KeyRejected { provider, status, retry_after_ms: KEY_REJECTED_COOLDOWN_MS };
         let cooldown_ms = KEY_REJECTED_COOLDOWN_MS;
         let event = Event::KeyRejected { provider, status, cooldown_ms, message: error.message() };
@@ -78,11 +80,13 @@ impl ProviderState {
         Some(Event::SkippedNoApiKey { provider, message: RequestError::NoApiKey { provider }.message() })
     }
 
-    /// The refusal of a provider whose key was rejected, while its cooldown runs.
-    pub fn key_refusal(&self, provider: &'static str, now: Millis) -> Option<RequestError> {
+    /// The refusal of a provider whose key was rejected, while its cooldown runs and it has
+    /// the same key.
+    pub fn key_refusal(&self, upstream: &Upstream, now: Millis) -> Option<RequestError> {
+        let (provider, generation) = (upstream.name(), upstream.provider.key_generation());
         self.key_rejected
-            .filter(|(until, _)| *until > now)
-            .map(|(until, status)| RequestError::KeyRejected { provider, status, retry_after_ms: until - now })
+            .filter(|(until, _, rejected)| *until > now && *rejected == generation)
+            .map(|(until, status, _)| RequestError::KeyRejected { provider, status, retry_after_ms: until - now })
     }
 
     /// Why `upstream` may not be asked about `p` now, if it may not: no key, a rejected key's
@@ -100,7 +104,7 @@ impl ProviderState {
             return Some(RequestError::from_provider(error, provider));
         }
         self.key_missing_reported = false;
-        if let Some(rejected) = self.key_refusal(provider, now) {
+        if let Some(rejected) = self.key_refusal(upstream, now) {
             return Some(rejected);
         }
         if let Some(left) = self.rate_limit.remaining(now) {

@@ -49,23 +49,15 @@ impl KeyedClient {
         })
     }
 
-    /// The key: the configured one, or the late one once it arrived.
-    pub fn key(&self) -> Option<&str> {
-        self.api_key.as_deref().or_else(|| self.late_key.as_ref().and_then(LateKey::get))
-    }
-
-    /// Keeps the key (the late one too) out of messages.
-    pub fn redactor(&self) -> &Redactor {
-        match (&self.api_key, self.late_key.as_ref().and_then(LateKey::redactor)) {
-            (None, Some(late)) => late,
-            _ => &self.redactor,
-        }
+    /// Whether there is a key: the configured one, or a late one that arrived.
+    pub fn has_key(&self) -> bool {
+        self.api_key.is_some() || self.late_key.as_ref().is_some_and(LateKey::is_set)
     }
 
     /// `failure`, where a 401 or 403 to a request that carried the key is the key refused.
     pub fn failure(&self, response: &reqwest::Response) -> Option<ProviderError> {
         match failure(response) {
-            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.key().is_some() => {
+            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.has_key() => {
                 Some(ProviderError::KeyRejected { status })
             }
             other => other,

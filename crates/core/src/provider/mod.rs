@@ -41,6 +41,13 @@ pub trait Provider: Send + Sync + 'static {
     /// this provider said of its previous answer for exactly `at` (see `Answer::validator`),
     /// for a conditional request.
     fn fetch<'a>(&'a self, at: LatLon, validator: Option<&'a str>) -> FetchFuture<'a>;
+
+    /// Which API key the provider uses now, for one whose key can change while it runs (the
+    /// default instance's `OPEN_WEATHER_API_KEY`): a new key is a new number, and a refusal of
+    /// an earlier key says nothing of it. Always 0 for a key fixed at start.
+    fn key_generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A provider's answer.

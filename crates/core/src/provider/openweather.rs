@@ -31,7 +31,13 @@ impl OpenWeather {
 
     async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
         let http = &self.http;
-        let key = http.key().ok_or(ProviderError::NoApiKey)?;
+        // The configured key, or the late one as it is now (it may change while this runs).
+        let late = http.late_key.as_ref().and_then(LateKey::current).filter(|_| http.api_key.is_none());
+        let (key, redactor) = match (&http.api_key, &late) {
+            (Some(key), _) => (key.as_str(), &http.redactor),
+            (None, Some(held)) => (held.key(), held.redactor()),
+            (None, None) => return Err(ProviderError::NoApiKey),
+        };
         let mut url = http.url.clone();
         url.query_pairs_mut()
             .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
@@ -40,14 +46,20 @@ impl OpenWeather {
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
-        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, http.redactor()))?;
+        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
+        let refused = |error: ProviderError| {
+            if let (ProviderError::KeyRejected { .. }, Some(held), Some(late_key)) = (&error, &late, &http.late_key) {
+                late_key.reject(held.generation());
+            }
+            error
+        };
         if let Some(error) = http.failure(&response) {
-            return Err(error);
+            return Err(refused(error));
         }
-        let body = read_bounded(response, http.max_response_bytes, http.redactor()).await?;
-        parse_one_call(&body)
+        let body = read_bounded(response, http.max_response_bytes, redactor).await?;
+        parse_one_call(&body).map_err(refused)
     }
 }
 
@@ -57,7 +69,14 @@ impl Provider for OpenWeather {
     }
 
     fn ready(&self) -> Result<(), ProviderError> {
-        self.http.key().map(|_| ()).ok_or(ProviderError::NoApiKey)
+        if self.http.has_key() { Ok(()) } else { Err(ProviderError::NoApiKey) }
+    }
+
+    fn key_generation(&self) -> u64 {
+        match (&self.http.api_key, &self.http.late_key) {
+            (None, Some(late)) => late.generation(),
+            _ => 0,
+        }
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
