@@ -92,6 +92,13 @@ test('WEATHER_CACHE_LOG_LEVEL sets the default instance\'s level; a bad value is
     const quiet = await runScript(script, { ...env, WEATHER_CACHE_LOG_LEVEL: '' })
     assert.equal(quiet.code, 0, quiet.stderr)
     assert.deepEqual(JSON.parse(quiet.stdout).names, [], 'at the default level, a miss that works logs nothing')
+    // As environment variables are often written: any case; blank is unset.
+    const upper = await runScript(script, { ...env, WEATHER_CACHE_LOG_LEVEL: 'DEBUG' })
+    assert.equal(upper.code, 0, upper.stderr)
+    assert.ok(JSON.parse(upper.stdout).names.includes('debug weather.request.sent'), upper.stdout)
+    const blank = await runScript(script, { ...env, WEATHER_CACHE_LOG_LEVEL: '  ' })
+    assert.equal(blank.code, 0, blank.stderr)
+    assert.deepEqual(JSON.parse(blank.stdout).names, [], blank.stdout)
 
     const bad = await runScript(
       `import { weatherService } from './main.js'

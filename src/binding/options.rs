@@ -108,10 +108,16 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
 /// pino's level names, as `logLevel` takes them.
 const LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
-/// `WEATHER_CACHE_LOG_LEVEL`, the default instance's `logLevel` (it takes no options).
+/// `WEATHER_CACHE_LOG_LEVEL`, the default instance's `logLevel` (it takes no options). In any
+/// case (`WARN`, as environment variables are often written; a misspelt level is still an
+/// error); blank is unset, like empty.
 fn env_log_level(env: &Env) -> Checked<Option<Level>> {
     let Some(text) = env_var(env, LOG_LEVEL_ENV) else { return Ok(None) };
-    match Level::parse(text.trim()) {
+    let name = text.trim().to_ascii_lowercase();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match Level::parse(&name) {
         Some(level) => Ok(Some(level)),
         None => Err(ArgError::Value {
             name: format!("process.env.{LOG_LEVEL_ENV}"),
