@@ -67,7 +67,10 @@ export type ProviderSpec =
 export interface WeatherServiceOptions {
   /** Preset the defaults come from; explicit options override it. Default `"resilient"`. */
   preset?: 'resilient' | 'minimal'
-  /** Default: `process.env.OPEN_WEATHER_API_KEY`, read when the service is configured. */
+  /**
+   * Default: `process.env.OPEN_WEATHER_API_KEY`, read when the service is configured (the default
+   * instance, while it has none, reads it again at each call until it is set).
+   */
   apiKey?: string
   /** Default: `process.env.OPEN_WEATHER_BASE_URL`, else `"https://api.openweathermap.org"`. */
   baseUrl?: string
@@ -105,7 +108,11 @@ export interface WeatherServiceOptions {
   jitterRatio?: number
   /** Larger upstream bodies are refused. Default 1048576; at least 1024. */
   maxResponseBytes?: number
-  /** Events below this level are not built. Default `"info"`. */
+  /**
+   * Events below this level are not built. Default `"info"` (the default instance:
+   * `process.env.WEATHER_CACHE_LOG_LEVEL`). A session's logger receives warn and error events
+   * at the default level; `"debug"` adds hits, misses and calls sent.
+   */
   logLevel?: WeatherLogLevel
   /** Receives events not tied to a caller's session (background refreshes, sessions without a logger). */
   logger?: unknown

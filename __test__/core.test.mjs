@@ -123,7 +123,7 @@ test('a missing condition reads "Unknown"; °F comes from -3.2 °C, not from -3'
 for (const [name, behaviour] of [
   ['invalid JSON', answer.garbage],
   ['JSON without current.temp', answer.noTemp],
-  ['HTTP 401', answer.status(401)],
+  ['HTTP 500', answer.status(500)],
   ['a body over 1 MiB', answer.huge(2 * 1024 * 1024)],
 ]) {
   test(`${name} resolves null (never a fake reading) and is not cached`, () =>
@@ -134,6 +134,17 @@ for (const [name, behaviour] of [
       assert.equal(upstream.count, 2)
     }, behaviour))
 }
+
+test('HTTP 401 resolves null and is not cached; the rejected key is not tried again for 10 minutes, whatever errorCooldownMs', () =>
+  withService({ errorCooldownMs: 0 }, async ({ service, upstream }) => {
+    assert.equal(await service.getWeather(null, 'u', 1, 1), null)
+    upstream.behave(answer.fixed(10))
+    assert.equal(await service.getWeather(null, 'u', 1, 1), null)
+    assert.equal(upstream.count, 1, 'no call during the cooldown')
+    service.advanceTime(600_000)
+    assert.deepEqual(await service.getWeather(null, 'u', 1, 1), { condition: 'Clouds', tempC: 10, tempF: 50 })
+    assert.equal(upstream.count, 2)
+  }, answer.status(401)))
 
 test('coordinates go upstream rounded to coordinateDecimals, with the fixed query', () =>
   withService({ coordinateDecimals: 3, proximityKm: 1 }, async ({ service, upstream }) => {

@@ -736,8 +736,12 @@ test('the numbers: stats().tier and /metrics; an eviction policy that can evict 
     assert.equal(tier.roundTripHistogram.at(-1).leMs, Infinity)
     assert.equal(tier.roundTripHistogram.at(-1).count, tier.roundTrips)
     assert.deepEqual(tier.circuitOpenings, { timeout: 0, connection: 0, failover: 0, refused: 0, full: 0, error: 0 })
+    // A fetch's write-through to Redis lands in the background, after its answer: it may add a
+    // round trip between the two reads, never lose one.
     const metrics = service.metricsText()
-    assert.match(metrics, new RegExp(`^weather_cache_tier_latency_seconds_bucket\\{le="\\+Inf"\\} ${tier.roundTrips}$`, 'm'))
+    const later = service.stats().tier.roundTrips
+    const counted = Number(/^weather_cache_tier_latency_seconds_bucket\{le="\+Inf"\} (\d+)$/m.exec(metrics)?.[1])
+    assert.ok(counted >= tier.roundTrips && counted <= later, `${counted} in /metrics, ${tier.roundTrips} before, ${later} after`)
     assert.match(metrics, /^weather_cache_tier_circuit_openings_total\{cause="timeout"\} 0$/m)
     assert.match(metrics, /^weather_cache_tier_lease_waits_total\{outcome="answered"\} 0$/m)
     // Checked when the connection was made, before anything used it; the event crosses to the

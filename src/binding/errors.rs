@@ -84,7 +84,7 @@ pub fn request_error<'e>(env: &'e Env, error: &RequestError) -> Result<Unknown<'
     if let Some(provider) = error.provider() {
         object.set("provider", provider)?;
     }
-    if let RequestError::Status { status, .. } = error {
+    if let RequestError::Status { status, .. } | RequestError::KeyRejected { status, .. } = error {
         object.set("status", *status)?;
     }
     if let Some(ms) = error.retry_after_ms() {

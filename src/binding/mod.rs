@@ -66,7 +66,8 @@ pub mod marker {
 }
 
 /// The default instance, configured on first use (so `OPEN_WEATHER_API_KEY` is read when the
-/// application first asks for weather, not when it imports the module).
+/// application first asks for weather, not when it imports the module; while it has no key, or one the
+/// provider refused, it looks again at each call). Its `logLevel` comes from `WEATHER_CACHE_LOG_LEVEL`.
 #[allow(non_upper_case_globals)]
 #[napi]
 pub const weatherService: marker::WeatherService = marker::WeatherService;

@@ -10,9 +10,10 @@ use super::providers;
 use super::reader::{env_var, Reader};
 use weather_cache_core::engine::{ClockKind, Level, Preset, MAX_DURATION_MS};
 use weather_cache_core::options::{
-    OptionsError, Problem, RedisOption, RedisOptions, Secret, ServiceOptions, API_KEY_ENV, BASE_URL_ENV, MAX_COUNT,
-    MAX_REDIS_TIMEOUT_MS, MAX_RESPONSE_BYTES, REDIS_URL_ENV,
+    OptionsError, Problem, RedisOption, RedisOptions, Secret, ServiceOptions, API_KEY_ENV, BASE_URL_ENV, LOG_LEVEL_ENV,
+    MAX_COUNT, MAX_REDIS_TIMEOUT_MS, MAX_RESPONSE_BYTES, REDIS_URL_ENV,
 };
+use weather_cache_core::provider::LateKey;
 
 pub struct Options<'e> {
     pub service: ServiceOptions,
@@ -37,7 +38,9 @@ impl Options<'_> {
     }
 }
 
-/// `default_instance`: the module's `weatherService`, which also reads `WEATHER_CACHE_REDIS_URL`.
+/// `default_instance`: the module's `weatherService`, which also reads `WEATHER_CACHE_REDIS_URL`
+/// and `WEATHER_CACHE_LOG_LEVEL`, and without a key waits for `OPEN_WEATHER_API_KEY` (see
+/// `ServiceOptions::late_api_key`).
 pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> Checked<Options<'e>> {
     let reader = Reader::of(env, value, "options")?;
     let mut o = ServiceOptions {
@@ -63,15 +66,27 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
             "manual" => ClockKind::Manual,
             _ => ClockKind::System,
         }),
-        log_level: reader
-            .choice("logLevel", &["trace", "debug", "info", "warn", "error", "fatal", "silent"])?
-            .and_then(Level::parse),
+        log_level: reader.choice("logLevel", &LEVELS)?.and_then(Level::parse),
         request_timeout_ms: reader.integer("requestTimeoutMs", MAX_DURATION_MS)?,
         max_response_bytes: reader.integer("maxResponseBytes", MAX_RESPONSE_BYTES)?,
         ..ServiceOptions::default()
     };
     let mut from_env = Vec::new();
-    o.api_key = reader.secret("apiKey")?.or_else(|| env_var(env, API_KEY_ENV)).map(Secret);
+    if o.log_level.is_none() && default_instance {
+        o.log_level = env_log_level(env)?;
+    }
+    let api_key = reader.secret("apiKey")?;
+    if api_key.is_none() && default_instance {
+        // The default instance follows the environment: a key set later, or one replacing a
+        // key the provider refused, is taken without a restart (see `Service::pick_up_key`).
+        let late = LateKey::new();
+        if let Some(key) = env_var(env, API_KEY_ENV) {
+            late.set(key);
+        }
+        o.late_api_key = Some(late);
+    } else {
+        o.api_key = api_key.or_else(|| env_var(env, API_KEY_ENV)).map(Secret);
+    }
     o.base_url = match reader.string("baseUrl")? {
         Some(url) => Some(url),
         None => env_var(env, BASE_URL_ENV).inspect(|_| from_env.push(("baseUrl", BASE_URL_ENV))),
@@ -88,6 +103,28 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
         None => None,
     };
     Ok(Options { service: o, logger, from_env })
+}
+
+/// pino's level names, as `logLevel` takes them.
+const LEVELS: [&str; 7] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+/// `WEATHER_CACHE_LOG_LEVEL`, the default instance's `logLevel` (it takes no options). In any
+/// case (`WARN`, as environment variables are often written; a misspelt level is still an
+/// error); blank is unset, like empty.
+fn env_log_level(env: &Env) -> Checked<Option<Level>> {
+    let Some(text) = env_var(env, LOG_LEVEL_ENV) else { return Ok(None) };
+    let name = text.trim().to_ascii_lowercase();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match Level::parse(&name) {
+        Some(level) => Ok(Some(level)),
+        None => Err(ArgError::Value {
+            name: format!("process.env.{LOG_LEVEL_ENV}"),
+            reason: format!("must be one of {}", LEVELS.map(|l| format!("'{l}'")).join(", ")),
+            received: format!("'{}'", text.chars().filter(|c| !c.is_control()).take(32).collect::<String>()),
+        }),
+    }
 }
 
 /// `redis: string | { url, keyPrefix?, timeoutMs? }`. No message ever repeats the URL (it may

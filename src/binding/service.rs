@@ -17,8 +17,11 @@ use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
 use super::proxy::WeatherProxy;
+use super::reader::env_var;
 use super::summaries::{Summaries, SummariesId};
 use super::values::{ForecastResult, JsValueOf, WeatherStats};
+use weather_cache_core::options::API_KEY_ENV;
+use weather_cache_core::provider::LateKey;
 use weather_cache_core::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
     Source,
@@ -43,6 +46,8 @@ struct Service {
     /// Events of work no caller waits for (the proxy's requests too) go to the logger.
     background: Option<BackgroundEvents>,
     summaries: Summaries,
+    /// The default instance without a key: `OPEN_WEATHER_API_KEY`, once the environment has it.
+    late_key: Option<LateKey>,
 }
 
 impl Drop for Service {
@@ -195,6 +200,7 @@ impl WeatherService {
         if service.engine.is_closed() {
             return PromiseRaw::reject(env, request_error(env, &RequestError::Closed)?);
         }
+        service.pick_up_key(env);
         match super::proxy::listen(env, &service.engine, service.background.clone(), &options) {
             // SAFETY: converting a napi class instance to its JS object, on the JS thread.
             Ok(proxy) => {
@@ -273,6 +279,7 @@ impl WeatherService {
         signal: Option<Object<'e>>,
     ) -> Result<Settled<'e>> {
         let service = self.service(env)?;
+        service.pick_up_key(env);
         let mut recorder = Recorder::new(service.level);
         let request = Request { user: call.user.as_str(), at: call.at, mode };
         let begun = match service.front.get().filter(|_| shape == Shape::Summary) {
@@ -380,13 +387,26 @@ fn rejected<'e>(env: &'e Env, error: napi::Error) -> Result<Settled<'e>> {
 impl Service {
     fn new(env: &Env, options: &Unknown, default_instance: bool) -> Result<Service> {
         let options = options::parse(env, options, default_instance).map_err(|e| e.throw(env))?;
+        let late_key = options.service.late_api_key.clone();
         let logger = options.logger.as_ref().map(|l| ServiceLogger::new(env, l)).transpose()?;
         let background: Option<BackgroundEvents> = logger.clone().map(|l| Arc::new(move |events| l.send(events)) as _);
         let runtime = napi::bindgen_prelude::within_runtime_if_available(tokio::runtime::Handle::current);
         let started = options.service.clone().resolve().and_then(|resolved| resolved.start(runtime, background.clone()));
         let engine = started.map_err(|error| options.error(error).throw(env))?;
         let level = engine.config().log_level;
-        Ok(Service { engine, level, front: Default::default(), logger, background, summaries: Summaries::register(env) })
+        let summaries = Summaries::register(env);
+        Ok(Service { engine, level, front: Default::default(), logger, background, summaries, late_key })
+    }
+
+    /// Reads `OPEN_WEATHER_API_KEY` while the default instance has no key, or has one the
+    /// provider refused (a few microseconds a call then; nothing while a key works). A new
+    /// value replaces a refused key at once: the refusal's cooldown was for the old key.
+    fn pick_up_key(&self, env: &Env) {
+        if let Some(late) = self.late_key.as_ref().filter(|key| !key.is_set() || key.is_rejected()) {
+            if let Some(key) = env_var(env, API_KEY_ENV) {
+                late.set(key);
+            }
+        }
     }
 
     /// Events of a call go to the session's logger, or else to the service's.

@@ -18,7 +18,7 @@ use crate::engine::{
     WhenRedisDown, MAX_DURATION_MS,
 };
 use crate::provider::{
-    intern_configured, CustomProvider, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather,
+    intern_configured, CustomProvider, LateKey, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather,
     OpenWeatherConfig, Provider, DEFAULT_BASE_URL, MET_NORWAY_BASE_URL, OPEN_METEO_BASE_URL,
 };
 use crate::tier::{SharedTier, TierConfig};
@@ -28,6 +28,8 @@ pub const API_KEY_ENV: &str = "OPEN_WEATHER_API_KEY";
 pub const BASE_URL_ENV: &str = "OPEN_WEATHER_BASE_URL";
 /// The shared tier's URL for the addon's default instance and for `weather-cache serve`.
 pub const REDIS_URL_ENV: &str = "WEATHER_CACHE_REDIS_URL";
+/// The default instance's `logLevel`.
+pub const LOG_LEVEL_ENV: &str = "WEATHER_CACHE_LOG_LEVEL";
 pub const DEFAULT_KEY_PREFIX: &str = "weather-cache";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 pub const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
@@ -99,6 +101,12 @@ pub struct ServiceOptions {
     pub budget: Option<BudgetOptions>,
     /// The upstreams in order of preference (default: OpenWeather alone).
     pub providers: Option<Vec<ProviderOption>>,
+    /// OpenWeather's key when it may arrive or change while the service runs: without
+    /// `apiKey`, OpenWeather uses this one as it is at each call (the JS default instance sets
+    /// it from `OPEN_WEATHER_API_KEY`, and again when the provider refused it and the
+    /// environment has another). Not an option of its own in JSON.
+    #[serde(skip)]
+    pub late_api_key: Option<LateKey>,
 }
 
 /// `redis`: a URL, or the URL with settings.
@@ -352,15 +360,20 @@ impl ServiceOptions {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_response_bytes,
         };
+        let late = self.late_api_key.as_ref();
         let upstreams = match self.providers {
             None => vec![Upstream {
-                provider: built(OpenWeather::new(openweather.clone()), "baseUrl", &openweather.base_url)?,
+                provider: built(
+                    awaiting(OpenWeather::new(openweather.clone()), &openweather, late),
+                    "baseUrl",
+                    &openweather.base_url,
+                )?,
                 budget,
             }],
             Some(providers) => providers
                 .into_iter()
                 .enumerate()
-                .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget))
+                .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget, late))
                 .collect::<Result<_, _>>()?,
         };
         Ok(Resolved { config, upstreams, tier })
@@ -537,6 +550,7 @@ fn upstream(
     path: &str,
     openweather: &OpenWeatherConfig,
     top_budget: BudgetConfig,
+    late: Option<&LateKey>,
 ) -> Result<Upstream, OptionsError> {
     let timeout = openweather.request_timeout;
     let (decimals, max_response_bytes) = (openweather.coordinate_decimals, openweather.max_response_bytes);
@@ -565,7 +579,8 @@ fn upstream(
                 Some(limits) => budget(&budget_path, Some(limits))?,
                 None => top_budget,
             };
-            Ok(Upstream { provider: built(OpenWeather::new(config.clone()), &from, &config.base_url)?, budget })
+            let made = awaiting(OpenWeather::new(config.clone()), &config, late);
+            Ok(Upstream { provider: built(made, &from, &config.base_url)?, budget })
         }
         "open-meteo" => {
             let base_url = settings.base_url.unwrap_or_else(|| OPEN_METEO_BASE_URL.to_owned());
@@ -596,6 +611,18 @@ fn upstream(
             })?;
             Ok(Upstream { provider: Arc::new(provider), budget })
         }
+    }
+}
+
+/// OpenWeather, taking the late key once set when no key was configured.
+fn awaiting(
+    made: Result<OpenWeather, String>,
+    config: &OpenWeatherConfig,
+    late: Option<&LateKey>,
+) -> Result<OpenWeather, String> {
+    match late.filter(|_| config.api_key.is_none()) {
+        Some(late) => made.map(|provider| provider.with_late_key(late.clone())),
+        None => made,
     }
 }
 

@@ -19,6 +19,13 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// This redactor, hiding `secret` too.
+    pub fn and(&self, secret: &str) -> Redactor {
+        let mut secrets = self.secrets.clone();
+        secrets.extend(Redactor::new(Some(secret)).secrets);
+        Redactor { secrets }
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for secret in &self.secrets {

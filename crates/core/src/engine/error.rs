@@ -4,12 +4,22 @@
 use super::backoff::MAX_RETRY_AFTER_MS;
 use crate::provider::ProviderError;
 
+/// How long a provider that refused the API key is left alone: 10 minutes. A wrong, revoked or
+/// unsubscribed key does not fix itself, and every call with it is a wasted round trip (and,
+/// for some providers, counted against the account); one call per window tells the operator,
+/// through the error event, until the key is fixed (a restart with the new key; the default
+/// `weatherService` takes a new `OPEN_WEATHER_API_KEY` at once, see `Provider::key_generation`).
+pub const KEY_REJECTED_COOLDOWN_MS: i64 = 600_000;
+
 /// A provider's name, as events, messages and metrics show it.
 pub type ProviderName = &'static str;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestError {
     NoApiKey { provider: ProviderName },
+    /// The provider refused the API key (HTTP 401/403): it is not asked again until
+    /// `retry_after_ms` has passed (see `KEY_REJECTED_COOLDOWN_MS`).
+    KeyRejected { provider: ProviderName, status: u16, retry_after_ms: i64 },
     RateLimited { provider: ProviderName, retry_after_ms: i64 },
     /// The call budget refused the call (per minute or per day, this instance or all of them).
     BudgetExhausted { provider: ProviderName, retry_after_ms: i64 },
@@ -24,6 +34,7 @@ impl RequestError {
     pub fn code(&self) -> &'static str {
         match self {
             RequestError::NoApiKey { .. } => "ERR_NO_API_KEY",
+            RequestError::KeyRejected { .. } => "ERR_UPSTREAM_AUTH",
             RequestError::RateLimited { .. } => "ERR_RATE_LIMITED",
             RequestError::BudgetExhausted { .. } => "ERR_BUDGET_EXHAUSTED",
             RequestError::Status { .. } => "ERR_UPSTREAM_STATUS",
@@ -38,6 +49,7 @@ impl RequestError {
     pub fn provider(&self) -> Option<ProviderName> {
         match self {
             RequestError::NoApiKey { provider }
+            | RequestError::KeyRejected { provider, .. }
             | RequestError::RateLimited { provider, .. }
             | RequestError::BudgetExhausted { provider, .. }
             | RequestError::Status { provider, .. }
@@ -51,9 +63,9 @@ impl RequestError {
     /// How long to wait before asking again, for the errors that know it.
     pub fn retry_after_ms(&self) -> Option<i64> {
         match self {
-            RequestError::RateLimited { retry_after_ms, .. } | RequestError::BudgetExhausted { retry_after_ms, .. } => {
-                Some(*retry_after_ms)
-            }
+            RequestError::RateLimited { retry_after_ms, .. }
+            | RequestError::BudgetExhausted { retry_after_ms, .. }
+            | RequestError::KeyRejected { retry_after_ms, .. } => Some(*retry_after_ms),
             _ => None,
         }
     }
@@ -61,8 +73,15 @@ impl RequestError {
     /// The message shown to callers; never contains a URL or the API key.
     pub fn message(&self) -> String {
         match self {
+            RequestError::KeyRejected { provider, status, retry_after_ms } => {
+                let key = if *provider == "openweather" { "options.apiKey or OPEN_WEATHER_API_KEY" } else { "its apiKey" };
+                format!(
+                    "Upstream {provider} rejected the API key (HTTP {status}); check {key}. {provider} is not asked again for {} s",
+                    (retry_after_ms + 999) / 1_000
+                )
+            }
             RequestError::NoApiKey { provider } if *provider == "openweather" => {
-                "No API key: pass options.apiKey or set OPEN_WEATHER_API_KEY before creating the service".to_owned()
+                "No API key: set OPEN_WEATHER_API_KEY (weatherService reads it until it has one; new WeatherService() when created) or pass options.apiKey".to_owned()
             }
             RequestError::NoApiKey { provider } => format!("No API key configured for {provider}"),
             RequestError::RateLimited { provider, retry_after_ms } => {
@@ -96,13 +115,13 @@ impl RequestError {
         )
     }
 
-    /// When every provider refused, the caller gets the most telling reason: a rate limit says
-    /// more (and when to come back) than a spent budget, which says more than an upstream's
+    /// When every provider refused, the caller gets the most telling reason: a rejected key (the
+    /// operator must act) or a rate limit say more (and when to come back) than a spent budget, which says more than an upstream's
     /// answer, then a bad body, a timeout, a network error, and last a missing key (which may
     /// just mean that provider is not set up). Lower is more telling.
     pub fn rank(&self) -> u8 {
         match self {
-            RequestError::RateLimited { .. } => 0,
+            RequestError::KeyRejected { .. } | RequestError::RateLimited { .. } => 0,
             RequestError::BudgetExhausted { .. } => 1,
             RequestError::Status { .. } => 2,
             RequestError::InvalidResponse { .. } => 3,
@@ -117,6 +136,9 @@ impl RequestError {
     pub fn from_provider(err: ProviderError, provider: ProviderName) -> RequestError {
         match err {
             ProviderError::NoApiKey => RequestError::NoApiKey { provider },
+            ProviderError::KeyRejected { status } => {
+                RequestError::KeyRejected { provider, status, retry_after_ms: KEY_REJECTED_COOLDOWN_MS }
+            }
             ProviderError::RateLimited { retry_after } => RequestError::RateLimited {
                 provider,
                 retry_after_ms: retry_after.map_or(0, |d| d.as_millis().min(MAX_RETRY_AFTER_MS as u128) as i64),

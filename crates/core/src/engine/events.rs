@@ -130,6 +130,20 @@ pub enum Event {
         key: String,
         since_last_ms: i64,
     },
+    /// A fetch was skipped: the provider needs an API key and has none. Once per streak (see
+    /// `ProviderState::key_missing`), not per request.
+    SkippedNoApiKey {
+        provider: &'static str,
+        message: String,
+    },
+    /// The provider refused the API key (HTTP 401/403); it is left alone for `cooldown_ms`.
+    /// `message` says so, and never holds the key.
+    KeyRejected {
+        provider: &'static str,
+        status: u16,
+        cooldown_ms: i64,
+        message: String,
+    },
     RateLimited {
         provider: &'static str,
         retry_after_ms: i64,
@@ -185,6 +199,8 @@ impl Event {
             Event::Coalesced { .. } => "weather.request.coalesced",
             Event::Sent { .. } => "weather.request.sent",
             Event::SkippedMinInterval { .. } => "weather.request.skipped.minInterval",
+            Event::SkippedNoApiKey { .. } => "weather.request.skipped.noApiKey",
+            Event::KeyRejected { .. } => "weather.error.auth",
             Event::RateLimited { .. } => "weather.rate_limited",
             Event::UpstreamError { .. } => "weather.error.network",
             Event::BackoffState { .. } => "weather.backoff.state",
@@ -220,6 +236,13 @@ impl Event {
             Event::SkippedMinInterval { key, since_last_ms } => {
                 vec![("bucketKey", T(key)), ("sinceLastMs", N(*since_last_ms as f64))]
             }
+            Event::SkippedNoApiKey { provider, message } => vec![("provider", T(provider)), ("message", T(message))],
+            Event::KeyRejected { provider, status, cooldown_ms, message } => vec![
+                ("provider", T(provider)),
+                ("status", N(f64::from(*status))),
+                ("cooldownMs", N(*cooldown_ms as f64)),
+                ("message", T(message)),
+            ],
             Event::RateLimited { provider, retry_after_ms } => {
                 vec![("provider", T(provider)), ("retryAfterMs", N(*retry_after_ms as f64))]
             }
@@ -246,7 +269,9 @@ impl Event {
 
     pub fn level(&self) -> Level {
         match self {
-            Event::RateLimited { .. }
+            Event::KeyRejected { .. } => Level::Error,
+            Event::SkippedNoApiKey { .. }
+            | Event::RateLimited { .. }
             | Event::UpstreamError { .. }
             | Event::BackoffState { .. }
             | Event::ProviderWarning { .. }

@@ -191,6 +191,9 @@ impl Inner {
                 state.providers[index].refusal(upstream, &self.grid, location, self.config.proximity_km, now)
             };
             if let Some(refused) = refused {
+                if matches!(refused, RequestError::NoApiKey { .. }) && self.config.log_level <= Level::Warn {
+                    events.extend(self.lock().providers[index].key_missing(upstream));
+                }
                 reason = most_telling(reason, refused);
                 continue;
             }
@@ -324,7 +327,8 @@ impl Inner {
     }
 
     /// Records a provider's failure: a 429 cools the whole provider down (here, and in the shared
-    /// tier for every instance), anything else cools the area down for that provider.
+    /// tier for every instance), a rejected key cools it down here for a long while (another
+    /// instance may hold another key), anything else cools the area down for that provider.
     fn provider_failed(
         self: &Arc<Self>,
         index: usize,
@@ -358,6 +362,14 @@ impl Inner {
                     self.runtime.spawn(async move { tier.cool_down(provider, window).await });
                 }
                 RequestError::RateLimited { provider, retry_after_ms: own.rate_limit.remaining(now).unwrap_or(0) }
+            }
+            ProviderError::KeyRejected { status } => {
+                counters.upstream_errors.inc();
+                let (error, event) = own.key_rejected(&self.upstreams[index], status, now);
+                if self.config.log_level <= Level::Error {
+                    events.push(event);
+                }
+                error
             }
             failure => {
                 counters.upstream_errors.inc();

@@ -266,6 +266,13 @@ impl Inner {
         // itself judges them: a request counted as a miss is never refused by its own flight.
         let location = round_location(request.at, self.config.coordinate_decimals);
         if let Some(refusal) = self.refusal(state, location, now) {
+            if sink.enabled(Level::Warn) {
+                for (upstream, provider) in self.upstreams.iter().zip(&mut state.providers) {
+                    if let Some(event) = provider.key_missing(upstream) {
+                        sink.emit(event);
+                    }
+                }
+            }
             if let Some(covering) = covering {
                 return Begin::Ready(Ok(self.serve(state, covering, request.user, now, sink)));
             }

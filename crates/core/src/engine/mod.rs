@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 pub use budget::{BudgetConfig, WhenRedisDown, BACKGROUND_RESERVE};
 pub use config::{ClockKind, Config, ConfigError, Preset, MAX_DURATION_MS};
-pub use error::{ProviderName, RequestError};
+pub use error::{ProviderName, RequestError, KEY_REJECTED_COOLDOWN_MS};
 pub use events::{BackoffScope, Event, EventSink, Field, Level, Recorder, Scope};
 pub use lookup::{Mode, Pending, Reply, Request};
 pub use served::{Served, Source};
@@ -170,7 +170,7 @@ impl Engine {
     }
 
     /// Why each provider, in order of preference, may not be asked at all now (no key, a
-    /// rate-limit cooldown, a spent budget): `None` for one that may be. Areas cooling down
+    /// rejected key, a rate-limit cooldown, a spent budget): `None` for one that may be. Areas cooling down
     /// after errors are not counted: other areas may still be asked. Read-only (the proxy's
     /// `/readyz`).
     pub fn provider_refusals(&self) -> Vec<Option<RequestError>> {
@@ -184,6 +184,9 @@ impl Engine {
                 let name = upstream.name();
                 if let Err(error) = upstream.provider.ready() {
                     return Some(RequestError::from_provider(error, name));
+                }
+                if let Some(rejected) = provider.key_refusal(upstream, now) {
+                    return Some(rejected);
                 }
                 if let Some(left) = provider.rate_limit.remaining(now) {
                     return Some(RequestError::RateLimited { provider: name, retry_after_ms: left });
@@ -362,6 +365,8 @@ impl Inner {
 
 #[cfg(test)]
 mod failover_tests;
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use super::backoff::RateLimit;
 use super::budget::{BudgetConfig, LocalBudget};
 use super::cooldown::AreaCooldowns;
-use super::error::RequestError;
+use super::error::{RequestError, KEY_REJECTED_COOLDOWN_MS};
+use super::events::Event;
 use crate::cache::Millis;
 use crate::geo::{Grid, LatLon};
-use crate::provider::Provider;
+use crate::provider::{Provider, ProviderError};
 
 /// One upstream as configured.
 #[derive(Clone)]
@@ -38,6 +39,12 @@ pub(super) struct ProviderState {
     pub budget: LocalBudget,
     /// The budget refused a call: until then no call is tried (and Redis is not asked again).
     pub budget_closed_until: Millis,
+    /// The provider refused the API key: until then (`.0`) it is not asked; `.1` is its status,
+    /// `.2` the key's generation (see `Provider::key_generation`: a new key lifts the refusal).
+    pub key_rejected: Option<(Millis, u16, u64)>,
+    /// A fetch skipped for want of a key was reported in this streak: the next report comes
+    /// only after the provider was ready again (and then lost its key).
+    pub key_missing_reported: bool,
 }
 
 impl ProviderState {
@@ -47,11 +54,43 @@ impl ProviderState {
             cooldowns: AreaCooldowns::new(capacity),
             budget: LocalBudget::default(),
             budget_closed_until: 0,
+            key_rejected: None,
+            key_missing_reported: false,
         }
     }
 
-    /// Why `upstream` may not be asked about `p` now, if it may not: no key, a rate-limit
-    /// cooldown, a spent budget, or the area cooling down after an error of this provider.
+    /// The provider refused the key at `now` with `status`: no call for the cooldown. Returns
+    /// the error and the event that say so.
+    pub fn key_rejected(&mut self, upstream: &Upstream, status: u16, now: Millis) -> (RequestError, Event) {
+        let (provider, generation) = (upstream.name(), upstream.provider.key_generation());
+        self.key_rejected = Some((now.saturating_add(KEY_REJECTED_COOLDOWN_MS), status, generation));
+        let error = RequestError::KeyRejected { provider, status, retry_after_ms: KEY_REJECTED_COOLDOWN_MS };
+        let cooldown_ms = KEY_REJECTED_COOLDOWN_MS;
+        let event = Event::KeyRejected { provider, status, cooldown_ms, message: error.message() };
+        (error, event)
+    }
+
+    /// The event for a fetch `upstream` skipped for want of a key, the first time in a streak.
+    pub fn key_missing(&mut self, upstream: &Upstream) -> Option<Event> {
+        if self.key_missing_reported || !matches!(upstream.provider.ready(), Err(ProviderError::NoApiKey)) {
+            return None;
+        }
+        self.key_missing_reported = true;
+        let provider = upstream.name();
+        Some(Event::SkippedNoApiKey { provider, message: RequestError::NoApiKey { provider }.message() })
+    }
+
+    /// The refusal of a provider whose key was rejected, while its cooldown runs and it has
+    /// the same key.
+    pub fn key_refusal(&self, upstream: &Upstream, now: Millis) -> Option<RequestError> {
+        let (provider, generation) = (upstream.name(), upstream.provider.key_generation());
+        self.key_rejected
+            .filter(|(until, _, rejected)| *until > now && *rejected == generation)
+            .map(|(until, status, _)| RequestError::KeyRejected { provider, status, retry_after_ms: until - now })
+    }
+
+    /// Why `upstream` may not be asked about `p` now, if it may not: no key, a rejected key's
+    /// cooldown, a rate-limit cooldown, a spent budget, or the area cooling down after an error of this provider.
     pub fn refusal(
         &mut self,
         upstream: &Upstream,
@@ -63,6 +102,10 @@ impl ProviderState {
         let provider = upstream.name();
         if let Err(error) = upstream.provider.ready() {
             return Some(RequestError::from_provider(error, provider));
+        }
+        self.key_missing_reported = false;
+        if let Some(rejected) = self.key_refusal(upstream, now) {
+            return Some(rejected);
         }
         if let Some(left) = self.rate_limit.remaining(now) {
             return Some(RequestError::RateLimited { provider, retry_after_ms: left });

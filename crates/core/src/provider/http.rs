@@ -4,7 +4,7 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use super::{parse_retry_after, ProviderError, Redactor};
+use super::{parse_retry_after, LateKey, ProviderError, Redactor};
 
 /// What a keyed HTTP provider is configured with (OpenWeather's settings and Open-Meteo's are
 /// the same).
@@ -27,6 +27,8 @@ pub struct KeyedClient {
     pub decimals: usize,
     pub max_response_bytes: u64,
     pub redactor: Redactor,
+    /// Where the key comes from when none was configured and it may arrive later.
+    pub late_key: Option<LateKey>,
 }
 
 impl KeyedClient {
@@ -43,7 +45,23 @@ impl KeyedClient {
             api_key,
             decimals: config.coordinate_decimals as usize,
             max_response_bytes: config.max_response_bytes,
+            late_key: None,
         })
+    }
+
+    /// Whether there is a key: the configured one, or a late one that arrived.
+    pub fn has_key(&self) -> bool {
+        self.api_key.is_some() || self.late_key.as_ref().is_some_and(LateKey::is_set)
+    }
+
+    /// `failure`, where a 401 or 403 to a request that carried the key is the key refused.
+    pub fn failure(&self, response: &reqwest::Response) -> Option<ProviderError> {
+        match failure(response) {
+            Some(ProviderError::Status { status: status @ (401 | 403), .. }) if self.has_key() => {
+                Some(ProviderError::KeyRejected { status })
+            }
+            other => other,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 mod body;
 mod custom;
 mod http;
+mod late_key;
 mod metnorway;
 mod names;
 mod openmeteo;
@@ -15,6 +16,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use custom::{CustomProvider, Fetched};
+pub use late_key::LateKey;
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
@@ -39,6 +41,13 @@ pub trait Provider: Send + Sync + 'static {
     /// this provider said of its previous answer for exactly `at` (see `Answer::validator`),
     /// for a conditional request.
     fn fetch<'a>(&'a self, at: LatLon, validator: Option<&'a str>) -> FetchFuture<'a>;
+
+    /// Which API key the provider uses now, for one whose key can change while it runs (the
+    /// default instance's `OPEN_WEATHER_API_KEY`): a new key is a new number, and a refusal of
+    /// an earlier key says nothing of it. Always 0 for a key fixed at start.
+    fn key_generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A provider's answer.
@@ -71,6 +80,12 @@ pub enum ProviderError {
     /// delay from now, when it sent a usable one.
     RateLimited {
         retry_after: Option<Duration>,
+    },
+    /// HTTP 401 or 403 from a provider called with an API key: it refused the key (wrong,
+    /// revoked, not subscribed to the product). A key does not fix itself, so the engine stops
+    /// asking for a long while.
+    KeyRejected {
+        status: u16,
     },
     Status {
         status: u16,

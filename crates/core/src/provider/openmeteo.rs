@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::http::{coordinate, failure, HttpProviderConfig, KeyedClient};
+use super::http::{coordinate, HttpProviderConfig, KeyedClient};
 use super::{observation, tidy, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
@@ -41,7 +41,7 @@ impl OpenMeteo {
         let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "open-meteo", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), "upstream answered");
-        match failure(&response) {
+        match http.failure(&response) {
             // Its error answers say why (a bad parameter, a key refused): worth a read, bounded.
             Some(ProviderError::Status { status, .. }) if (400..500).contains(&status) => {
                 let body = read_bounded(response, http.max_response_bytes.min(MAX_ERROR_BYTES), &http.redactor).await;

@@ -3,8 +3,8 @@
 use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
-use super::http::{failure, HttpProviderConfig, KeyedClient};
-use super::{observation, Answer, FetchFuture, Provider, ProviderError};
+use super::http::{HttpProviderConfig, KeyedClient};
+use super::{observation, Answer, FetchFuture, LateKey, Provider, ProviderError};
 use crate::cache::Observation;
 use crate::geo::LatLon;
 
@@ -22,9 +22,22 @@ impl OpenWeather {
         Ok(OpenWeather { http: KeyedClient::new(config, "/data/3.0/onecall")? })
     }
 
+    /// Without a configured key, takes `late`'s once it is set (the default instance's
+    /// `OPEN_WEATHER_API_KEY`, set after its first call). A configured key wins.
+    pub fn with_late_key(mut self, late: LateKey) -> OpenWeather {
+        self.http.late_key = Some(late);
+        self
+    }
+
     async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
         let http = &self.http;
-        let key = http.api_key.as_deref().ok_or(ProviderError::NoApiKey)?;
+        // The configured key, or the late one as it is now (it may change while this runs).
+        let late = http.late_key.as_ref().and_then(LateKey::current).filter(|_| http.api_key.is_none());
+        let (key, redactor) = match (&http.api_key, &late) {
+            (Some(key), _) => (key.as_str(), &http.redactor),
+            (None, Some(held)) => (held.key(), held.redactor()),
+            (None, None) => return Err(ProviderError::NoApiKey),
+        };
         let mut url = http.url.clone();
         url.query_pairs_mut()
             .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
@@ -33,14 +46,20 @@ impl OpenWeather {
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
-        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, &http.redactor))?;
+        let response = http.client.get(url).send().await.map_err(|e| transport_error(e, redactor))?;
         tracing::debug!(target: "weather_cache::provider", provider = "openweather", lat = at.lat, lon = at.lon,
             status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "upstream answered");
-        if let Some(error) = failure(&response) {
-            return Err(error);
+        let refused = |error: ProviderError| {
+            if let (ProviderError::KeyRejected { .. }, Some(held), Some(late_key)) = (&error, &late, &http.late_key) {
+                late_key.reject(held.generation());
+            }
+            error
+        };
+        if let Some(error) = http.failure(&response) {
+            return Err(refused(error));
         }
-        let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
-        parse_one_call(&body)
+        let body = read_bounded(response, http.max_response_bytes, redactor).await?;
+        parse_one_call(&body).map_err(refused)
     }
 }
 
@@ -50,7 +69,14 @@ impl Provider for OpenWeather {
     }
 
     fn ready(&self) -> Result<(), ProviderError> {
-        self.http.api_key.as_ref().map(|_| ()).ok_or(ProviderError::NoApiKey)
+        if self.http.has_key() { Ok(()) } else { Err(ProviderError::NoApiKey) }
+    }
+
+    fn key_generation(&self) -> u64 {
+        match (&self.http.api_key, &self.http.late_key) {
+            (None, Some(late)) => late.generation(),
+            _ => 0,
+        }
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
@@ -78,7 +104,8 @@ struct Condition {
 
 /// Extracts `current.temp` (a number in a physical range: a missing reading is an error, never
 /// 0 °C) and `current.weather[0].main` (`"Unknown"` when absent; see `reading.rs`). A 200 that carries an error object
-/// (`{"cod":429,…}`, `cod` as number or string) is treated as that error.
+/// (`{"cod":429,…}`, `cod` as number or string) is treated as that error; `cod` 401 is the key
+/// refused.
 pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
     let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
@@ -89,6 +116,8 @@ pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     });
     match cod {
         Some(429) => return Err(ProviderError::RateLimited { retry_after: None }),
+        // `{"cod":401,"message":"Invalid API key..."}`: every request carries the key.
+        Some(401) if parsed.current.is_none() => return Err(ProviderError::KeyRejected { status: 401 }),
         Some(code) if parsed.current.is_none() && !(200..300).contains(&code) => {
             return Err(ProviderError::Status { status: code.min(u16::MAX as u64) as u16, reason: None })
         }
@@ -159,7 +188,11 @@ mod tests {
         );
         assert_eq!(
             parse_one_call(br#"{"cod":"401","message":"Invalid API key"}"#),
-            Err(ProviderError::Status { status: 401, reason: None })
+            Err(ProviderError::KeyRejected { status: 401 })
+        );
+        assert_eq!(
+            parse_one_call(br#"{"cod":"404","message":"Not found"}"#),
+            Err(ProviderError::Status { status: 404, reason: None })
         );
     }
 }

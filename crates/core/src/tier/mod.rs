@@ -126,6 +126,7 @@ struct Scripts {
     cool_down: Script,
     fail_area: Script,
     reconcile: Script,
+    counts: Script,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -156,6 +157,17 @@ pub enum LeaseStatus {
     /// The caller holds the lease now: at `at`, or at the chosen candidate (an index into
     /// `candidates`).
     Acquired { candidate: Option<usize> },
+}
+
+/// A provider's calls by every instance sharing the tier, in the server's current windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedCalls {
+    /// In the current minute (server time, whole minutes: not the last 60 s).
+    pub this_minute: u64,
+    /// In the current UTC day.
+    pub today: u64,
+    /// Until the current minute ends.
+    pub minute_left: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -284,6 +296,7 @@ impl SharedTier {
             scripts::COOL_DOWN,
             scripts::FAIL_AREA,
             scripts::RECONCILE,
+            scripts::COUNTS,
         ];
         let settings = link::Settings {
             channel: keys.channel.clone(),
@@ -315,6 +328,7 @@ impl SharedTier {
                     cool_down: Script::new(scripts::COOL_DOWN),
                     fail_area: Script::new(scripts::FAIL_AREA),
                     reconcile: Script::new(scripts::RECONCILE),
+                    counts: Script::new(scripts::COUNTS),
                 },
                 keys,
                 timeout: config.timeout,
@@ -603,6 +617,29 @@ impl SharedTier {
                 failures: items.get(2).and_then(integer).unwrap_or(1).clamp(1, 64) as u32,
                 error: items.get(3).and_then(text).unwrap_or_default(),
             }),
+            _ => Err(self.malformed()),
+        }
+    }
+
+    /// What every instance together has called each of `providers` in the current minute and
+    /// UTC day (the counters the shared budget admits by), in their order. One round trip,
+    /// within the tier's deadline: a slow Redis costs the status page one deadline, not one
+    /// per provider.
+    pub async fn calls(&self, providers: &[&str]) -> Result<Vec<SharedCalls>, TierError> {
+        let mut invocation = self.scripts.counts.prepare_invoke();
+        for provider in providers {
+            invocation.key(self.keys.budget(provider, "minute")).key(self.keys.budget(provider, "day"));
+        }
+        let counts: Vec<i64> = self.run(self.deadline(), &invocation).await?;
+        match counts.split_first() {
+            Some((&left, pairs)) if pairs.len() == 2 * providers.len() => Ok(pairs
+                .chunks(2)
+                .map(|pair| SharedCalls {
+                    this_minute: pair[0].max(0) as u64,
+                    today: pair[1].max(0) as u64,
+                    minute_left: Duration::from_millis(left.max(0) as u64),
+                })
+                .collect()),
             _ => Err(self.malformed()),
         }
     }

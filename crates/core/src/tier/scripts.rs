@@ -406,8 +406,36 @@ return {add(KEYS[1], math.floor(now / 60000), ARGV[1], ARGV[2]), add(KEYS[2], ma
 "
 );
 
+/// Reads providers' shared counters, for the status page: what every instance together has
+/// called in the current minute and UTC day (server time, the windows `ADMIT` counts in).
+/// Read-only; every provider in one round trip (the keys share the control slot).
+///
+/// KEYS: each provider's minute counter then day counter. Returns `{ms until the minute ends,
+/// then each provider's calls this minute and calls today}`.
+pub const COUNTS: &str = concat!(
+    prelude!(),
+    r"
+local now = server_ms()
+local minute, day = math.floor(now / 60000), math.floor(now / 86400000)
+local function count(key, window)
+  local v = call('GET', key)
+  if type(v) == 'string' then
+    local w, c = string.match(v, '^(%d+):(%d+)$')
+    if tonumber(w) == window then return tonumber(c) end
+  end
+  return 0
+end
+local out = {(minute + 1) * 60000 - now}
+for i = 1, #KEYS, 2 do
+  out[#out + 1] = count(KEYS[i], minute)
+  out[#out + 1] = count(KEYS[i + 1], day)
+end
+return out
+"
+);
+
 #[cfg(test)]
-const ALL: [(&str, &str); 8] = [
+const ALL: [(&str, &str); 9] = [
     ("FIND_OR_LEASE", FIND_OR_LEASE),
     ("STORE", STORE),
     ("RELEASE", RELEASE),
@@ -416,6 +444,7 @@ const ALL: [(&str, &str); 8] = [
     ("COOL_DOWN", COOL_DOWN),
     ("FAIL_AREA", FAIL_AREA),
     ("RECONCILE", RECONCILE),
+    ("COUNTS", COUNTS),
 ];
 
 #[cfg(test)]

@@ -178,6 +178,14 @@ async fn admission_counts_the_budget_and_honours_cooldowns() {
         Admission::Cooling { remaining } => assert!(remaining > Duration::from_secs(28)),
         other => panic!("{other:?}"),
     }
+    // The status page's shared counters: the three admitted calls, whichever instance asks
+    // (five asked, two were refused). A minute may have turned between; the day has not.
+    let calls = b.calls(&["openweather"]).await.unwrap()[0];
+    assert_eq!(calls.today, 3, "{calls:?}");
+    assert!(calls.this_minute == 3 || calls.this_minute == 0, "{calls:?}");
+    assert!(calls.minute_left <= Duration::from_secs(60));
+    let both = a.calls(&["met-norway", "openweather"]).await.unwrap();
+    assert_eq!([both[0].today, both[1].today], [0, 3], "{both:?}");
 }
 
 #[tokio::test]

@@ -182,8 +182,9 @@ impl Shared {
         self.status.seen(at);
     }
 
-    fn status(&self) -> String {
-        self.status.json(&self.engine, self.counters.requests.get())
+    async fn status(&self) -> String {
+        let shared = status::shared_calls(&self.engine).await;
+        self.status.json(&self.engine, self.counters.requests.get(), shared.as_deref())
     }
 
     fn metrics(&self) -> String {

@@ -229,7 +229,7 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
         Route::Metrics => text(StatusCode::OK, &shared.metrics(), "text/plain; version=0.0.4; charset=utf-8", head).into(),
         Route::Page => page(StatusCode::OK, status::PAGE, status::PAGE_POLICY, head).into(),
         Route::Status => {
-            let mut response = text(StatusCode::OK, &shared.status(), "application/json; charset=utf-8", head);
+            let mut response = text(StatusCode::OK, &shared.status().await, "application/json; charset=utf-8", head);
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response.into()
         }

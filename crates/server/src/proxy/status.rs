@@ -1,6 +1,7 @@
 //! The status page: `GET /` (a self-contained HTML page, `status.html`) and `GET /v1/status`
 //! (what it draws, as JSON): request and upstream rates, hits by scope, each provider's
-//! cooldowns and budget, the live cache entries and where the last requests came from.
+//! cooldowns and budget (this host's calls, and with a shared tier every host's, from Redis),
+//! the live cache entries and where the last requests came from.
 //!
 //! Rates come from samples of the counters taken when the status is asked for (the page asks
 //! every 2 s), so an idle page costs nothing; `windowS` says what each rate is measured over.
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 
 use weather_cache_core::engine::{Engine, Stats};
 use weather_cache_core::geo::LatLon;
+use weather_cache_core::tier::SharedCalls;
 
 /// The page (no external scripts, fonts or tiles: it works offline).
 pub const PAGE: &str = include_str!("status.html");
@@ -68,8 +70,10 @@ impl Status {
         slot.1.store(round3(at.lon).to_bits(), Ordering::Relaxed);
     }
 
-    /// The status as JSON. `proxy_requests`: requests the proxy answered so far.
-    pub fn json(&self, engine: &Engine, proxy_requests: u64) -> String {
+    /// The status as JSON. `proxy_requests`: requests the proxy answered so far. `shared`:
+    /// with a shared tier, each provider's calls by every instance (`None` where Redis did not
+    /// answer), from `shared_calls`.
+    pub fn json(&self, engine: &Engine, proxy_requests: u64, shared: Option<&[Option<SharedCalls>]>) -> String {
         let stats = engine.stats();
         let now = engine.now();
         let config = engine.config();
@@ -82,12 +86,23 @@ impl Status {
             .enumerate()
             .map(|(i, (p, upstream))| {
                 let budget = upstream.budget;
+                let all_hosts = shared.and_then(|calls| calls.get(i).copied().flatten()).map(|c| {
+                    json!({
+                        "callsThisMinute": c.this_minute,
+                        "callsToday": c.today,
+                        "minuteLeftMs": c.minute_left.as_millis() as u64,
+                    })
+                });
                 json!({
                     "name": p.name,
                     "upstreamRequests": p.upstream_requests,
                     "upstreamErrors": p.upstream_errors,
                     "rateLimited": p.rate_limited,
+                    // This host's calls, over a sliding minute.
                     "callsLastMinute": minute.calls.get(i).copied().unwrap_or(0),
+                    // Every host's, from Redis, in the current (whole, server-time) minute and
+                    // UTC day: what a shared budget admits by.
+                    "shared": all_hosts,
                     "budgetPerMinute": (budget.per_minute > 0).then_some(budget.per_minute),
                     "budgetPerDay": (budget.per_day > 0).then_some(budget.per_day),
                     "backoffLeftMs": (p.backoff_until - now).max(0),
@@ -119,6 +134,9 @@ impl Status {
             "providers": providers,
             "backoffLeftMs": (stats.backoff_until - now).max(0),
             "tier": stats.tier_up.map(|up| if up { "up" } else { "down" }),
+            // Which counters the budget is judged by now: every host's (Redis answered), or
+            // this host's alone (no tier, or Redis did not answer).
+            "budgetScope": if shared.is_some_and(|calls| calls.iter().any(Option::is_some)) { "shared" } else { "host" },
             "entries": entries,
             "sharedEntries": stats.shared_entries,
             "recent": self.recent(),
@@ -161,6 +179,17 @@ impl Status {
             .filter(|[lat, lon]| lat.is_finite() && lon.is_finite())
             .collect()
     }
+}
+
+/// Each provider's calls by every instance, read from the shared tier (`None` without one);
+/// every provider is `None` in the list when Redis did not answer within its deadline.
+pub async fn shared_calls(engine: &Engine) -> Option<Vec<Option<SharedCalls>>> {
+    let tier = engine.tier()?;
+    let names: Vec<&str> = engine.upstreams().iter().map(|upstream| upstream.name()).collect();
+    Some(match tier.calls(&names).await {
+        Ok(calls) => calls.into_iter().map(Some).collect(),
+        Err(_) => vec![None; names.len()],
+    })
 }
 
 struct Rate {
