@@ -187,6 +187,32 @@ export interface WeatherService {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A `serve` run: either it ended at once (`exitCode` set: help, version, a usage error), or
+ * the server listens (`url`) until `shutdown`.
+ */
+export declare class ServeCommand {
+  /**
+   * Set when the command ended without serving: 0 for `--help` / `--version`, 2 for a usage
+   * error (`stdout` / `stderr` hold what to print).
+   */
+  get exitCode(): number | null
+  get stdout(): string
+  get stderr(): string
+  /** Where it listens, while serving. */
+  get url(): string | null
+  /**
+   * SIGINT / SIGTERM: drains (`--drain-delay`), lets requests in flight finish (10 s at
+   * most), closes the cache; resolves when done.
+   */
+  shutdown(signal: string): Promise<void>
+  /**
+   * SIGHUP: rereads the tokens file and the certificate, reopens the access log (says how
+   * it went on stderr).
+   */
+  reload(): Promise<void>
+}
+
+/**
  * A running drone proxy (see `WeatherService.listen`). It keeps Node alive until closed, like
  * a listening `net.Server`.
  */
@@ -338,6 +364,9 @@ export interface ProxyReloaded {
   /** The access log file was reopened (for logrotate). */
   accessLog: boolean
 }
+
+/** Runs `weather-cache serve` with `argv` (what follows `serve`) and the process's environment. */
+export declare function serveCommand(argv: Array<string>): ServeCommand
 
 /** The shared tier's numbers. */
 export interface TierStats {

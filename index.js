@@ -835,9 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ServeCommand = nativeBinding.ServeCommand
 module.exports.WeatherProxy = nativeBinding.WeatherProxy
 module.exports.WeatherService = nativeBinding.WeatherService
 module.exports.bucketKey = nativeBinding.bucketKey
 module.exports.distanceKm = nativeBinding.distanceKm
 module.exports.noopResolved = nativeBinding.noopResolved
+module.exports.serveCommand = nativeBinding.serveCommand
 module.exports.weatherService = nativeBinding.weatherService

@@ -142,7 +142,7 @@ test('TLS: HTTPS with a chain, HTTP/2 by ALPN beside HTTP/1.1, checked against t
     // A broken key on SIGHUP: a warning, and the certificate served stays.
     writeFileSync(served.key, 'not a key\n')
     proxy.child.kill('SIGHUP')
-    await stderrMatches(proxy, /warning: reload: cannot read the private key .*the previous certificate stays/)
+    await stderrMatches(proxy, /"level":40,.*"msg":"reload: cannot read the private key .*the previous certificate stays/)
     assert.equal((await curl(url, ['--cacert', second.root])).code, 200)
     const metrics = (await curl(`${proxy.url}/metrics`, ['--cacert', second.root])).body
     assert.equal(sample(metrics, 'weather_cache_proxy_reloads_total'), 2)
@@ -214,7 +214,7 @@ test('--tokens-file: named clients, their names (never tokens) in the access log
     // A broken file on SIGHUP: a warning, and the clients stay as they were.
     writeFileSync(tokens, 'alpha\n')
     proxy.child.kill('SIGHUP')
-    await stderrMatches(proxy, /warning: reload: the tokens file .*line 1: expected "name token".*the previous tokens stay/)
+    await stderrMatches(proxy, /"level":40,.*"msg":"reload: the tokens file .*line 1: expected \\"name token\\".*the previous tokens stay/)
     assert.ok(!proxy.errors().includes('t0ken'), 'no token in any message')
     assert.equal((await get('/v1/weather?lat=10&lon=10', 'alpha-t0ken-1')).status, 200)
 

@@ -300,7 +300,7 @@ test('--api-key-file: the key from a file; --api-key still works but warns; no s
   } finally {
     inArgv.child.kill('SIGKILL')
     const { stderr } = await inArgv.exited
-    assert.match(stderr, /warning: --api-key puts the key in argv/)
+    assert.match(stderr, /"level":40,.*"msg":"--api-key puts the key in argv/)
     assert.ok(!stderr.includes(API_KEY))
     await upstream.close()
   }
@@ -311,7 +311,7 @@ test('a non-loopback --host without a token warns', async () => {
   const proxy = await startServe(['--upstream', upstream.url, '--host', '0.0.0.0'], { OPEN_WEATHER_API_KEY: API_KEY })
   proxy.child.kill('SIGKILL')
   const { stderr } = await proxy.exited
-  assert.match(stderr, /warning: listening on 0\.0\.0\.0 without a token/)
+  assert.match(stderr, /"level":40,.*"msg":"listening on 0\.0\.0\.0 without a token/)
   await upstream.close()
 })
 
@@ -602,5 +602,5 @@ test('defect 12: 404 before 405, 414 for a long path, bytes as sent for HEAD and
   // The warning's loopback test reads addresses, not prefixes of names.
   const { runServe } = await import('./serve-process.mjs')
   const { stderr } = await runServe(['--host', '127.evil.com', '--port', '0'], { OPEN_WEATHER_API_KEY: API_KEY })
-  assert.match(stderr, /warning: listening on 127\.evil\.com without a token/)
+  assert.match(stderr, /"level":40,.*"msg":"listening on 127\.evil\.com without a token/)
 })

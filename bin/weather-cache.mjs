@@ -3,7 +3,7 @@
 import { UsageError } from '../lib/cli-args.mjs'
 import { DEMO_HELP, demoOptions, formatSummary, progressBar, runDemo } from '../lib/demo.mjs'
 import { formatInstancesSummary, runInstancesDemo } from '../lib/demo-instances.mjs'
-import { SERVE_HELP, serveOptions, startServer } from '../lib/serve.mjs'
+import { serve } from '../lib/serve.mjs'
 
 const HELP = `Usage: weather-cache <command> [options]
 
@@ -16,7 +16,8 @@ Run \`weather-cache <command> --help\` for a command's options.`
 const [command, ...args] = process.argv.slice(2)
 
 try {
-  if (command === 'serve') await serve(args)
+  // serve's flags, messages and exit codes are the weather-cache-server binary's (lib/serve.mjs).
+  if (command === 'serve') serve(args)
   else if (command === 'demo') await demo(args)
   else if (command === undefined || command === 'help' || command === '--help' || command === '-h') console.log(HELP)
   else throw new UsageError(`unknown command: ${command}`)
@@ -24,31 +25,6 @@ try {
   if (!(error instanceof UsageError)) throw error
   console.error(`weather-cache: ${error.message}\nRun \`weather-cache ${command && command !== 'help' ? `${command} ` : ''}--help\` for usage.`)
   process.exitCode = 2
-}
-
-async function serve(args) {
-  const options = serveOptions(args)
-  if (options.help) return console.log(SERVE_HELP)
-  for (const warning of options.warnings) console.error(`weather-cache serve: warning: ${warning}`)
-  const proxy = await startServer(options)
-  console.log(`weather-cache serve: listening on ${proxy.url} (GET /v1/weather, /metrics, /healthz, /readyz)`)
-  const stop = async (signal) => {
-    console.log(`weather-cache serve: ${signal}, finishing requests in flight`)
-    await proxy.shutdown()
-    process.exit(0)
-  }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
-  // The proxy rereads its files itself: this only relays the signal (and says how it went).
-  process.on('SIGHUP', () => {
-    proxy.reload().then(
-      (done) => {
-        const parts = [done.clients === undefined ? null : `${done.clients} clients`, done.certificate ? 'the certificate' : null, done.accessLog ? 'the access log' : null]
-        console.error(`weather-cache serve: SIGHUP, reloaded ${parts.filter(Boolean).join(', ') || 'nothing (no file to reread)'}`)
-      },
-      (error) => console.error(`weather-cache serve: warning: ${error.message}`),
-    )
-  })
 }
 
 async function demo(args) {

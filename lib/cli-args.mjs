@@ -1,4 +1,4 @@
-// Flag parsing shared by `serve` and `demo`: `--name value` or `--name=value`, typed, with
+// Flag parsing for `demo` (`serve` is parsed in Rust: weather-cache-server's cli): `--name value` or `--name=value`, typed, with
 // usage errors that name the flag.
 
 export class UsageError extends Error {}

@@ -12,6 +12,7 @@ mod options;
 mod providers;
 mod proxy;
 mod reader;
+mod serve_command;
 mod service;
 mod summaries;
 mod values;

@@ -1,0 +1,110 @@
+use super::*;
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+fn with_env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+}
+
+fn temp(name: &str, text: &str, mode: u32) -> String {
+    let path = std::env::temp_dir().join(format!("wc-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    path.to_str().unwrap().to_owned()
+}
+
+const KEY: &[(&str, &str)] = &[("OPEN_WEATHER_API_KEY", "k")];
+
+#[test]
+fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
+    let file = temp(
+        "precedence.toml",
+        "[service]\nfreshTtlMs = 1000\ngridDeg = 0.1\nproximityKm = 7.0\n[server]\nport = 9001\nthreads = 3\nheaderTimeoutMs = 700\n",
+        0o600,
+    );
+    let env: &'static [(&str, &str)] = Box::leak(Box::new([
+        ("OPEN_WEATHER_API_KEY", "k"),
+        ("WEATHER_CACHE_PORT", "9002"),
+        ("WEATHER_CACHE_FRESH_TTL", "2000"),
+        ("WEATHER_CACHE_THREADS", "4"),
+    ]));
+    let config = parse(NPM, &argv(&["--config", &file, "--port", "9003", "--fresh-ttl", "3000"]), &with_env(env)).unwrap();
+    // port: flag over env over file; freshTtl likewise; threads: env over file; the rest: the file's.
+    assert_eq!(config.proxy.port, 9003);
+    assert_eq!(config.service.fresh_ttl_ms, Some(3000));
+    assert_eq!(config.proxy.threads, 4);
+    assert_eq!((config.service.grid_deg, config.service.proximity_km), (Some(0.1), Some(7.0)));
+    assert_eq!(config.proxy.header_timeout, std::time::Duration::from_millis(700));
+    // Defaults where nobody said.
+    assert_eq!((config.proxy.host.as_str(), config.proxy.max_connections), ("127.0.0.1", 10_000));
+    let defaults = parse(NPM, &[], &with_env(KEY)).unwrap();
+    assert_eq!((defaults.proxy.port, defaults.service.fresh_ttl_ms), (8080, None));
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn a_bad_config_file_is_a_usage_error_naming_the_file_and_the_key() {
+    let file = temp("bad.toml", "[server]\nport = 9000\nprot = 1\n", 0o600);
+    let exit = parse(BINARY, &argv(&["--config", &file]), &with_env(KEY)).unwrap_err();
+    assert_eq!(exit.code, 2);
+    assert!(exit.stderr.starts_with(&format!("weather-cache-server: --config {file}, line 3: unknown field `prot`")), "{}", exit.stderr);
+    assert!(exit.stderr.ends_with("Run `weather-cache-server --help` for usage.\n"));
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn redis_flags_fill_the_core_options_and_errors_name_flags() {
+    let config = parse(NPM, &argv(&["--redis", "redis://h:1", "--redis-key-prefix", "fleet-a", "--when-redis-down", "closed"]), &with_env(KEY)).unwrap();
+    let Some(RedisOption::Settings(redis)) = &config.service.redis else { panic!("{:?}", config.service.redis) };
+    assert_eq!((redis.url.expose(), redis.key_prefix.as_deref()), ("redis://h:1", Some("fleet-a")));
+    assert_eq!(config.service.budget.unwrap().when_redis_down, Some(WhenRedisDown::Closed));
+    let exit = parse(NPM, &argv(&["--redis-key-prefix", "x"]), &with_env(KEY)).unwrap_err();
+    assert!(exit.stderr.starts_with("weather-cache: --redis-key-prefix goes with --redis\n"), "{}", exit.stderr);
+    assert_eq!(flag_of("redis"), "--redis");
+    assert_eq!(flag_of("redis.keyPrefix"), "--redis-key-prefix");
+    assert_eq!(flag_of("providers[1].userAgent"), "--met-norway-user-agent");
+}
+
+#[test]
+fn no_key_and_no_keyless_provider_exits_2_naming_where_a_key_comes_from() {
+    let exit = parse(NPM, &[], &|_| None).unwrap_err();
+    assert_eq!(exit.code, 2);
+    assert!(exit.stderr.contains("OPEN_WEATHER_API_KEY") && exit.stderr.contains("--api-key-file"), "{}", exit.stderr);
+    assert!(parse(NPM, &argv(&["--providers", "open-meteo"]), &|_| None).is_ok());
+}
+
+#[test]
+fn secrets_files_readable_by_others_warn_and_their_contents_never_show() {
+    let open = temp("key-open", "sekrit\n", 0o644);
+    let config = parse(NPM, &argv(&["--api-key-file", &open]), &|_| None).unwrap();
+    assert_eq!(config.service.api_key.as_ref().map(Secret::expose), Some("sekrit"));
+    assert!(config.warnings.iter().any(|w| w.starts_with(&format!("--api-key-file {open} is readable by group or others (mode 0644)"))), "{:?}", config.warnings);
+    assert!(!format!("{config:?}").contains("sekrit"));
+    let closed = temp("key-closed", "sekrit\n", 0o600);
+    assert!(parse(NPM, &argv(&["--api-key-file", &closed]), &|_| None).unwrap().warnings.is_empty());
+    let empty = temp("token-empty", "\n", 0o600);
+    let exit = parse(NPM, &argv(&["--token-file", &empty]), &with_env(KEY)).unwrap_err();
+    assert!(exit.stderr.contains("is empty"));
+    for path in [open, closed, empty] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
+fn help_lists_the_routes_and_the_redis_url_forms_and_version_prints() {
+    let help = parse(BINARY, &argv(&["--help"]), &|_| None).unwrap_err();
+    assert_eq!(help.code, 0);
+    for route in ["GET /v1/weather", "GET /v1/status", "GET /metrics", "GET /healthz", "GET /readyz", "GET /  "] {
+        assert!(help.stdout.contains(route), "{route}");
+    }
+    assert!(help.stdout.contains("redis+sentinel://") && help.stdout.contains("redis+cluster://"));
+    assert!(help.stdout.starts_with("Usage: weather-cache-server [options]"));
+    let version = parse(NPM, &argv(&["--version"]), &|_| None).unwrap_err();
+    assert_eq!(version.stdout, format!("weather-cache {}\n", env!("CARGO_PKG_VERSION")));
+}
