@@ -147,8 +147,8 @@ for (const target of addonTargets) {
   console.log(`build:cross: ${relative(root, dest)}`)
 }
 
-// 5. The standalone server, static, with its checksum. Same target dir as the addon's builds:
-// the crates they share are built once per target.
+// 5. The standalone server, static, with its checksum, in the addon's target dir (the crates
+// both use with the same features are built once).
 for (const target of serverTargets) {
   timed(`cargo zigbuild weather-cache-server ${target}`, () =>
     run('cargo', ['zigbuild', '--release', '--locked', '-p', 'weather-cache-server', '--bin', 'weather-cache-server', '--target', target], { env }),
