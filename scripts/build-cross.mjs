@@ -1,13 +1,20 @@
 // `npm run build:cross`: builds the Linux binaries this x64 glibc machine cannot build natively,
-// with napi-rs's cross compilation (cargo-zigbuild, zig as the C compiler and linker), into
-// their platform packages, then checks them (scripts/check-binaries.mjs).
+// with napi-rs's cross compilation (cargo-zigbuild, zig as the C compiler and linker): the addon
+// into its platform packages, and the standalone server as static executables into dist/; then
+// checks them (scripts/check-binaries.mjs).
 //
-//   node scripts/build-cross.mjs [--static-only] [target ...]
+//   node scripts/build-cross.mjs [--static-only] [--addon-only | --server-only] [target ...]
 //
-// Targets (default: these three; x86_64-unknown-linux-gnu when named):
+// Addon targets (default: these three; x86_64-unknown-linux-gnu when named):
 //   aarch64-unknown-linux-gnu  -> npm/linux-arm64-gnu/weather-cache.linux-arm64-gnu.node
 //   x86_64-unknown-linux-musl  -> npm/linux-x64-musl/weather-cache.linux-x64-musl.node
 //   aarch64-unknown-linux-musl -> npm/linux-arm64-musl/weather-cache.linux-arm64-musl.node
+// Server targets (default: both; a named musl target builds both the addon and the server):
+//   x86_64-unknown-linux-musl  -> dist/weather-cache-server-x86_64-unknown-linux-musl
+//   aarch64-unknown-linux-musl -> dist/weather-cache-server-aarch64-unknown-linux-musl
+// each with its checksum beside it (`<file>.sha256`, in `sha256sum -c` format). musl's libc is
+// linked in (Rust's musl targets are static; zig links them as plain static executables): the
+// server runs on any Linux of its CPU, in a `FROM scratch` image (Containerfile) too.
 // glibc targets are built against glibc 2.28 (the `.2.28` suffix that cargo-zigbuild passes to
 // zig), so they load on any glibc from 2.28 (Debian 10, RHEL 8, Amazon Linux 2023) on.
 //
@@ -16,7 +23,8 @@
 // standard libraries of the three targets come from `rustup target add`. Cargo's output goes to
 // $CARGO_TARGET_DIR (default target/cross, apart from the native build's target/).
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -33,6 +41,8 @@ const TARGETS = {
   'x86_64-unknown-linux-gnu': 'linux-x64-gnu',
 }
 const DEFAULT_TARGETS = ['aarch64-unknown-linux-gnu', 'x86_64-unknown-linux-musl', 'aarch64-unknown-linux-musl']
+// The standalone server is built only static: one file that runs on every Linux of its CPU.
+const SERVER_TARGETS = ['x86_64-unknown-linux-musl', 'aarch64-unknown-linux-musl']
 // TLS is rustls on ring: none of these may be in the build of any target.
 const FORBIDDEN_CRATES = ['aws-lc-sys', 'aws-lc-rs', 'openssl-sys', 'openssl', 'native-tls']
 
@@ -41,10 +51,19 @@ const tools = process.env.WEATHER_CACHE_TOOLS || join(homedir(), '.cache', 'weat
 const venv = join(tools, 'cross-tools')
 const targetDir = process.env.CARGO_TARGET_DIR || join(root, 'target', 'cross')
 const stagingDir = join(targetDir, 'napi-out')
+const distDir = join(root, 'dist')
 const args = process.argv.slice(2)
+const FLAGS = ['--static-only', '--addon-only', '--server-only']
+for (const a of args) if (a.startsWith('--') && !FLAGS.includes(a)) fail(`unknown flag ${a} (known: ${FLAGS.join(', ')})`)
+const addonOnly = args.includes('--addon-only')
+const serverOnly = args.includes('--server-only')
+if (addonOnly && serverOnly) fail('--addon-only and --server-only exclude each other')
 const targets = args.filter((a) => !a.startsWith('--'))
 for (const t of targets) if (!(t in TARGETS)) fail(`unknown target ${t} (known: ${Object.keys(TARGETS).join(', ')})`)
-const selected = targets.length ? targets : DEFAULT_TARGETS
+if (serverOnly) for (const t of targets) if (!SERVER_TARGETS.includes(t)) fail(`--server-only: the server is built for ${SERVER_TARGETS.join(' and ')} only, not ${t}`)
+const addonTargets = serverOnly ? [] : targets.length ? targets : DEFAULT_TARGETS
+const serverTargets = addonOnly ? [] : targets.length ? targets.filter((t) => SERVER_TARGETS.includes(t)) : SERVER_TARGETS
+const selected = [...new Set([...addonTargets, ...serverTargets])]
 const timings = []
 
 function fail(message) {
@@ -111,7 +130,7 @@ timed('dependency check (cargo tree)', () => {
 // .node into its platform package.
 const napi = join(root, 'node_modules', '.bin', 'napi')
 const built = []
-for (const target of selected) {
+for (const target of addonTargets) {
   const platform = TARGETS[target]
   const requested = target.endsWith('-gnu') ? `${target}.${GLIBC}` : target
   const out = join(stagingDir, platform)
@@ -128,7 +147,23 @@ for (const target of selected) {
   console.log(`build:cross: ${relative(root, dest)}`)
 }
 
-// 5. Check what was built.
+// 5. The standalone server, static, with its checksum, in the addon's target dir (the crates
+// both use with the same features are built once).
+for (const target of serverTargets) {
+  timed(`cargo zigbuild weather-cache-server ${target}`, () =>
+    run('cargo', ['zigbuild', '--release', '--locked', '-p', 'weather-cache-server', '--bin', 'weather-cache-server', '--target', target], { env }),
+  )
+  const name = `weather-cache-server-${target}`
+  const dest = join(distDir, name)
+  mkdirSync(distDir, { recursive: true })
+  copyFileSync(join(targetDir, target, 'release', 'weather-cache-server'), dest)
+  const sha256 = createHash('sha256').update(readFileSync(dest)).digest('hex')
+  writeFileSync(`${dest}.sha256`, `${sha256}  ${name}\n`)
+  built.push(dest)
+  console.log(`build:cross: ${relative(root, dest)} (sha256 ${sha256})`)
+}
+
+// 6. Check what was built.
 timed('check-binaries', () =>
   run(process.execPath, [join(root, 'scripts', 'check-binaries.mjs'), ...args.filter((a) => a === '--static-only'), ...built.map((f) => relative(root, f))]),
 )

@@ -1,8 +1,10 @@
-// `npm run check:binaries`: proves each built Linux binary is what its platform package says.
+// `npm run check:binaries`: proves each built Linux binary is what its platform package says,
+// and each standalone server binary is static and serves.
 //
-//   node scripts/check-binaries.mjs [--static-only] [file.node ...]
+//   node scripts/check-binaries.mjs [--static-only] [file ...]
 //
-// With no files, it checks every `npm/linux-*/weather-cache.*.node` that exists. For each one:
+// With no files, it checks every `npm/linux-*/weather-cache.*.node` and every
+// `dist/weather-cache-server-<target>` that exists. For each addon:
 // - `readelf`: ELF class, type and machine match the package's `cpu`; the program interpreter
 //   (a shared object has none) and the `NEEDED` libraries match its `libc`: a musl binary needs
 //   no glibc library and no GLIBC_ symbol version, a gnu binary needs only glibc's libraries
@@ -15,12 +17,23 @@
 //   getWeather call from a loopback upstream, then passing __test__/core.test.mjs; the musl
 //   binaries through musl's own dynamic loader (x64 natively, arm64 under qemu), which must
 //   resolve every symbol they need. See dynamicCheck() below.
+// For each server binary (`weather-cache-server-{x86_64,aarch64}-unknown-linux-musl`):
+// - `readelf`: an ELF64 executable of its CPU with no program interpreter and no `NEEDED`
+//   library (nothing is loaded at run time: it runs on any Linux, in a `FROM scratch` image);
+//   `file` must call it statically linked; its `.sha256` beside it, when there, must match;
+// - unless --static-only, it is run (x86_64 natively, aarch64 under qemu-user-static when this
+//   is root or qemu is installed): `--version`, then as an operator runs it against a loopback
+//   OpenWeather (scripts/server-smoke.mjs): /healthz, a weather answer from the network then from
+//   the cache with one upstream call, exit 0 on SIGTERM.
 // Any mismatch fails the run (exit 1) after the table is printed.
 import { execFileSync, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { basename, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+
+import { smokeServer } from './server-smoke.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const MAX_GLIBC = [2, 28]
@@ -29,6 +42,8 @@ const FILE_ARCH = { x64: 'x86-64', arm64: 'ARM aarch64' }
 const GLIBC_LIBS = /^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/
 const GNU_INTERP = { x64: '/lib64/ld-linux-x86-64.so.2', arm64: '/lib/ld-linux-aarch64.so.1' }
 const MUSL_INTERP = { x64: '/lib/ld-musl-x86_64.so.1', arm64: '/lib/ld-musl-aarch64.so.1' }
+const SERVER = /^weather-cache-server-(x86_64|aarch64)-unknown-linux-musl$/
+const VERSION = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version
 const tools = process.env.WEATHER_CACHE_TOOLS || join(homedir(), '.cache', 'weather-cache')
 let qemuVersion = null
 
@@ -37,7 +52,7 @@ const staticOnly = args.includes('--static-only')
 const files = args.filter((a) => !a.startsWith('--'))
 const binaries = files.length ? files.map((f) => join(process.cwd(), f)) : defaultBinaries()
 if (binaries.length === 0) {
-  console.error('check-binaries: no npm/linux-*/weather-cache.*.node found; run `npm run build:cross` first')
+  console.error('check-binaries: no npm/linux-*/weather-cache.*.node or dist/weather-cache-server-* found; run `npm run build:cross` first')
   process.exit(1)
 }
 
@@ -45,14 +60,14 @@ const failures = []
 const rows = []
 for (const file of binaries) rows.push(check(file))
 
-for (const row of rows.filter((r) => r.expected.arch !== process.arch || r.expected.libc !== hostLibc())) refusedHere(row)
+for (const row of rows.filter((r) => !r.expected.server && (r.expected.arch !== process.arch || r.expected.libc !== hostLibc()))) refusedHere(row)
 for (const row of rows) {
   if (staticOnly) {
     row.loaded = 'skipped (--static-only)'
     continue
   }
   try {
-    row.loaded = dynamicCheck(row)
+    row.loaded = row.expected.server ? await runServer(row) : dynamicCheck(row)
   } catch (error) {
     row.loaded = 'FAILED'
     failures.push(`${row.name}: ${error.message}`)
@@ -61,7 +76,7 @@ for (const row of rows) {
 
 printTable(rows)
 for (const row of rows) console.log(`file ${relative(root, row.file)}: ${row.fileOutput}`)
-for (const row of rows) console.log(`loaded ${basename(row.file)}: ${row.loaded}`)
+for (const row of rows) console.log(`${row.expected.server ? 'ran' : 'loaded'} ${basename(row.file)}: ${row.loaded}`)
 if (qemuVersion) console.log(`emulator: ${qemuVersion}`)
 for (const row of rows) if (row.refused) console.log(`refused on this ${process.arch}-${hostLibc()} Node: ${basename(row.file)}: ${row.refused}`)
 
@@ -74,14 +89,19 @@ console.log(`\ncheck-binaries: ${rows.length} ${rows.length === 1 ? 'binary' : '
 
 function defaultBinaries() {
   const npmDir = join(root, 'npm')
-  return readdirSync(npmDir)
+  const distDir = join(root, 'dist')
+  const addons = readdirSync(npmDir)
     .filter((d) => d.startsWith('linux-'))
     .map((d) => join(npmDir, d, `weather-cache.${d}.node`))
     .filter((f) => existsSync(f))
+  const servers = existsSync(distDir) ? readdirSync(distDir).filter((f) => SERVER.test(f)).map((f) => join(distDir, f)) : []
+  return [...addons, ...servers]
 }
 
 /** What the file's name and its package.json promise: os, cpu (Node's arch) and libc. */
 function expectationsFor(file) {
+  const server = SERVER.exec(basename(file))
+  if (server) return { arch: server[1] === 'x86_64' ? 'x64' : 'arm64', libc: 'static', server: true }
   const match = /weather-cache\.linux-(x64|arm64)-(gnu|musl)\.node$/.exec(basename(file))
   if (!match) throw new Error(`${file}: not a weather-cache.linux-<x64|arm64>-<gnu|musl>.node file`)
   const [, arch, libc] = match
@@ -107,6 +127,7 @@ function check(file) {
   const field = (label) => (new RegExp(`^\\s*${label}:\\s*(.+)$`, 'm').exec(header) || [])[1] || '?'
   const machine = field('Machine').trim()
   if (field('Class').trim() !== 'ELF64') fail(`class ${field('Class')}, expected ELF64`)
+  if (expected.server) return checkServer(file, name, expected, machine, field('Type').trim(), fail)
   if (!/^DYN\b/.test(field('Type').trim())) fail(`type ${field('Type')}, expected DYN (a shared object)`)
   if (machine !== MACHINE[expected.arch]) fail(`machine ${machine}, expected ${MACHINE[expected.arch]}`)
 
@@ -140,6 +161,52 @@ function check(file) {
   return { file, name, expected, machine, interp, needed, newest, bytes, fileOutput }
 }
 
+/**
+ * A server binary: an executable (static-pie is a DYN without an interpreter) that asks the
+ * kernel for nothing but itself: no PT_INTERP, no NEEDED, `file` says statically linked.
+ */
+function checkServer(file, name, expected, machine, type, fail) {
+  if (!/^(EXEC|DYN)\b/.test(type)) fail(`type ${type}, expected an executable`)
+  if (machine !== MACHINE[expected.arch]) fail(`machine ${machine}, expected ${MACHINE[expected.arch]}`)
+  const interp = (/Requesting program interpreter: ([^\]]+)\]/.exec(readelf(['-l'], file)) || [])[1] || null
+  if (interp) fail(`asks for a program interpreter (${interp}): not static`)
+  const needed = [...readelf(['-d'], file).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1])
+  if (needed.length) fail(`needs shared libraries (${needed.join(', ')}): not static`)
+  const fileOutput = execFileSync('file', ['-b', file], { encoding: 'utf8' }).trim()
+  if (!/^ELF 64-bit LSB (executable|pie executable)/.test(fileOutput) || !/static(-pie)? linked|statically linked/.test(fileOutput) || !fileOutput.includes(FILE_ARCH[expected.arch])) {
+    fail(`file(1) says "${fileOutput}"`)
+  }
+  const bytes = statSync(file).size
+  if (bytes < 1024 * 1024) fail(`only ${bytes} bytes`)
+  const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex')
+  if (existsSync(`${file}.sha256`)) {
+    const [recorded, recordedName] = readFileSync(`${file}.sha256`, 'utf8').trim().split(/\s+/)
+    if (recorded !== sha256 || recordedName !== basename(file)) fail(`${basename(file)}.sha256 says ${recorded} ${recordedName}, the file's is ${sha256}`)
+  }
+  return { file, name, expected, machine, interp, needed, newest: null, bytes, fileOutput, sha256 }
+}
+
+/** Runs a server binary: `--version`, then serving a loopback OpenWeather (scripts/server-smoke.mjs). */
+async function runServer(row) {
+  const started = Date.now()
+  const emulator = row.expected.arch === process.arch ? [] : [qemu()]
+  const [command, ...prefix] = [...emulator, row.file]
+  const version = spawnSync(command, [...prefix, '--version'], { encoding: 'utf8', timeout: 60_000 })
+  const printed = (version.stdout || '').trim()
+  if (version.status !== 0 || printed !== `weather-cache-server ${VERSION}`) {
+    throw new Error(`--version exited ${version.status} printing ${JSON.stringify(printed)} (expected "weather-cache-server ${VERSION}")\n${version.stderr}`)
+  }
+  const seen = await smokeServer(({ upstream, apiKeyFile }) => ({
+    command,
+    args: [...prefix, '--port', '0', '--upstream', upstream.url, '--api-key-file', apiKeyFile],
+  }))
+  return (
+    `${emulator.length ? 'under qemu: ' : ''}--version "${printed}"; /healthz ${seen.healthz}; /v1/weather ${seen.first.condition} ${seen.first.tempC} °C ` +
+    `(network, then ${seen.second.source}), ${seen.upstreamCalls} upstream call; SIGTERM: exit ${seen.exit.code} in ${seen.stopMs} ms ` +
+    `(${((Date.now() - started) / 1000).toFixed(1)} s)`
+  )
+}
+
 function compareVersions(a, b) {
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
     const d = (a[i] || 0) - (b[i] || 0)
@@ -154,8 +221,8 @@ function printTable(rows) {
     ...rows.map((r) => [
       basename(r.file),
       r.machine,
-      r.interp || 'none (shared object)',
-      r.needed.join(' '),
+      r.interp || (r.expected.server ? 'none (static)' : 'none (shared object)'),
+      r.needed.join(' ') || 'none',
       r.newest ? r.newest.join('.') : 'none',
       `${(r.bytes / 1024 / 1024).toFixed(2)} MiB (${r.bytes} B)`,
     ]),
