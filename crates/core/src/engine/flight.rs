@@ -472,10 +472,10 @@ impl Inner {
     /// closed), the area's cooldowns for that provider cleared, its 429 doubling ended.
     fn keep(&self, state: &mut State, fetched: Fetched, provider: usize, at: LatLon) -> Arc<Entry> {
         let now = self.clock.now();
-        let Fetched { observation, hold_ms, validator } = fetched;
+        let Fetched { observation, hold_ms, validator, products } = fetched;
         let held_until = if hold_ms > 0 { now.saturating_add(hold_ms) } else { 0 };
         let name = self.upstreams[provider].name();
-        let entry = Arc::new(self.held_entry(at, &observation, name, now, held_until, validator));
+        let entry = Arc::new(self.held_entry(at, &observation, name, now, held_until, validator, products));
         if !self.is_closed() {
             state.shared.insert(entry.clone());
         }
@@ -504,6 +504,7 @@ impl Inner {
                     provider: entry.provider.to_owned(),
                     held_until: entry.held_until(),
                     validator: entry.validator().map(str::to_owned),
+                    products: entry.products.clone(),
                 };
                 // The lease (its renewal stopped) goes back with the landing.
                 let token = lease.map(Lease::landed);
@@ -522,17 +523,18 @@ impl Inner {
 
 /// A provider's answer as a reading: a 304 renews `previous`'s.
 fn fetched(answer: Answer, previous: Option<&Entry>) -> Result<(Fetched, Option<&'static str>), ProviderError> {
-    let observation = match (answer.observation, previous) {
-        (Some(observation), _) => observation,
-        (None, Some(previous)) => {
-            Observation { condition: previous.summary.condition.as_str().to_owned(), celsius: previous.celsius }
-        }
+    let (observation, products) = match (answer.observation, previous) {
+        (Some(observation), _) => (observation, answer.products),
+        (None, Some(previous)) => (
+            Observation { condition: previous.summary.condition.as_str().to_owned(), celsius: previous.celsius },
+            previous.products.clone(),
+        ),
         (None, None) => {
             return Err(ProviderError::InvalidResponse { message: "not modified, but nothing to renew".into() });
         }
     };
     let hold_ms = answer.hold_for.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
-    Ok((Fetched { observation, hold_ms, validator: answer.validator }, answer.warning))
+    Ok((Fetched { observation, hold_ms, validator: answer.validator, products }, answer.warning))
 }
 
 /// Real time, as the shared counters' windows (the Redis server's) run on it.

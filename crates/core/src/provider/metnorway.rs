@@ -96,10 +96,10 @@ impl MetNorway {
             if validator.is_none() {
                 return Err(ProviderError::InvalidResponse { message: "304 to an unconditional request".into() });
             }
-            return Ok(Answer { observation: None, hold_for, validator, warning });
+            return Ok(Answer { observation: None, hold_for, validator, warning, products: None });
         }
         let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
-        Ok(Answer { observation: Some(parse_compact(&body)?), hold_for, validator, warning })
+        Ok(Answer { observation: Some(parse_compact(&body)?), hold_for, validator, warning, products: None })
     }
 }
 
