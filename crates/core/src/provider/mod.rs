@@ -7,6 +7,7 @@ mod json;
 mod metnorway;
 mod names;
 mod one_call_products;
+mod open_meteo_products;
 mod openmeteo;
 mod openweather;
 mod reading;

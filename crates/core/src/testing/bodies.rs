@@ -43,3 +43,43 @@ pub fn one_call(t0: u64, celsius: f64) -> String {
         t0 + 12 * 3_600
     )
 }
+
+/// An Open-Meteo `/v1/forecast` answer with `timezone=auto&timeformat=unixtime`, made at
+/// `t0` + 15 min (epoch s, `t0` on the hour) at +01:00: hourly from the local midnight (so the
+/// hours before `t0` are past), 8 days, quarter hours with rain from `t0` + 45 min. The
+/// hourly `wind_gusts_10m` is `null` at `t0` (a model without gusts there).
+pub fn open_meteo(t0: u64, celsius: f64) -> String {
+    let midnight = (t0 + 3_600) / 86_400 * 86_400 - 3_600;
+    let hours = (t0 - midnight) / 3_600 + 49;
+    let series = |f: &dyn Fn(u64) -> String| (0..hours).map(|i| f(i)).collect::<Vec<_>>().join(",");
+    let at = |i: u64| midnight + i * 3_600;
+    let quarters: Vec<u64> = (0..6).map(|i| t0 + i * 900).collect();
+    let days: Vec<u64> = (0..8).map(|i| midnight + i * 86_400).collect();
+    let list = |v: &[String]| v.join(",");
+    format!(
+        r#"{{"latitude":52.52,"longitude":13.42,"generationtime_ms":0.3,"utc_offset_seconds":3600,"timezone":"Europe/Berlin","timezone_abbreviation":"GMT+1","elevation":38,
+"current_units":{{"time":"unixtime","interval":"seconds","temperature_2m":"°C"}},
+"current":{{"time":{},"interval":900,"temperature_2m":{celsius},"weather_code":61,"apparent_temperature":-1.5,"relative_humidity_2m":90,"pressure_msl":1008.2,"wind_speed_10m":6.1,"wind_gusts_10m":12.4,"wind_direction_10m":250,"cloud_cover":100,"precipitation":0.3}},
+"hourly_units":{{"time":"unixtime","temperature_2m":"°C","precipitation_probability":"%"}},
+"hourly":{{"time":[{}],"temperature_2m":[{}],"precipitation_probability":[{}],"precipitation":[{}],"weather_code":[{}],"wind_speed_10m":[{}],"wind_gusts_10m":[{}]}},
+"minutely_15":{{"time":[{}],"precipitation":[0.0,0.0,0.0,0.5,0.5,0.5]}},
+"daily":{{"time":[{}],"weather_code":[{}],"temperature_2m_max":[{}],"temperature_2m_min":[{}],"precipitation_sum":[{}],"precipitation_probability_max":[{}],"sunrise":[{}],"sunset":[{}]}}}}"#,
+        t0 + 900,
+        series(&|i| at(i).to_string()),
+        series(&|i| format!("{:.1}", celsius + (i % 5) as f64)),
+        series(&|i| (i * 2 % 100).to_string()),
+        series(&|i| format!("{:.1}", (i % 3) as f64 * 0.4)),
+        series(&|i| if i % 2 == 0 { "61" } else { "3" }.to_owned()),
+        series(&|_| "5.5".to_owned()),
+        series(&|i| if at(i) == t0 { "null".to_owned() } else { "11.0".to_owned() }),
+        list(&quarters.iter().map(u64::to_string).collect::<Vec<_>>()),
+        list(&days.iter().map(u64::to_string).collect::<Vec<_>>()),
+        list(&days.iter().map(|_| "63".to_owned()).collect::<Vec<_>>()),
+        list(&days.iter().map(|_| format!("{:.1}", celsius + 3.0)).collect::<Vec<_>>()),
+        list(&days.iter().map(|_| format!("{:.1}", celsius - 2.0)).collect::<Vec<_>>()),
+        list(&days.iter().map(|_| "4.2".to_owned()).collect::<Vec<_>>()),
+        list(&days.iter().enumerate().map(|(i, _)| if i == 1 { "null".to_owned() } else { "80".to_owned() }).collect::<Vec<_>>()),
+        list(&days.iter().map(|d| (d + 7 * 3_600).to_string()).collect::<Vec<_>>()),
+        list(&days.iter().map(|d| (d + 16 * 3_600).to_string()).collect::<Vec<_>>()),
+    )
+}
