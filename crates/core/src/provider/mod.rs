@@ -4,6 +4,7 @@ mod body;
 mod custom;
 mod http;
 mod json;
+mod met_norway_products;
 mod metnorway;
 mod names;
 mod one_call_products;

@@ -83,3 +83,41 @@ pub fn open_meteo(t0: u64, celsius: f64) -> String {
         list(&days.iter().map(|d| (d + 16 * 3_600).to_string()).collect::<Vec<_>>()),
     )
 }
+
+/// A MET Norway `compact` answer from `t0` (epoch s, on the hour) at 10.75 °E (solar offset
+/// +01:00): 60 hourly steps, then 6-hourly steps for 4 days. The last hourly steps lack
+/// `next_1_hours` as MET's do near the switch; step 2 has no `wind_speed`.
+pub fn met_norway(t0: u64, celsius: f64) -> String {
+    let mut steps = Vec::new();
+    let iso = |s: u64| {
+        let days = (s / 86_400) as i64;
+        format!("{}T{:02}:00:00Z", crate::cache::iso_date(days), s % 86_400 / 3_600)
+    };
+    for i in 0..60u64 {
+        let t = t0 + i * 3_600;
+        let wind = if i == 2 { String::new() } else { r#","wind_speed":3.2"#.to_owned() };
+        let next1 = if i < 58 {
+            format!(r#","next_1_hours":{{"summary":{{"symbol_code":"lightrain_day"}},"details":{{"precipitation_amount":0.5}}}}"#)
+        } else {
+            String::new()
+        };
+        steps.push(format!(
+            r#"{{"time":"{}","data":{{"instant":{{"details":{{"air_pressure_at_sea_level":1004.1,"air_temperature":{:.1},"cloud_area_fraction":96.1,"relative_humidity":88.2,"wind_from_direction":212.3{wind}}}}}{next1},"next_6_hours":{{"summary":{{"symbol_code":"cloudy"}},"details":{{"precipitation_amount":3.0}}}},"next_12_hours":{{"summary":{{"symbol_code":"cloudy"}},"details":{{}}}}}}}}"#,
+            iso(t),
+            celsius + (i % 24) as f64 * 0.5
+        ));
+    }
+    let six = (t0 + 60 * 3_600).div_ceil(6 * 3_600) * 6 * 3_600;
+    for i in 0..16u64 {
+        steps.push(format!(
+            r#"{{"time":"{}","data":{{"instant":{{"details":{{"air_temperature":{:.1},"wind_speed":5.0}}}},"next_6_hours":{{"summary":{{"symbol_code":"heavysnow"}},"details":{{"precipitation_amount":1.5}}}}}}}}"#,
+            iso(six + i * 6 * 3_600),
+            celsius - 5.0 + (i % 4) as f64
+        ));
+    }
+    format!(
+        r#"{{"type":"Feature","geometry":{{"type":"Point","coordinates":[10.75,59.91,17]}},"properties":{{"meta":{{"updated_at":"{}","units":{{"air_temperature":"celsius","precipitation_amount":"mm"}}}},"timeseries":[{}]}}}}"#,
+        iso(t0),
+        steps.join(",")
+    )
+}
