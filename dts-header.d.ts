@@ -159,9 +159,17 @@ export interface ListenOptions {
   threads?: number
 }
 
+/** A forecast product `getForecast` can add to its result (see `ForecastOptions.include`). */
+export type ForecastProduct = 'details' | 'hourly' | 'daily' | 'alerts' | 'nextHour'
+
 export interface ForecastOptions {
   /** Fetch even if cached, unless the entry is younger than `minRefreshIntervalMs`. */
   forceRefresh?: boolean
+  /**
+   * Products to add to the result, from the same upstream answer as the summary (asking never
+   * costs an upstream call). Any other value rejects with `ERR_INVALID_ARG_VALUE`.
+   */
+  include?: ReadonlyArray<ForecastProduct>
   /** Aborting rejects this call only (`ABORT_ERR`); a shared fetch continues for the others. */
   signal?: AbortSignal
 }

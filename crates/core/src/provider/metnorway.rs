@@ -171,6 +171,7 @@ struct Symbol {
 
 /// Celsius from `properties.timeseries[0].data.instant.details.air_temperature` (required),
 /// the condition from that step's `next_1_hours.summary.symbol_code`.
+#[cfg(test)]
 pub fn parse_compact(body: &[u8]) -> Result<Observation, ProviderError> {
     read_compact(body).map(|(observation, _)| observation)
 }

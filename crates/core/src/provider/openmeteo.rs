@@ -105,6 +105,7 @@ struct Current {
 }
 
 /// Extracts `current.temperature_2m` (required) and `current.weather_code` (a WMO code).
+#[cfg(test)]
 pub fn parse_forecast(body: &[u8]) -> Result<Observation, ProviderError> {
     read_forecast(body).map(|(observation, _)| observation)
 }

@@ -1,0 +1,126 @@
+// Forecast products (issue 23): details, next hour, hourly, daily and alerts from the same
+// upstream answer as the summary, asked for with `getForecast(..., { include })`.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+
+import { WeatherService } from '../main.js'
+import { API_KEY, answer, startUpstream } from './upstream.mjs'
+
+const ALL = ['details', 'hourly', 'daily', 'alerts', 'nextHour']
+
+/** A service on the manual clock over a One Call fake answering with every product. */
+async function withForecasts(fn, { options = {}, behaviour } = {}) {
+  // The fake makes its answers at the service's (manual) time.
+  let now = Date.now()
+  const upstream = await startUpstream(behaviour ?? answer.forecast(7.25, 'Rain', { now: () => now }))
+  const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, ...options })
+  const advance = (ms) => {
+    service.advanceTime(ms)
+    now += ms
+  }
+  try {
+    return await fn({ service, upstream, advance, now: () => now })
+  } finally {
+    service.close()
+    await upstream.close()
+  }
+}
+
+test('include: every product, with the documented fields, units and nulls, frozen', () =>
+  withForecasts(async ({ service, now }) => {
+    const result = await service.getForecast(null, 'pilot', 48.85, 2.35, { include: ALL })
+    assert.deepEqual(Object.keys(result), ['summary', 'meta', 'details', 'hourly', 'daily', 'alerts', 'nextHour'])
+    assert.deepEqual(result.summary, { condition: 'Rain', tempC: 7, tempF: 45 })
+    assert.deepEqual(result.details, {
+      feelsLikeC: 5.8, feelsLikeF: 42.4, humidity: 87, pressureHpa: 1013, windSpeedMs: 5.7, windGustMs: null, windDeg: 240,
+      cloudsPct: 75, visibilityM: 8000, uvIndex: 0.2, precipMmPerH: null, description: 'light rain',
+    })
+    const hourStart = Math.floor(now() / 3_600_000) * 3_600_000
+    assert.equal(result.hourly.length, 48)
+    assert.deepEqual(result.hourly[0], {
+      time: hourStart, tempC: 7.3, tempF: 45.1, condition: 'Rain', precipProbability: 0, precipMm: 0.4, windSpeedMs: 4.5, windGustMs: 9.1,
+    })
+    assert.deepEqual([result.hourly[1].windGustMs, result.hourly[1].precipMm], [null, null], 'missing is null, not 0')
+    assert.equal(result.daily.length, 8)
+    const today = new Date(now()).toISOString().slice(0, 10)
+    assert.deepEqual(result.daily[0], {
+      date: today, minC: 3.3, maxC: 10.3, minF: 37.9, maxF: 50.5, condition: 'Rain', precipProbability: 0.8, precipMm: 2.5,
+      sunrise: Date.parse(`${today}T07:00:00Z`), sunset: Date.parse(`${today}T17:00:00Z`),
+    })
+    assert.equal(result.daily[2].precipMm, null)
+    assert.deepEqual(result.alerts, [{
+      event: 'Wind Advisory', sender: 'NWS Philadelphia - Mount Holly', start: hourStart + 3_600_000, end: hourStart + 12 * 3_600_000,
+      description: '* WHAT...Southwest winds 20 to 30 mph with gusts up to 50 mph.\n* WHERE...Coastal areas.',
+    }])
+    assert.equal(result.nextHour.length, 61)
+    const minute = Math.floor(now() / 60_000) * 60_000
+    assert.deepEqual(result.nextHour[0], { time: minute, precipMm: 0 })
+    assert.deepEqual(result.nextHour[40], { time: minute + 40 * 60_000, precipMm: 1.8 })
+    for (const value of [result.details, result.hourly, result.hourly[0], result.daily, result.daily[0], result.alerts, result.alerts[0], result.nextHour, result.nextHour[0]]) {
+      assert.ok(Object.isFrozen(value))
+    }
+  }))
+
+test('without include the result is exactly as before; getWeather unchanged', () =>
+  withForecasts(async ({ service }) => {
+    const plain = await service.getForecast(null, 'pilot', 48.85, 2.35)
+    assert.deepEqual(Object.keys(plain), ['summary', 'meta'])
+    assert.deepEqual(Object.keys(await service.getForecast(null, 'pilot', 48.85, 2.35, { include: [] })), ['summary', 'meta'])
+    assert.deepEqual(await service.getWeather(null, 'pilot', 48.85, 2.35), { condition: 'Rain', tempC: 7, tempF: 45 })
+    const some = await service.getForecast(null, 'pilot', 48.85, 2.35, { include: ['alerts', 'alerts'] })
+    assert.deepEqual(Object.keys(some), ['summary', 'meta', 'alerts'])
+  }))
+
+test('the cost rule: products never add an upstream call; one call serves every product and user', () =>
+  withForecasts(async ({ service, upstream }) => {
+    assert.ok(await service.getWeather(null, 'glasses', 48.85, 2.35))
+    const forecast = await service.getForecast(null, 'drone', 48.851, 2.351, { include: ALL })
+    assert.equal(forecast.meta.source, 'cache')
+    assert.equal(forecast.hourly.length, 48)
+    await Promise.all(Array.from({ length: 20 }, (_, i) => service.getForecast(null, `d${i}`, 48.85, 2.35, { include: ['hourly'] })))
+    assert.equal(upstream.count, 1)
+    assert.equal(service.stats().upstreamRequests, 1)
+  }))
+
+test('past hours, days and minutes are dropped when served from the cache', () =>
+  withForecasts(async ({ service, advance, now, upstream }) => {
+    const first = await service.getForecast(null, 'pilot', 48.85, 2.35, { include: ['hourly', 'nextHour'] })
+    const hourStart = Math.floor(now() / 3_600_000) * 3_600_000
+    advance(2 * 3_600_000)
+    const later = await service.getForecast(null, 'pilot', 48.85, 2.35, { include: ['hourly', 'nextHour'] })
+    assert.equal(later.meta.source, 'cache')
+    assert.equal(upstream.count, 1)
+    assert.equal(later.hourly.length, 46)
+    assert.equal(later.hourly[0].time, hourStart + 2 * 3_600_000, 'the first hour is the current one')
+    assert.deepEqual(later.hourly[0], first.hourly[2])
+    assert.deepEqual(later.nextHour, [], 'the minutes are over')
+  }, { options: { freshTtlMs: 3 * 3_600_000, staleTtlMs: 4 * 3_600_000 } }))
+
+test('an unknown include value rejects ERR_INVALID_ARG_VALUE; a non-array ERR_INVALID_ARG_TYPE', () =>
+  withForecasts(async ({ service, upstream }) => {
+    await assert.rejects(service.getForecast(null, 'u', 1, 2, { include: ['hourly', 'weekly'] }), {
+      code: 'ERR_INVALID_ARG_VALUE', name: 'TypeError', message: "The property 'options.include[1]' must contain only 'details', 'hourly', 'daily', 'alerts', 'nextHour'. Received 'weekly'",
+    })
+    await assert.rejects(service.getForecast(null, 'u', 1, 2, { include: [7] }), { code: 'ERR_INVALID_ARG_VALUE' })
+    await assert.rejects(service.getForecast(null, 'u', 1, 2, { include: 'hourly' }), { code: 'ERR_INVALID_ARG_TYPE' })
+    assert.equal(upstream.count, 0)
+  }))
+
+test('a provider without products: details and nextHour null, lists empty', async () => {
+  const service = new WeatherService({
+    clock: 'manual',
+    providers: [{ name: 'roof', fetch: async () => ({ celsius: 20.6, condition: 'Clear' }) }],
+  })
+  try {
+    const r = await service.getForecast(null, 'u', 1, 2, { include: ALL })
+    assert.deepEqual([r.details, r.hourly, r.daily, r.alerts, r.nextHour], [null, [], [], [], null])
+  } finally {
+    service.close()
+  }
+})
+
+test('an answer without minutely or alerts: nextHour null, alerts []', () =>
+  withForecasts(async ({ service }) => {
+    const r = await service.getForecast(null, 'u', 1, 2, { include: ['alerts', 'nextHour', 'hourly'] })
+    assert.deepEqual([r.alerts, r.nextHour, r.hourly.length], [[], null, 48])
+  }, { behaviour: answer.forecast(3, 'Clear', { rainInMin: null, alert: false }) }))
