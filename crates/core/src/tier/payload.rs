@@ -63,8 +63,14 @@ struct Wire<'a> {
     h: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "products_or_none")]
     x: Option<products::Wire>,
+}
+
+/// Products we cannot read are dropped, not the payload: its summary is still good.
+fn products_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<products::Wire>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 fn first_schema() -> u32 {

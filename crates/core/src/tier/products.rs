@@ -168,3 +168,85 @@ pub fn decode(wire: Wire) -> Option<Products> {
         next_hour,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::Stored;
+    use super::*;
+    use crate::geo::LatLon;
+
+    fn full() -> Products {
+        let body = crate::testing::bodies::one_call(1_795_341_600, 7.25);
+        crate::provider::read_one_call(body.as_bytes()).unwrap().1
+    }
+
+    fn stored(products: Option<Products>) -> Stored {
+        Stored {
+            celsius: 7.25,
+            condition: "Rain".into(),
+            fetched_at: 1_795_341_600_000,
+            location: LatLon::new(48.86, 2.35),
+            provider: "openweather".into(),
+            held_until: 0,
+            validator: None,
+            products: products.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn products_round_trip_within_their_bound() {
+        let with = stored(Some(full()));
+        let text = with.encode();
+        assert_eq!(Stored::decode(text.as_bytes()), Some(with));
+        let without = stored(None).encode();
+        assert!(text.len() < 8 * 1024, "a full One Call's products: {} bytes", text.len());
+        assert!(without.len() < 160 && !without.contains("\"x\""), "{without}");
+    }
+
+    #[test]
+    fn the_largest_products_fit_and_a_larger_payload_loses_them_only() {
+        let mut largest = full();
+        let alert = Alert {
+            event: "é".repeat(MAX_ALERT_TITLE_CHARS).into(),
+            sender: "s".repeat(MAX_ALERT_TITLE_CHARS).into(),
+            start_s: 1,
+            end_s: 2,
+            description: "\u{1F300}".repeat(MAX_ALERT_DESCRIPTION_CHARS).into(),
+        };
+        largest.alerts = vec![alert; MAX_ALERTS].into();
+        let text = stored(Some(largest)).encode();
+        assert!(text.len() > MAX_PRODUCTS_BYTES, "4-byte characters: {} bytes", text.len());
+        let decoded = Stored::decode(text.as_bytes()).expect("the summary still reads");
+        assert_eq!((decoded.products, decoded.celsius), (None, 7.25));
+        let mut ascii = full();
+        ascii.alerts = (0..MAX_ALERTS)
+            .map(|_| Alert {
+                event: "e".repeat(MAX_ALERT_TITLE_CHARS).into(),
+                sender: "s".repeat(MAX_ALERT_TITLE_CHARS).into(),
+                start_s: 1,
+                end_s: 2,
+                description: "d".repeat(MAX_ALERT_DESCRIPTION_CHARS).into(),
+            })
+            .collect();
+        let text = stored(Some(ascii)).encode();
+        assert!(Stored::decode(text.as_bytes()).unwrap().products.is_some(), "{} bytes", text.len());
+    }
+
+    #[test]
+    fn foreign_products_are_refused_and_the_summary_kept() {
+        let base = stored(None).encode();
+        for x in [
+            r#"{"z":0,"h":[[1,"hot",0,null,null,null,null]]}"#,
+            r#"{"z":0,"n":[1,0,[1.0]]}"#,
+            r#"[1,2]"#,
+        ] {
+            let text = format!("{},\"x\":{x}}}", base.trim_end_matches('}'));
+            assert_eq!(Stored::decode(text.as_bytes()).map(|d| d.products), Some(None), "{x}");
+        }
+        let hours = format!("[{}]", vec!["[1,1.0,0,null,null,null,null]"; MAX_HOURS + 1].join(","));
+        let text = format!("{},\"x\":{{\"z\":0,\"h\":{hours}}}}}", base.trim_end_matches('}'));
+        assert_eq!(Stored::decode(text.as_bytes()).map(|d| d.products), Some(None), "too many hours");
+    }
+}
