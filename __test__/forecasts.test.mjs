@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
 import { WeatherService } from '../main.js'
+import { withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const ALL = ['details', 'hourly', 'daily', 'alerts', 'nextHour']
@@ -124,3 +125,43 @@ test('an answer without minutely or alerts: nextHour null, alerts []', () =>
     const r = await service.getForecast(null, 'u', 1, 2, { include: ['alerts', 'nextHour', 'hourly'] })
     assert.deepEqual([r.alerts, r.nextHour, r.hourly.length], [[], null, 48])
   }, { behaviour: answer.forecast(3, 'Clear', { rainInMin: null, alert: false }) }))
+
+/** `value` without the members the proxy adds for the chosen units. */
+function withoutUnits(value) {
+  if (Array.isArray(value)) return value.map(withoutUnits)
+  if (value === null || typeof value !== 'object') return value
+  return Object.fromEntries(Object.entries(value).filter(([k]) => !['temp', 'feelsLike', 'min', 'max'].includes(k)).map(([k, v]) => [k, withoutUnits(v)]))
+}
+
+test('the proxy: include= gives getForecast\'s objects, temperatures also in the chosen units; the ETag covers products', () =>
+  withProxy(answer.forecast(7.25, 'Rain'), async ({ get, upstream }) => {
+    const path = '/v1/weather?lat=48.85&lon=2.35&units=imperial&include=details,hourly,daily,alerts,nextHour'
+    const first = await get(path)
+    assert.equal(first.status, 200)
+    const body = await first.json()
+    assert.deepEqual(Object.keys(body), ['condition', 'tempC', 'tempF', 'temp', 'units', 'source', 'fetchedAt', 'ageMs', 'details', 'hourly', 'daily', 'alerts', 'nextHour'])
+    assert.equal(body.hourly[0].temp, body.hourly[0].tempF)
+    assert.equal(body.details.feelsLike, body.details.feelsLikeF)
+    assert.deepEqual([body.daily[0].min, body.daily[0].max], [body.daily[0].minF, body.daily[0].maxF])
+    // The same objects as getForecast, from a service over the same fake.
+    const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url })
+    try {
+      const direct = await service.getForecast(null, 'u', 48.85, 2.35, { include: ALL })
+      for (const product of ALL) assert.deepEqual(withoutUnits(body[product]), direct[product], product)
+    } finally {
+      service.close()
+    }
+    const etag = first.headers.get('etag')
+    assert.match(etag, /^W\/"[0-9a-f]+-[0-9a-f]+-i-p1f-0\.0\.[0-9a-f]+"$/)
+    assert.match(first.headers.get('cache-control'), /^max-age=\d+$/)
+    const plain = await get('/v1/weather?lat=48.85&lon=2.35&units=imperial', { headers: { 'If-None-Match': etag } })
+    assert.equal(plain.status, 200, 'without products: another representation')
+    assert.notEqual(plain.headers.get('etag'), etag)
+    assert.deepEqual(Object.keys(await plain.json()), ['condition', 'tempC', 'tempF', 'temp', 'units', 'source', 'fetchedAt', 'ageMs'])
+    const again = await get(path, { headers: { 'If-None-Match': etag } })
+    assert.equal(again.status, 304)
+    const bad = await get('/v1/weather?lat=48.85&lon=2.35&include=hourly,weekly')
+    assert.equal(bad.status, 400)
+    assert.equal((await bad.json()).error.code, 'ERR_INVALID_ARG_VALUE')
+    assert.equal(upstream.count, 2, 'one call for the proxy (products included), one for the service')
+  }))

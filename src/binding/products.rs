@@ -9,24 +9,19 @@ use napi_derive::napi;
 
 use super::args::type_of;
 use super::errors::{describe, ArgError, Checked};
-use weather_cache_core::cache::{fahrenheit, iso_date, Entry, Maybe, Products};
+use weather_cache_core::cache::{fahrenheit, iso_date, js_round_tenth, Entry, Maybe, Products, Wanted};
 
-/// The products a call asked for, one bit each.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Include(u8);
+/// The products a call asked for.
+pub type Include = Wanted;
 
-/// `include` values, in the order their bits are given.
-const NAMES: [&str; 5] = ["details", "hourly", "daily", "alerts", "nextHour"];
+/// Reads `include`.
+pub trait ReadInclude: Sized {
+    fn read(env: &Env, value: Option<Unknown>) -> Checked<Self>;
+}
 
-impl Include {
-    pub const NONE: Include = Include(0);
-
-    fn has(self, name: &str) -> bool {
-        NAMES.iter().position(|n| *n == name).is_some_and(|i| self.0 & (1 << i) != 0)
-    }
-
-    /// `options.include`: an array of the names above (repeats allowed), or undefined.
-    pub fn read(env: &Env, value: Option<Unknown>) -> Checked<Include> {
+impl ReadInclude for Wanted {
+    /// `options.include`: an array of `Wanted::NAMES` (repeats allowed), or undefined.
+    fn read(env: &Env, value: Option<Unknown>) -> Checked<Include> {
         let Some(value) = value else { return Ok(Include::NONE) };
         let name = "options.include";
         if !value.is_array().unwrap_or(false) {
@@ -40,11 +35,10 @@ impl Include {
             let text = (type_of(&item) == ValueType::String)
                 .then(|| item.coerce_to_string().ok()?.into_utf8().ok()?.as_str().ok().map(str::to_owned))
                 .flatten();
-            let bit = text.as_deref().and_then(|text| NAMES.iter().position(|n| *n == text));
-            match bit {
-                Some(bit) => include.0 |= 1 << bit,
+            match text.as_deref().and_then(Wanted::named) {
+                Some(product) => include = include.with(product),
                 None => {
-                    let reason = format!("must contain only {}", NAMES.map(|n| format!("'{n}'")).join(", "));
+                    let reason = format!("must contain only {}", Wanted::listed());
                     // As Node's own ERR_INVALID_ARG_VALUE shows a string: quoted, cut at 28 characters.
                     let received = match text {
                         Some(text) if text.chars().count() > 28 => format!("'{}...'", text.chars().take(25).collect::<String>()),
@@ -147,14 +141,9 @@ fn maybe(value: Maybe) -> Option<f64> {
     value.get().map(shown)
 }
 
-/// One decimal, ties away from zero as `Math.round` does for positives.
-fn tenth(value: f64) -> f64 {
-    weather_cache_core::geo::js_round(value * 10.0) / 10.0 + 0.0
-}
-
 /// °C as shown, and °F from the unrounded °C.
 fn both(celsius: f64) -> (f64, f64) {
-    (tenth(celsius), tenth(fahrenheit(celsius)))
+    (js_round_tenth(celsius), js_round_tenth(fahrenheit(celsius)))
 }
 
 fn frozen<'e, T: ToNapiValue>(env: &'e Env, value: T) -> Result<Unknown<'e>> {

@@ -16,7 +16,7 @@ use super::errors::{describe, js_number, request_error, take_pending_exception, 
 use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
-use super::products::{self, Include};
+use super::products::{self, Include, ReadInclude};
 use super::proxy::WeatherProxy;
 use super::summaries::{Summaries, SummariesId};
 use super::values::{ForecastResult, JsValueOf, WeatherStats};
@@ -420,7 +420,7 @@ fn settle<'e>(
             let key = engine.grid().key(served.entry.cell);
             let now = engine.now();
             let result = ForecastResult::of(&served, summary, key, now).into_unknown(env)?;
-            if include == Include::NONE {
+            if include.is_empty() {
                 Ok(result)
             } else {
                 let mut object = result.coerce_to_object()?;

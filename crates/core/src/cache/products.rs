@@ -21,6 +21,42 @@ pub const MAX_ALERT_TITLE_CHARS: usize = 120;
 pub const MAX_ALERT_DESCRIPTION_CHARS: usize = 2_000;
 pub const MAX_DESCRIPTION_CHARS: usize = 64;
 
+/// Which products a caller asks for (`include`), one bit each.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wanted(u8);
+
+impl Wanted {
+    pub const NONE: Wanted = Wanted(0);
+    /// The names callers use, in the order of their bits.
+    pub const NAMES: [&'static str; 5] = ["details", "hourly", "daily", "alerts", "nextHour"];
+
+    /// The product of that name.
+    pub fn named(name: &str) -> Option<Wanted> {
+        Wanted::NAMES.iter().position(|n| *n == name).map(|bit| Wanted(1 << bit))
+    }
+
+    pub fn with(self, other: Wanted) -> Wanted {
+        Wanted(self.0 | other.0)
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        Wanted::named(name).is_some_and(|w| self.0 & w.0 != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// `'details', 'hourly', ...`, for messages.
+    pub fn listed() -> String {
+        Wanted::NAMES.map(|n| format!("'{n}'")).join(", ")
+    }
+}
+
 /// A number the provider may not have given: an `f32`, NaN standing for "not given" (half the
 /// size of `Option<f32>`, times six fields, times 48 hours). Read it with `get`.
 #[derive(Copy, Clone, Debug)]
@@ -230,6 +266,11 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// One decimal, ties upwards as `Math.round` rounds (no `-0`): how products show temperatures.
+pub fn js_round_tenth(value: f64) -> f64 {
+    crate::geo::js_round(value * 10.0) / 10.0 + 0.0
 }
 
 /// Fahrenheit from unrounded Celsius, as the summary derives it.

@@ -15,6 +15,7 @@ mod counters;
 pub mod forwarded;
 mod host;
 mod limits;
+mod products;
 pub mod query;
 mod request_id;
 mod routes;
