@@ -183,8 +183,8 @@ impl Shared {
         self.status.seen(at);
     }
 
-    fn status(&self) -> String {
-        self.status.json(&self.engine, self.counters.requests.get())
+    fn status(&self, selected: Option<LatLon>) -> String {
+        self.status.json(&self.engine, self.counters.requests.get(), selected)
     }
 
     fn metrics(&self) -> String {

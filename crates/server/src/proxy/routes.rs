@@ -8,7 +8,7 @@
 //! | `GET /healthz` | `ok`: the process serves (always open) |
 //! | `GET /readyz` | `{ ready }`: 503 while draining or when no provider may be asked (always open) |
 //! | `GET /` | the status page (`status.rs`), behind the token (or its cookie) |
-//! | `GET /v1/status` | what the status page draws, as JSON, likewise |
+//! | `GET /v1/status[?entry=lat,lon]` | what the status page draws, as JSON, likewise (with the next hours of the entry nearest `entry`) |
 //! | `POST /login` | the status page's form: sets its cookie (see `auth.rs`) |
 //!
 //! Checks, in order: the request target's and head's size (414, 431), `Host` (400 without one
@@ -229,7 +229,8 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
         Route::Metrics => text(StatusCode::OK, &shared.metrics(), "text/plain; version=0.0.4; charset=utf-8", head).into(),
         Route::Page => page(StatusCode::OK, status::PAGE, status::PAGE_POLICY, head).into(),
         Route::Status => {
-            let mut response = text(StatusCode::OK, &shared.status(), "application/json; charset=utf-8", head);
+            let selected = status::selected(request.uri().query());
+            let mut response = text(StatusCode::OK, &shared.status(selected), "application/json; charset=utf-8", head);
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response.into()
         }
