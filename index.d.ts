@@ -57,6 +57,8 @@ export type ProviderSpec =
   | { name: 'openweather'; apiKey?: string; baseUrl?: string; budget?: BudgetOptions }
   | { name: 'open-meteo'; baseUrl?: string; apiKey?: string; budget?: BudgetOptions }
   | { name: 'met-norway'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
+  /** The US National Weather Service (US only; elsewhere the next provider answers). */
+  | { name: 'nws'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
   | {
       name: string
       /** Called on the JS thread with the rounded coordinates; `signal` aborts at `requestTimeoutMs` or `close()`. */
@@ -343,7 +345,7 @@ export interface ForecastMeta {
   location: GeoPoint
   bucketKey: string
   /**
-   * Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+   * Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, `"nws"`, or a custom
    * fetcher's name).
    */
   provider: string

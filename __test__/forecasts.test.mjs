@@ -165,3 +165,83 @@ test('the proxy: include= gives getForecast\'s objects, temperatures also in the
     assert.equal((await bad.json()).error.code, 'ERR_INVALID_ARG_VALUE')
     assert.equal(upstream.count, 2, 'one call for the proxy (products included), one for the service')
   }))
+
+/** A loopback api.weather.gov (the documented shapes, trimmed): `inside` false answers 404 to /points. */
+async function startNws({ inside = true } = {}) {
+  const http = await import('node:http')
+  const requests = []
+  const server = http.createServer((req, res) => {
+    const base = `http://${req.headers.host}`
+    const path = req.url.split('?')[0]
+    requests.push({ path, userAgent: req.headers['user-agent'] })
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600
+    const iso = (s) => new Date(s * 1000).toISOString().replace('.000Z', '+00:00')
+    const bodies = {
+      '/gridpoints/PHI/50,75/stations': { type: 'FeatureCollection', features: [{ id: `${base}/stations/KPHL`, properties: { stationIdentifier: 'KPHL' } }] },
+      '/gridpoints/PHI/50,75/forecast/hourly': {
+        properties: {
+          periods: Array.from({ length: 60 }, (_, i) => ({
+            number: i + 1, startTime: iso(hour + i * 3600), endTime: iso(hour + (i + 1) * 3600), temperature: 50 + i % 5, temperatureUnit: 'F',
+            probabilityOfPrecipitation: { unitCode: 'wmoUnit:percent', value: 30 }, windSpeed: '10 mph', windDirection: 'SW',
+            icon: 'https://api.weather.gov/icons/land/day/tsra,30?size=small', shortForecast: 'Chance Showers And Thunderstorms',
+          })),
+        },
+      },
+      '/stations/KPHL/observations/latest': {
+        properties: { textDescription: 'Cloudy', icon: 'https://api.weather.gov/icons/land/day/ovc?size=medium', temperature: { unitCode: 'wmoUnit:degC', value: 11.7 } },
+      },
+      '/alerts/active': { type: 'FeatureCollection', features: [] },
+    }
+    if (path.startsWith('/points/')) {
+      if (!inside) return json(res, 404, { status: 404, title: 'Data Unavailable For Requested Point' })
+      return json(res, 200, {
+        properties: { forecastHourly: `${base}/gridpoints/PHI/50,75/forecast/hourly`, observationStations: `${base}/gridpoints/PHI/50,75/stations` },
+      }, { 'Cache-Control': 'public, max-age=86400' })
+    }
+    return bodies[path] ? json(res, 200, bodies[path]) : json(res, 404, {})
+  })
+  const json = (res, status, body, headers = {}) => {
+    res.writeHead(status, { 'Content-Type': 'application/geo+json', ...headers })
+    res.end(JSON.stringify(body))
+  }
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}`, requests, close: () => new Promise((resolve) => server.close(resolve)) }
+}
+
+test("the NWS provider: { name: 'nws', userAgent }, its requests counted as calls, products from the hourly forecast", async () => {
+  const nws = await startNws()
+  const service = new WeatherService({ clock: 'manual', providers: [{ name: 'nws', userAgent: 'acme-drones/1 ops@acme.example', baseUrl: nws.url }] })
+  try {
+    const r = await service.getForecast(null, 'pilot', 39.9526, -75.1652, { include: ALL })
+    assert.deepEqual([r.meta.provider, r.summary.condition, r.summary.tempC, r.summary.tempF], ['nws', 'Clouds', 12, 53])
+    assert.equal(r.hourly.length, 48)
+    assert.deepEqual([r.hourly[0].tempF, r.hourly[0].condition, r.hourly[0].precipProbability, r.hourly[0].precipMm], [50, 'Thunderstorm', 0.3, null])
+    assert.deepEqual([r.alerts, r.nextHour, r.details.description], [[], null, 'Cloudy'])
+    assert.deepEqual(nws.requests.map((q) => q.path), [
+      '/points/39.95,-75.17', '/gridpoints/PHI/50,75/stations', '/gridpoints/PHI/50,75/forecast/hourly', '/stations/KPHL/observations/latest', '/alerts/active',
+    ])
+    assert.ok(nws.requests.every((q) => q.userAgent === 'acme-drones/1 ops@acme.example'))
+    assert.equal(service.stats().upstreamRequests, 5, 'every request is a call')
+    assert.throws(() => new WeatherService({ providers: ['nws'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /userAgent/ })
+  } finally {
+    service.close()
+    await nws.close()
+  }
+})
+
+test('serve --providers nws,openweather: outside the US NWS hands over to OpenWeather, no error', async () => {
+  const nws = await startNws({ inside: false })
+  try {
+    await withProxy(answer.forecast(7.25, 'Rain'), async ({ get, upstream }) => {
+      const res = await get('/v1/weather?lat=48.85&lon=2.35&include=hourly')
+      assert.equal(res.status, 200)
+      const body = await res.json()
+      assert.deepEqual([body.condition, body.tempC, body.hourly.length], ['Rain', 7, 48])
+      assert.deepEqual([nws.requests.length, upstream.count], [1, 1])
+      const metrics = await (await get('/metrics')).text()
+      assert.match(metrics, /^weather_cache_upstream_errors_total\{provider="nws"\} 0$/m)
+    }, ['--providers', 'nws,openweather', '--nws-user-agent', 'acme-drones/1 ops@acme.example', '--nws-url', nws.url])
+  } finally {
+    await nws.close()
+  }
+})

@@ -72,12 +72,14 @@ Options:
   --budget-per-minute <n>  at most n OpenWeather calls a minute (across instances with --redis)
   --budget-per-day <n>     at most n OpenWeather calls a UTC day (likewise)
   --providers <list>       providers in order of preference, comma-separated, among
-                           openweather, open-meteo, met-norway (default openweather); a fetch
+                           openweather, open-meteo, met-norway, nws (default openweather); a fetch
                            fails over to the next on a 429, an error or a timeout. Open-Meteo's
                            free tier is for non-commercial use only (see the README)
   --met-norway-user-agent <ua>  who you are, for MET Norway (required with met-norway)
   --open-meteo-url <url>   Open-Meteo base URL (default https://api.open-meteo.com)
   --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
+  --nws-user-agent <ua>    who you are, for the US National Weather Service (required with nws)
+  --nws-url <url>          NWS base URL (default https://api.weather.gov)
   -h, --help               this text
 
 SIGHUP rereads --tokens-file and the certificate and reopens the access log, without dropping
@@ -123,14 +125,16 @@ const FLAGS = {
   'met-norway-user-agent': { type: 'string' },
   'open-meteo-url': { type: 'string' },
   'met-norway-url': { type: 'string' },
+  'nws-user-agent': { type: 'string' },
+  'nws-url': { type: 'string' },
 }
 
-const PROVIDERS = ['openweather', 'open-meteo', 'met-norway']
+const PROVIDERS = ['openweather', 'open-meteo', 'met-norway', 'nws']
 
 /** `--providers` and the flags of each provider, as WeatherService's `providers`. */
 function providers(values) {
   if (values.providers === undefined) {
-    for (const flag of ['met-norway-user-agent', 'open-meteo-url', 'met-norway-url']) {
+    for (const flag of ['met-norway-user-agent', 'open-meteo-url', 'met-norway-url', 'nws-user-agent', 'nws-url']) {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with --providers`)
     }
     return undefined
@@ -143,6 +147,11 @@ function providers(values) {
       const userAgent = values['met-norway-user-agent']
       if (!userAgent) throw new UsageError("--providers met-norway needs --met-norway-user-agent (MET Norway's terms: your app and a contact)")
       return { name, userAgent, ...(values['met-norway-url'] ? { baseUrl: values['met-norway-url'] } : {}) }
+    }
+    if (name === 'nws') {
+      const userAgent = values['nws-user-agent']
+      if (!userAgent) throw new UsageError('--providers nws needs --nws-user-agent (NWS asks for your app and a contact)')
+      return { name, userAgent, ...(values['nws-url'] ? { baseUrl: values['nws-url'] } : {}) }
     }
     return name
   })

@@ -40,7 +40,7 @@ pub struct ForecastMeta {
     /// The rounded location the upstream was asked about.
     pub location: GeoPoint,
     pub bucket_key: String,
-    /// Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+    /// Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, `"nws"`, or a custom
     /// fetcher's name).
     pub provider: String,
 }

@@ -214,6 +214,14 @@ impl Inner {
                 // not a closed service, and never a process abort.
                 Err(()) => Err(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
             };
+            if let Ok(answer) = &answer {
+                self.charge_extra(index, answer.extra_calls, background, tier.as_ref());
+            }
+            if matches!(answer, Err(ProviderError::OutsideCoverage)) {
+                // Not a failure: no cooldown, no warning; the next provider is asked.
+                reason = most_telling(reason, RequestError::from_provider(ProviderError::OutsideCoverage, upstream.name()));
+                continue;
+            }
             match answer.and_then(|answer| fetched(answer, previous.as_deref())) {
                 Ok((fetched, warning)) => {
                     if let Some(message) = warning.filter(|_| self.config.log_level <= Level::Warn) {
@@ -307,6 +315,36 @@ impl Inner {
             Err(retry_after_ms) => {
                 self.budget_spent(index, background, retry_after_ms);
                 Err(RequestError::BudgetExhausted { provider, retry_after_ms })
+            }
+        }
+    }
+
+    /// Counts a provider's requests beyond the first of one fetch (see `Answer::extra_calls`):
+    /// in its stats, and against its budget (the shared one with a tier, in the background; the
+    /// calls were made, so they count even past the limit, which then refuses the next fetch).
+    fn charge_extra(&self, index: usize, extra: u32, background: bool, tier: Option<&Arc<SharedTier>>) {
+        if extra == 0 {
+            return;
+        }
+        self.counters.providers[index].upstream_requests.add(u64::from(extra));
+        let upstream = &self.upstreams[index];
+        let (provider, budget) = (upstream.name(), upstream.budget);
+        let Some(limits) = budget.limits(background).filter(|_| budget.is_limited()) else { return };
+        match tier {
+            Some(tier) => {
+                let tier = tier.clone();
+                self.runtime.spawn(async move {
+                    for _ in 0..extra {
+                        let _ = tier.admit(provider, limits, None).await;
+                    }
+                });
+            }
+            None => {
+                let now = self.clock.now();
+                let mut state = self.lock();
+                for _ in 0..extra {
+                    state.providers[index].budget.charge(now);
+                }
             }
         }
     }

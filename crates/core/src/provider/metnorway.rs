@@ -96,11 +96,11 @@ impl MetNorway {
             if validator.is_none() {
                 return Err(ProviderError::InvalidResponse { message: "304 to an unconditional request".into() });
             }
-            return Ok(Answer { observation: None, hold_for, validator, warning, products: None });
+            return Ok(Answer { observation: None, hold_for, validator, warning, products: None, extra_calls: 0 });
         }
         let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
         let (observation, products) = read_compact(&body)?;
-        Ok(Answer { observation: Some(observation), hold_for, validator, warning, products: Some(products.into()) })
+        Ok(Answer { observation: Some(observation), hold_for, validator, warning, products: Some(products.into()), extra_calls: 0 })
     }
 }
 

@@ -7,6 +7,7 @@ mod json;
 mod met_norway_products;
 mod metnorway;
 mod names;
+mod nws;
 mod one_call_products;
 mod open_meteo_products;
 mod openmeteo;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use custom::{CustomProvider, Fetched};
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
+pub use nws::{condition_of_icon, Nws, NwsConfig, DEFAULT_BASE_URL as NWS_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
 pub use openweather::{parse_one_call, read_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
 pub use reading::{observation, tidy, tidy_lines, MAX_CELSIUS, MIN_CELSIUS};
@@ -64,12 +66,22 @@ pub struct Answer {
     /// The forecast products the same answer carried (see `cache/products.rs`); `None` when
     /// this provider has none, or with a 304 (the previous ones hold).
     pub products: Option<Arc<Products>>,
+    /// Requests made for this answer beyond the first (NWS asks several endpoints): each counts
+    /// as a call, in the stats and against the budget.
+    pub extra_calls: u32,
 }
 
 impl Answer {
     /// A plain reading, with nothing else to say.
     pub fn observed(observation: Observation) -> Answer {
-        Answer { observation: Some(observation), hold_for: None, validator: None, warning: None, products: None }
+        Answer {
+            observation: Some(observation),
+            hold_for: None,
+            validator: None,
+            warning: None,
+            products: None,
+            extra_calls: 0,
+        }
     }
 
     /// A reading with its forecast products.
@@ -100,4 +112,7 @@ pub enum ProviderError {
     InvalidResponse {
         message: String,
     },
+    /// The provider does not cover the place (NWS outside the US): the next provider is asked,
+    /// and the area does not cool down (nothing failed).
+    OutsideCoverage,
 }

@@ -121,3 +121,70 @@ pub fn met_norway(t0: u64, celsius: f64) -> String {
         steps.join(",")
     )
 }
+
+/// NWS (api.weather.gov) answers, shaped as its OpenAPI documents them, for a loopback fake at
+/// `base` (`http://127.0.0.1:port`): see `nws_answer`.
+pub mod nws {
+    /// `/points/{lat},{lon}`: the grid's URLs (Philadelphia's office, PHI 50,75).
+    pub fn points(base: &str) -> String {
+        format!(
+            r#"{{"@context":[],"id":"{base}/points/39.95,-75.16","type":"Feature","geometry":{{"type":"Point","coordinates":[-75.16,39.95]}},"properties":{{"@id":"{base}/points/39.95,-75.16","cwa":"PHI","forecastOffice":"{base}/offices/PHI","gridId":"PHI","gridX":50,"gridY":75,"forecast":"{base}/gridpoints/PHI/50,75/forecast","forecastHourly":"{base}/gridpoints/PHI/50,75/forecast/hourly","forecastGridData":"{base}/gridpoints/PHI/50,75","observationStations":"{base}/gridpoints/PHI/50,75/stations","timeZone":"America/New_York","radarStation":"KDIX"}}}}"#
+        )
+    }
+
+    /// The station list, nearest first.
+    pub fn stations(base: &str) -> String {
+        format!(
+            r#"{{"type":"FeatureCollection","features":[{{"id":"{base}/stations/KPHL","type":"Feature","properties":{{"stationIdentifier":"KPHL","name":"Philadelphia International Airport"}}}},{{"id":"{base}/stations/KPNE","type":"Feature","properties":{{"stationIdentifier":"KPNE","name":"Northeast Philadelphia Airport"}}}}]}}"#
+        )
+    }
+
+    /// 156 hourly periods from `t0` (epoch s, on the hour) at -05:00, °F, winds as text; the
+    /// second period has no `probabilityOfPrecipitation` value.
+    pub fn hourly(t0: u64, fahrenheit: f64) -> String {
+        let periods: Vec<String> = (0..156u64)
+            .map(|i| {
+                let start = t0 + i * 3_600;
+                let local = start as i64 - 5 * 3_600;
+                let iso = |s: i64| {
+                    format!("{}T{:02}:00:00-05:00", crate::cache::iso_date(s.div_euclid(86_400)), s.rem_euclid(86_400) / 3_600)
+                };
+                let pop = if i == 1 { "null".to_owned() } else { format!("{}", (i * 7) % 100) };
+                let icon = if i % 3 == 0 { "rain_showers,40/tsra,60" } else { "bkn" };
+                format!(
+                    r#"{{"number":{},"name":"","startTime":"{}","endTime":"{}","isDaytime":true,"temperature":{},"temperatureUnit":"F","temperatureTrend":"","probabilityOfPrecipitation":{{"unitCode":"wmoUnit:percent","value":{pop}}},"dewpoint":{{"unitCode":"wmoUnit:degC","value":2.2}},"relativeHumidity":{{"unitCode":"wmoUnit:percent","value":80}},"windSpeed":"{} mph","windDirection":"SW","icon":"https://api.weather.gov/icons/land/day/{icon}?size=small","shortForecast":"Chance Showers And Thunderstorms","detailedForecast":""}}"#,
+                    i + 1,
+                    iso(local),
+                    iso(local + 3_600),
+                    fahrenheit + (i % 24) as f64,
+                    5 + i % 10
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"type":"Feature","properties":{{"units":"us","forecastGenerator":"HourlyForecastGenerator","generatedAt":"2026-11-22T10:00:00+00:00","periods":[{}]}}}}"#,
+            periods.join(",")
+        )
+    }
+
+    /// `observations/latest`: `celsius` may be `None` (a station's temperature is often null).
+    pub fn latest(celsius: Option<f64>) -> String {
+        let t = celsius.map_or("null".to_owned(), |c| c.to_string());
+        format!(
+            r#"{{"type":"Feature","properties":{{"station":"KPHL","timestamp":"2026-11-22T09:54:00+00:00","textDescription":"Light Rain","icon":"https://api.weather.gov/icons/land/day/rain?size=medium","temperature":{{"unitCode":"wmoUnit:degC","value":{t},"qualityControl":"V"}},"windDirection":{{"unitCode":"wmoUnit:degree_(angle)","value":230}},"windSpeed":{{"unitCode":"wmoUnit:km_h-1","value":18.36}},"windGust":{{"unitCode":"wmoUnit:km_h-1","value":null}},"barometricPressure":{{"unitCode":"wmoUnit:Pa","value":101320}},"seaLevelPressure":{{"unitCode":"wmoUnit:Pa","value":101350}},"visibility":{{"unitCode":"wmoUnit:m","value":16090}},"precipitationLastHour":{{"unitCode":"wmoUnit:mm","value":null}},"relativeHumidity":{{"unitCode":"wmoUnit:percent","value":89.5}},"windChill":{{"unitCode":"wmoUnit:degC","value":3.1}},"heatIndex":{{"unitCode":"wmoUnit:degC","value":null}}}}}}"#
+        )
+    }
+
+    /// `/alerts/active?point=`: one Wind Advisory.
+    pub fn alerts(t0: u64) -> String {
+        let iso = |s: u64| format!("{}T{:02}:00:00+00:00", crate::cache::iso_date((s / 86_400) as i64), s % 86_400 / 3_600);
+        format!(
+            r#"{{"type":"FeatureCollection","features":[{{"id":"urn:oid:2.49.0.1.840.0.1","type":"Feature","properties":{{"event":"Wind Advisory","senderName":"NWS Mount Holly NJ","sent":"{}","effective":"{}","onset":"{}","expires":"{}","ends":"{}","severity":"Moderate","headline":"Wind Advisory issued","description":"* WHAT...Southwest winds 20 to 30 mph.\n\n* WHERE...Philadelphia."}}}}],"title":"Current watches, warnings, and advisories"}}"#,
+            iso(t0),
+            iso(t0),
+            iso(t0 + 3_600),
+            iso(t0 + 6 * 3_600),
+            iso(t0 + 12 * 3_600)
+        )
+    }
+}

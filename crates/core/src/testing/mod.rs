@@ -2,6 +2,7 @@
 //! server, and a real `redis-server` for the shared tier.
 
 pub mod bodies;
+pub mod nws;
 pub mod redis;
 pub mod redis_topology;
 pub mod relay;
