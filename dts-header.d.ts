@@ -57,6 +57,8 @@ export type ProviderSpec =
   | { name: 'openweather'; apiKey?: string; baseUrl?: string; budget?: BudgetOptions }
   | { name: 'open-meteo'; baseUrl?: string; apiKey?: string; budget?: BudgetOptions }
   | { name: 'met-norway'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
+  /** The US National Weather Service (US only; elsewhere the next provider answers). */
+  | { name: 'nws'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
   | {
       name: string
       /** Called on the JS thread with the rounded coordinates; `signal` aborts at `requestTimeoutMs` or `close()`. */
@@ -166,9 +168,17 @@ export interface ListenOptions {
   threads?: number
 }
 
+/** A forecast product `getForecast` can add to its result (see `ForecastOptions.include`). */
+export type ForecastProduct = 'details' | 'hourly' | 'daily' | 'alerts' | 'nextHour'
+
 export interface ForecastOptions {
   /** Fetch even if cached, unless the entry is younger than `minRefreshIntervalMs`. */
   forceRefresh?: boolean
+  /**
+   * Products to add to the result, from the same upstream answer as the summary (asking never
+   * costs an upstream call). Any other value rejects with `ERR_INVALID_ARG_VALUE`.
+   */
+  include?: ReadonlyArray<ForecastProduct>
   /** Aborting rejects this call only (`ABORT_ERR`); a shared fetch continues for the others. */
   signal?: AbortSignal
 }

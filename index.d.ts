@@ -57,6 +57,8 @@ export type ProviderSpec =
   | { name: 'openweather'; apiKey?: string; baseUrl?: string; budget?: BudgetOptions }
   | { name: 'open-meteo'; baseUrl?: string; apiKey?: string; budget?: BudgetOptions }
   | { name: 'met-norway'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
+  /** The US National Weather Service (US only; elsewhere the next provider answers). */
+  | { name: 'nws'; userAgent: string; baseUrl?: string; budget?: BudgetOptions }
   | {
       name: string
       /** Called on the JS thread with the rounded coordinates; `signal` aborts at `requestTimeoutMs` or `close()`. */
@@ -166,9 +168,17 @@ export interface ListenOptions {
   threads?: number
 }
 
+/** A forecast product `getForecast` can add to its result (see `ForecastOptions.include`). */
+export type ForecastProduct = 'details' | 'hourly' | 'daily' | 'alerts' | 'nextHour'
+
 export interface ForecastOptions {
   /** Fetch even if cached, unless the entry is younger than `minRefreshIntervalMs`. */
   forceRefresh?: boolean
+  /**
+   * Products to add to the result, from the same upstream answer as the summary (asking never
+   * costs an upstream call). Any other value rejects with `ERR_INVALID_ARG_VALUE`.
+   */
+  include?: ReadonlyArray<ForecastProduct>
   /** Aborting rejects this call only (`ABORT_ERR`); a shared fetch continues for the others. */
   signal?: AbortSignal
 }
@@ -305,6 +315,60 @@ export interface CircuitOpenings {
 /** Great-circle distance in km (haversine, R = 6371 km). */
 export declare function distanceKm(lat1: number, lon1: number, lat2: number, lon2: number): number
 
+/** One day of the forecast. */
+export interface ForecastDay {
+  /** `"YYYY-MM-DD"`: the place's local date. */
+  date: string
+  minC: number
+  maxC: number
+  minF: number
+  maxF: number
+  condition: string
+  /** 0..1. */
+  precipProbability: number | null
+  /** Over the day, mm. */
+  precipMm: number | null
+  /** ms since the epoch. */
+  sunrise: number | null
+  sunset: number | null
+}
+
+/** Current conditions beyond the summary. A number the provider does not give is `null`. */
+export interface ForecastDetails {
+  /** Feels-like temperature, °C (one decimal), and °F derived from the unrounded °C. */
+  feelsLikeC: number | null
+  feelsLikeF: number | null
+  /** Relative humidity, %. */
+  humidity: number | null
+  pressureHpa: number | null
+  windSpeedMs: number | null
+  windGustMs: number | null
+  /** Where the wind comes from, degrees. */
+  windDeg: number | null
+  cloudsPct: number | null
+  visibilityM: number | null
+  uvIndex: number | null
+  /** Precipitation now, mm/h. */
+  precipMmPerH: number | null
+  /** The provider's words (`"light rain"`); `""` when it has none. */
+  description: string
+}
+
+/** One hour of the forecast. */
+export interface ForecastHour {
+  /** Start of the hour, ms since the epoch. */
+  time: number
+  tempC: number
+  tempF: number
+  condition: string
+  /** 0..1. */
+  precipProbability: number | null
+  /** Over the hour, mm. */
+  precipMm: number | null
+  windSpeedMs: number | null
+  windGustMs: number | null
+}
+
 export interface ForecastMeta {
   source: WeatherSource
   /** When the upstream answered (epoch ms, service clock). */
@@ -314,7 +378,7 @@ export interface ForecastMeta {
   location: GeoPoint
   bucketKey: string
   /**
-   * Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+   * Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, `"nws"`, or a custom
    * fetcher's name).
    */
   provider: string
@@ -324,6 +388,22 @@ export interface ForecastResult {
   /** The entry's shared, frozen summary (the same object `getWeather` returns). */
   summary: Readonly<WeatherSummary>
   meta: ForecastMeta
+  /**
+   * With `include: ['details']`: the current conditions beyond the summary; `null` when the
+   * provider gives none (a custom provider).
+   */
+  details?: Readonly<ForecastDetails> | null
+  /** With `include: ['hourly']`: from the current hour on (One Call: 48 hours). */
+  hourly?: ReadonlyArray<Readonly<ForecastHour>>
+  /** With `include: ['daily']`: from the place's local today on (One Call: 8 days). */
+  daily?: ReadonlyArray<Readonly<ForecastDay>>
+  /** With `include: ['alerts']`: `[]` when none. */
+  alerts?: ReadonlyArray<Readonly<WeatherAlert>>
+  /**
+   * With `include: ['nextHour']`: precipitation by minute (One Call) or quarter hour
+   * (Open-Meteo) from now; `null` where the provider has none (MET Norway, NWS).
+   */
+  nextHour?: ReadonlyArray<Readonly<NextHourPoint>> | null
 }
 
 export interface GeoPoint {
@@ -345,6 +425,14 @@ export interface LeaseWaits {
   gaveUp: number
   /** Redis failed during the wait: fetched alone. */
   tierFailed: number
+}
+
+/** The next hour's precipitation at one minute (One Call) or quarter hour (Open-Meteo). */
+export interface NextHourPoint {
+  /** ms since the epoch. */
+  time: number
+  /** mm/h. */
+  precipMm: number
 }
 
 /**
@@ -395,6 +483,16 @@ export interface TierStats {
    */
   unsharedCalls: number
   reconciledCalls: number
+}
+
+/** A government alert in force or announced for the place. */
+export interface WeatherAlert {
+  event: string
+  sender: string
+  /** ms since the epoch. */
+  start: number
+  end: number
+  description: string
 }
 
 /**

@@ -103,6 +103,8 @@ export declare function weatherAt(lat: number, lon: number): { celsius: number; 
 export declare const answer: {
   readonly weather: FakeBehaviour
   fixed(celsius: number, main?: string): FakeBehaviour
+  /** One Call answers with every forecast product (see `oneCallForecastBody`), made at `now()`. */
+  forecast(celsius: number, main?: string, options?: Omit<ForecastBodyOptions, 'now'> & { now?: () => number }): FakeBehaviour
   status(status: number, body?: string, headers?: Record<string, string>): FakeBehaviour
   rateLimited(retryAfter?: number | string): FakeBehaviour
   delayed(ms: number, then?: FakeBehaviour): FakeBehaviour
@@ -118,6 +120,18 @@ export declare function startUpstream(behaviour?: FakeBehaviour): Promise<FakeOp
 
 /** One Call 3.0, Open-Meteo and MET Norway bodies with this reading (`bodyFor` picks by the call's provider). */
 export declare function oneCallBody(lat: number, lon: number, celsius: number | null, main: string): string
+export interface ForecastBodyOptions {
+  /** When the answer is made (ms); its hours start at the start of that hour. */
+  now?: number
+  /** The minute from which `minutely` shows rain; `null` for no `minutely` at all. Default 40. */
+  rainInMin?: number | null
+  /** Whether the answer carries an alert. Default true. */
+  alert?: boolean
+  /** The place's `timezone_offset`, seconds. Default 0. */
+  timezoneOffset?: number
+}
+/** A full One Call 3.0 answer: current details, 61 minutes, 48 hours, 8 days, an alert. */
+export declare function oneCallForecastBody(lat: number, lon: number, celsius: number, main: string, options?: ForecastBodyOptions): string
 export declare function openMeteoBody(celsius: number | null, main: string): string
 export declare function metNorwayBody(celsius: number | null, main: string): string
 export declare function bodyFor(call: FakeCall, celsius: number | null, main: string): string

@@ -150,7 +150,8 @@ test('coordinates go upstream rounded to coordinateDecimals, with the fixed quer
   withService({ coordinateDecimals: 3, proximityKm: 1 }, async ({ service, upstream }) => {
     await service.getWeather(null, 'u', 36.123456, -86.678912)
     const [q] = upstream.requests
-    assert.deepEqual([q.rawLat, q.rawLon, q.exclude, q.units], ['36.123', '-86.679', 'minutely,hourly,daily,alerts', 'metric'])
+    // Nothing excluded: every part of the answer is a product some caller may ask for (issue 23).
+    assert.deepEqual([q.rawLat, q.rawLon, q.exclude, q.units], ['36.123', '-86.679', null, 'metric'])
   }))
 
 test('no API key resolves null without an upstream call', async () => {

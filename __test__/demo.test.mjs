@@ -47,6 +47,22 @@ test('demo --drones 200 --minutes 10 --json: far fewer upstream calls than reque
   assert.deepEqual(counts(JSON.parse(second.stdout)), counts(a))
 })
 
+test('demo --forecasts: Dashboard users show next-hour rain lines; products cost no extra upstream call', async () => {
+  const run = await demo(['--drones', '100', '--minutes', '10', '--forecasts', '--json'])
+  assert.equal(run.code, 0, run.stderr)
+  const r = JSON.parse(run.stdout)
+  assert.equal(r.forecasts.asked, 5 * 120, 'every Dashboard answer carried products')
+  assert.equal(r.forecasts.upstreamCallsWithout, r.upstreamCalls, 'the same calls with and without products')
+  assert.ok(r.upstreamCalls > 0)
+  assert.equal(r.forecasts.lines.length, 5)
+  for (const line of r.forecasts.lines) {
+    assert.match(line, /^dashboard-user-\d: \w+, -?\d+°[CF] · (rain in \d+ min|rain now, for \d+ min|rain for the next hour|no rain this hour) · -?[\d.]+°[CF] next hour · Wind Advisory$/)
+  }
+  const table = await demo(['--drones', '100', '--minutes', '10', '--forecasts'])
+  assert.match(table.stdout, /forecast products +600 +Dashboard answers with next hour, hourly and alerts: 0 extra upstream calls/)
+  assert.match(table.stdout, /What the Dashboard users see last:\n {2}dashboard-user-1: /)
+})
+
 test('demo under a tight rate limit and faults: incidents are counted, and repeatable', async () => {
   const args = ['--drones', '150', '--minutes', '12', '--rate-limit-per-min', '4', '--fault-rate', '0.2', '--seed', '9', '--json']
   const [x, y] = await Promise.all([demo(args), demo(args)])

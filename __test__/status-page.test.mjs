@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 import { WeatherService } from '../main.js'
 import { Fleet } from '../lib/fleet.mjs'
-import { API_KEY, startUpstream } from './upstream.mjs'
+import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const CHROMIUM = '/usr/bin/chromium'
 const TOKEN = 'status-page-test-token'
@@ -21,9 +21,9 @@ const docs = fileURLToPath(new URL('../docs/status-page.png', import.meta.url))
 // CI installs chromium: there the test must run, never skip.
 const skip = !existsSync(CHROMIUM) && !process.env.CI && 'chromium is not installed (apt-get install chromium)'
 
-test('the status page shows the fleet: counters, entries as disks, requests as dots', { skip, timeout: 60_000 }, async (t) => {
+test('the status page shows the fleet: counters, entries as disks, requests as dots, a clicked entry\'s next hours', { skip, timeout: 60_000 }, async (t) => {
   const { chromium } = await import('playwright-core')
-  const upstream = await startUpstream()
+  const upstream = await startUpstream(answer.forecast(12.4, 'Clouds'))
   const service = new WeatherService({ apiKey: API_KEY, baseUrl: upstream.url, budget: { perMinute: 60 } })
   const proxy = await service.listen({ port: 0, token: TOKEN })
   const browser = await chromium.launch({
@@ -77,6 +77,7 @@ test('the status page shows the fleet: counters, entries as disks, requests as d
   assert.equal(await page.evaluate(() => document.cookie), '')
 
   const status = await (await fetch(`${proxy.url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()
+  const calls = upstream.count
   assert.ok(status.entries.length > 0)
   const drawn = await page.locator('svg#map circle.entry').count()
   assert.equal(drawn, status.entries.length, 'one disk per live entry')
@@ -88,6 +89,20 @@ test('the status page shows the fleet: counters, entries as disks, requests as d
   const provider = await page.textContent('#providers tr[data-provider="openweather"]')
   assert.match(provider, new RegExp(`^openweather${status.providers[0].callsLastMinute} / 60 per minok$`), 'calls against the budget')
   assert.equal(status.providers[0].callsLastMinute, upstream.count)
+
+  // A click on an entry shows its next hours (issue 23), from the same cached answer.
+  const disk = page.locator('svg#map circle.entry').first()
+  const [lat, lon] = (await disk.getAttribute('data-entry')).split(',').map(Number)
+  await disk.dispatchEvent('click')
+  await page.waitForFunction(() => document.querySelectorAll('#selected tr').length === 13)
+  assert.equal(await page.textContent('#selected-title'), `Next hours at ${lat}, ${lon} (openweather)`)
+  const firstHour = await page.locator('#selected tr').nth(1).textContent()
+  assert.match(firstHour, /12\.4Clouds0\.0 % · 0\.4 mm4\.5 m\/s9\.1 m\/s$/)
+  const selected = (await (await fetch(`${proxy.url}/v1/status?entry=${lat},${lon}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()).selected
+  assert.deepEqual([selected.lat, selected.lon, selected.hours.length], [lat, lon, 12])
+  assert.equal(selected.hours[0].time, Math.floor(Date.now() / 3_600_000) * 3_600_000, 'from the current hour')
+  assert.equal(status.selected, null, 'nothing selected, no hours')
+  assert.equal(calls, upstream.count, 'the hours cost no upstream call')
   assert.deepEqual(outside, [], 'nothing requested outside the proxy')
 
   const dir = mkdtempSync(join(tmpdir(), 'weather-cache-status-'))

@@ -162,6 +162,28 @@ test("instance A fetches; a user of instance B 3 km away is answered from Redis,
   }
 })
 
+test('forecast products travel through Redis: B serves A\'s hourly, daily, alerts and next hour without a call (issue 23)', { skip }, async () => {
+  const upstream = await startUpstream(answer.forecast(7.25, 'Rain'))
+  const prefix = namespace()
+  const options = { apiKey: API_KEY, baseUrl: upstream.url, redis: { url: redis.url, keyPrefix: prefix } }
+  const [a, b] = [new WeatherService(options), new WeatherService(options)]
+  const include = ['details', 'hourly', 'daily', 'alerts', 'nextHour']
+  try {
+    assert.ok(await a.getWeather(null, 'glasses', 48.8566, 2.3522), 'a plain getWeather on A')
+    await untilAsync(async () => (await storedEntries(prefix)) === 1, 'the write-through')
+    const fromA = await a.getForecast(null, 'glasses', 48.8566, 2.3522, { include })
+    const fromB = await b.getForecast(null, 'drone', 48.8566 + 0.027, 2.3522, { include })
+    assert.equal(fromB.meta.source, 'cache')
+    assert.equal(upstream.count, 1, 'one call for both instances and every product')
+    assert.equal(fromB.hourly.length, 48)
+    for (const product of include) assert.deepEqual(fromB[product], fromA[product], product)
+  } finally {
+    a.close()
+    b.close()
+    await upstream.close()
+  }
+})
+
 test('a 429 with Retry-After: 30 seen by A: B, C and D make no upstream call for the window', { skip }, async () => {
   const upstream = await startUpstream(answer.rateLimited(30))
   const prefix = namespace()

@@ -33,6 +33,10 @@ Options:
                             simulated upstream speaks all three, and OpenWeather's limit
                             drops to 10/min unless --rate-limit-per-min is given, so that
                             failover shows
+  --forecasts               the simulated OpenWeather also sends hourly, daily, next-hour and
+                            alert products; the Dashboard users ask for them
+                            (getForecast include) and show "rain in 40 min"-style lines, and
+                            the run is compared with one without products: same upstream calls
   --json                    print one JSON object instead of the table
   -h, --help                this text`
 
@@ -46,6 +50,7 @@ const FLAGS = {
   instances: { type: 'int', min: 2, max: 64 },
   redis: { type: 'string' },
   providers: { type: 'string' },
+  forecasts: { type: 'boolean' },
   json: { type: 'boolean' },
 }
 
@@ -80,6 +85,7 @@ export function demoOptions(argv) {
     seed: values.seed ?? 1,
     instances: values.instances ?? 1,
     redis: values.redis,
+    forecasts: values.forecasts ?? false,
     json: values.json ?? false,
   }
 }
@@ -95,6 +101,9 @@ export async function runDemo(options, onProgress = () => {}) {
     rateLimitPerMinute: rateLimitPerMin,
     now: () => simulatedMs,
     apiKey: DEMO_KEY,
+    forecasts: options.forecasts,
+    // The service's manual clock starts at the wall time: the products' times follow it.
+    epochMs: Date.now(),
   })
   // jitterRatio 0: backoff windows are part of the counts, and the counts must repeat.
   // With --providers, every provider is the simulated upstream (each speaking its own format).
@@ -130,7 +139,10 @@ export async function runDemo(options, onProgress = () => {}) {
       for (const dashboard of dashboards) {
         const { lat, lon } = walkers.position(dashboard.walker)
         const { session, show } = dashboard.user
-        requests.push(timed(service.getWeather(session, session.userId, lat, lon)).then(show))
+        const asked = options.forecasts
+          ? service.getForecast(session, session.userId, lat, lon, { include: DASHBOARD_PRODUCTS }).catch(() => null)
+          : service.getWeather(session, session.userId, lat, lon)
+        requests.push(timed(asked).then(show))
         // Each user flips °C/°F once a simulated minute (staggered): a re-render, never a request.
         if (step > 0 && step % 12 === (dashboard.index * 2) % 12) {
           dashboard.user.toggle()
@@ -155,6 +167,8 @@ export async function runDemo(options, onProgress = () => {}) {
     await upstream.close()
   }
   const s = service.stats()
+  // The same run without products: the upstream calls must be the same (the cost rule).
+  const baseline = options.forecasts ? await runDemo({ ...options, forecasts: false }) : undefined
   const sorted = latencies.subarray(0, measured).sort()
   const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0)
   const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits
@@ -185,8 +199,33 @@ export async function runDemo(options, onProgress = () => {}) {
     p50Ms: round(pct(0.5), 3),
     p99Ms: round(pct(0.99), 3),
     upstreamSeen: { ...upstream.stats },
+    ...(baseline
+      ? {
+          forecasts: {
+            asked: dashboards.reduce((n, d) => n + d.user.forecasts, 0),
+            upstreamCallsWithout: baseline.upstreamCalls,
+            lines: dashboards.map((d) => `${d.user.session.userId}: ${d.user.text}`),
+          },
+        }
+      : {}),
     wallMs: Date.now() - started,
   }
+}
+
+/** What a Dashboard user asks for with --forecasts. */
+const DASHBOARD_PRODUCTS = ['nextHour', 'hourly', 'alerts']
+
+/** "rain in 40 min", "rain now, for 20 min", "rain for the next hour" or "no rain this hour". */
+export function rainLine(nextHour, now) {
+  if (!nextHour || nextHour.length === 0) return null
+  const wet = (p) => p.precipMm >= 0.1
+  const minutes = (p) => Math.max(1, Math.ceil((p.time - now) / 60_000))
+  if (wet(nextHour[0])) {
+    const dry = nextHour.find((p) => !wet(p))
+    return dry ? `rain now, for ${minutes(dry)} min` : 'rain for the next hour'
+  }
+  const wetAt = nextHour.find(wet)
+  return wetAt ? `rain in ${minutes(wetAt)} min` : 'no rain this hour'
 }
 
 /** A Dashboard user: its session (settings with the unit flag) and what its glasses show. */
@@ -196,12 +235,23 @@ function dashboardUser(userId) {
   const state = {
     session: { userId, settings: { getMentraosSetting: () => metric } },
     renders: 0,
+    forecasts: 0,
     text: '',
     show(weather) {
-      if (weather) latest = weather
+      // getForecast's result (with --forecasts) or getWeather's summary.
+      let extra = ''
+      if (weather?.summary) {
+        state.forecasts++
+        const next = weather.hourly?.[1]
+        const rain = rainLine(weather.nextHour, weather.meta.fetchedAt + weather.meta.ageMs)
+        const alert = weather.alerts?.[0]?.event
+        extra = [rain, next && `${metric ? `${next.tempC}°C` : `${next.tempF}°F`} next hour`, alert].filter(Boolean).join(' · ')
+        weather = weather.summary
+      }
+      if (weather) latest = { ...weather, extra }
       if (!latest) return
       state.renders++
-      state.text = `${latest.condition}, ${metric ? `${latest.tempC}°C` : `${latest.tempF}°F`}`
+      state.text = `${latest.condition}, ${metric ? `${latest.tempC}°C` : `${latest.tempF}°F`}${latest.extra ? ` · ${latest.extra}` : ''}`
     },
     toggle() {
       metric = !metric
@@ -228,11 +278,15 @@ export function formatSummary(r) {
     ['unanswered (null)', fmt(r.unanswered), 'requests with nothing to serve'],
     ['latency p50 / p99', `${r.p50Ms} / ${r.p99Ms} ms`, `upstream latency ${r.latencyMs} ms; hits resolve at once`],
     ['unit toggles', fmt(r.unitToggles), 'each re-rendered from cache: 0 upstream calls'],
+    ...(r.forecasts
+      ? [['forecast products', fmt(r.forecasts.asked), `Dashboard answers with next hour, hourly and alerts: ${fmt(r.upstreamCalls - r.forecasts.upstreamCallsWithout)} extra upstream calls (${fmt(r.upstreamCalls)} with, ${fmt(r.forecasts.upstreamCallsWithout)} without products)`]]
+      : []),
   ]
   const width = Math.max(...rows.map((row) => row[1].length))
   return [
     `weather-cache demo: ${r.minutes} simulated minutes, seed ${r.seed} (${(r.wallMs / 1000).toFixed(1)} s)`,
     ...rows.map(([label, value, note]) => `  ${label.padEnd(21)} ${value.padStart(width)}   ${note}`),
+    ...(r.forecasts ? ['', 'What the Dashboard users see last:', ...r.forecasts.lines.map((line) => `  ${line}`)] : []),
   ].join('\n')
 }
 

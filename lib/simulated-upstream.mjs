@@ -1,6 +1,8 @@
 // A simulated OpenWeather One Call 3.0 on 127.0.0.1, for `npm run demo` and the benchmarks: no API
 // key and no network needed. It also speaks Open-Meteo and MET Norway (each at its own path),
-// for the demo's `--providers`.
+// for the demo's `--providers`. With `forecasts`, its One Call answers carry what the real ones
+// do without `exclude`: `minutely` (61 minutes of precipitation), `hourly` (48), `daily` (8) and
+// `alerts` (one Wind Advisory), all derived from the same simulated weather.
 //
 // It answers `GET /data/3.0/onecall?lat&lon&…` with weather derived from the coordinates and the
 // (simulated) time, after `latencyMs`. It enforces a per-minute request limit per provider (429
@@ -53,6 +55,8 @@ export async function startSimulatedUpstream({
   apiKey,
   openMeteoPerMinute = 600,
   metNorwayPerMinute = Infinity,
+  forecasts = false,
+  epochMs = 0,
 } = {}) {
   const stats = { requests: 0, answered: 0, rateLimited: 0, faults: 0, rejected: 0, byProvider: {} }
   const limits = { openweather: rateLimitPerMinute, 'open-meteo': openMeteoPerMinute, 'met-norway': metNorwayPerMinute }
@@ -100,7 +104,8 @@ export async function startSimulatedUpstream({
     stats.answered++
     counts.answered++
     const { celsius, condition } = simulatedWeather(lat, lon, at)
-    send(res, 200, BODIES[provider](lat, lon, at, celsius, condition))
+    const body = BODIES[provider](lat, lon, at, celsius, condition)
+    send(res, 200, forecasts && provider === 'openweather' ? withForecasts(body, lat, lon, at, epochMs) : body)
   }
 
   const server = http.createServer((req, res) => {
@@ -188,6 +193,43 @@ const BODIES = {
       timeseries: [{ time: new Date(at).toISOString(), data: { instant: { details: { air_temperature: celsius } }, next_1_hours: { summary: { symbol_code: SYMBOLS[condition] } } } }],
     },
   }),
+}
+
+/** Precipitation (mm/h) a simulated condition brings. */
+const RAIN_MM_PER_H = { Rain: 1.8, Drizzle: 0.3, Thunderstorm: 4.5 }
+
+/**
+ * A One Call body with the parts a real answer without `exclude` has, from the simulated weather.
+ * Times are `epochMs` + the simulated time (the demo's service clock starts at its wall time).
+ */
+function withForecasts(body, lat, lon, at, epochMs) {
+  const dt = (ms) => Math.floor((epochMs + ms) / 1000)
+  const weather = (condition) => [{ main: condition, description: condition.toLowerCase() }]
+  const minuteStart = Math.floor((epochMs + at) / 60_000) * 60_000 - epochMs
+  const minutely = Array.from({ length: 61 }, (_, i) => {
+    const when = minuteStart + i * 60_000
+    return { dt: dt(when), precipitation: RAIN_MM_PER_H[simulatedWeather(lat, lon, when).condition] ?? 0 }
+  })
+  const hourStart = Math.floor((epochMs + at) / 3_600_000) * 3_600_000 - epochMs
+  const hourly = Array.from({ length: 48 }, (_, i) => {
+    const when = hourStart + i * 3_600_000
+    const { celsius, condition } = simulatedWeather(lat, lon, when)
+    const rain = RAIN_MM_PER_H[condition]
+    return { dt: dt(when), temp: celsius, feels_like: celsius - 1, humidity: 70, wind_speed: 4 + (i % 5), wind_gust: 8 + (i % 7), weather: weather(condition), pop: rain ? 0.8 : 0.1, ...(rain ? { rain: { '1h': rain } } : {}) }
+  })
+  const dayStart = Math.floor((epochMs + at) / 86_400_000) * 86_400_000 - epochMs
+  const daily = Array.from({ length: 8 }, (_, d) => {
+    const hours = Array.from({ length: 24 }, (_, h) => simulatedWeather(lat, lon, dayStart + d * 86_400_000 + h * 3_600_000))
+    const temps = hours.map((h) => h.celsius)
+    const noon = hours[12]
+    return {
+      dt: dt(dayStart + d * 86_400_000 + 12 * 3_600_000), sunrise: dt(dayStart + d * 86_400_000 + 7 * 3_600_000), sunset: dt(dayStart + d * 86_400_000 + 17 * 3_600_000),
+      temp: { min: Math.min(...temps), max: Math.max(...temps), day: noon.celsius }, weather: weather(noon.condition),
+      pop: hours.some((h) => RAIN_MM_PER_H[h.condition]) ? 0.7 : 0.1, rain: hours.reduce((sum, h) => sum + (RAIN_MM_PER_H[h.condition] ?? 0), 0),
+    }
+  })
+  const alerts = [{ sender_name: 'Simulated Weather Service', event: 'Wind Advisory', start: dt(hourStart), end: dt(hourStart + 6 * 3_600_000), description: 'Gusts up to 60 km/h (simulated).', tags: ['Wind'] }]
+  return { ...body, current: { ...body.current, humidity: 70, pressure: 1012, wind_speed: 5, wind_deg: 240, clouds: 40, visibility: 10000, uvi: 1 }, minutely, hourly, daily, alerts }
 }
 
 function send(res, status, body, headers = {}) {

@@ -32,6 +32,45 @@ export function oneCallBody(lat, lon, celsius, main) {
   })
 }
 
+/**
+ * A full One Call 3.0 answer (its documented shape, nothing excluded): `current` with details,
+ * `minutely` (61 points, rain from minute `rainInMin` on, none when `rainInMin` is null),
+ * `hourly` (48), `daily` (8) and `alerts` (`alert: false` for none). `now` (ms) is when the
+ * answer is made; the hours start at the start of its hour. Hour 1 lacks `wind_gust` and
+ * `rain`, as real answers leave out what does not apply.
+ */
+export function oneCallForecastBody(lat, lon, celsius, main, { now = Date.now(), rainInMin = 40, alert = true, timezoneOffset = 0 } = {}) {
+  const t0 = Math.floor(now / 3_600_000) * 3_600
+  const nowS = Math.floor(now / 1000)
+  const weather = (m) => [{ id: 500, main: m, description: m === 'Rain' ? 'light rain' : m.toLowerCase(), icon: '10d' }]
+  const hourly = Array.from({ length: 48 }, (_, i) => ({
+    dt: t0 + i * 3600, temp: Math.round((celsius + Math.sin(i / 4) * 3) * 100) / 100, feels_like: celsius - 1, pressure: 1012, humidity: 80,
+    dew_point: 2, uvi: 0, clouds: 90, visibility: 10000, wind_speed: 4.5, wind_deg: 230,
+    ...(i === 1 ? {} : { wind_gust: 9.1, rain: { '1h': 0.4 } }),
+    weather: weather(i % 6 < 3 ? main : 'Rain'), pop: (i % 10) / 10,
+  }))
+  const localMidnight = Math.floor((t0 + timezoneOffset) / 86_400) * 86_400 - timezoneOffset
+  const daily = Array.from({ length: 8 }, (_, i) => ({
+    dt: localMidnight + i * 86_400 + 12 * 3600, sunrise: localMidnight + i * 86_400 + 7 * 3600, sunset: localMidnight + i * 86_400 + 17 * 3600,
+    summary: 'Expect rain', temp: { day: celsius, min: celsius - 4 + i * 0.5, max: celsius + 3 + i * 0.5, night: celsius - 3, eve: celsius, morn: celsius - 2 },
+    pressure: 1010, humidity: 80, wind_speed: 5, wind_deg: 220, weather: weather(i % 2 ? 'Clouds' : 'Rain'), clouds: 100, pop: 0.8,
+    ...(i === 2 ? {} : { rain: 2.5 }), uvi: 1.1,
+  }))
+  const start = Math.floor(nowS / 60) * 60
+  const minutely = rainInMin === null ? undefined : Array.from({ length: 61 }, (_, i) => ({ dt: start + i * 60, precipitation: i >= rainInMin ? 1.8 : 0 }))
+  const alerts = alert
+    ? [{ sender_name: 'NWS Philadelphia - Mount Holly', event: 'Wind Advisory', start: t0 + 3600, end: t0 + 12 * 3600, description: '* WHAT...Southwest winds 20 to 30 mph with gusts up to 50 mph.\n* WHERE...Coastal areas.', tags: ['Wind'] }]
+    : undefined
+  return JSON.stringify({
+    lat, lon, timezone: 'UTC', timezone_offset: timezoneOffset,
+    current: {
+      dt: nowS, sunrise: t0 - 20_000, sunset: t0 + 10_000, temp: celsius, feels_like: celsius - 1.5, pressure: 1013, humidity: 87, dew_point: 2.1,
+      uvi: 0.2, clouds: 75, visibility: 8000, wind_speed: 5.7, wind_deg: 240, weather: weather(main),
+    },
+    ...(minutely ? { minutely } : {}), hourly, daily, ...(alerts ? { alerts } : {}),
+  })
+}
+
 /** WMO codes (Open-Meteo) and MET Norway symbols for OpenWeather's conditions. */
 const WMO = { Clear: 0, Clouds: 3, Fog: 45, Mist: 45, Drizzle: 53, Rain: 61, Snow: 71, Thunderstorm: 95 }
 const SYMBOL = { Clear: 'clearsky_day', Clouds: 'cloudy', Fog: 'fog', Mist: 'fog', Drizzle: 'lightrain', Rain: 'rain', Snow: 'snow', Thunderstorm: 'rainandthunder' }
@@ -61,6 +100,9 @@ export const answer = {
     json(res, 200, bodyFor(q, celsius, main))
   },
   fixed: (celsius, main = 'Clouds') => (req, res, q) => json(res, 200, bodyFor(q, celsius, main)),
+  /** One Call answers with every product (see `oneCallForecastBody`), made at `now()`. */
+  forecast: (celsius, main = 'Clouds', options = {}) => (req, res, q) =>
+    json(res, 200, oneCallForecastBody(q.lat, q.lon, celsius, main, { ...options, now: options.now?.() ?? Date.now() })),
   status: (status, body = JSON.stringify({ cod: status, message: 'injected failure' }), headers = {}) => (req, res) =>
     json(res, status, body, headers),
   rateLimited: (retryAfter) => (req, res) =>

@@ -1,5 +1,7 @@
 // Memory: RSS growth per tracked user (200,000 users) and per shared entry (filling the shared
-// cache). Each measurement runs in a fresh child process (`--expose-gc`); the figure is the slope
+// cache), and for weather-cache also per shared entry whose answers carry every forecast product
+// (One Call with minutely, 48 hours, 8 days and an alert: issue 23). A service whose callers never
+// ask for products pays for them only when its provider sends them. Each measurement runs in a fresh child process (`--expose-gc`); the figure is the slope
 // between the half-filled and the filled state, so one-off growth (heap warm-up, connection
 // pools) does not count.
 import { execFileSync } from 'node:child_process'
@@ -14,8 +16,8 @@ export async function memory({ quick }) {
   const entries = quick ? 10_000 : 20_000
   const results = {}
   for (const name of Object.keys(IMPLEMENTATIONS)) {
-    const run = (mode, count) =>
-      JSON.parse(execFileSync(process.execPath, ['--expose-gc', here, name, mode, String(count)], { encoding: 'utf8', maxBuffer: 1 << 20 }))
+    const run = (mode, count, products = false) =>
+      JSON.parse(execFileSync(process.execPath, ['--expose-gc', here, name, mode, String(count), ...(products ? ['products'] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 }))
     const [perUser, perEntry] = [run('users', users), run('entries', entries)]
     // A figure per user (entry) only holds if they are all held: a service that dropped most of
     // them would grow by little and meet its target. weather-cache says what it holds.
@@ -23,6 +25,11 @@ export async function memory({ quick }) {
       if (held !== undefined && held < asked) throw new Error(`${name} held ${held} of the ${asked} ${what} it was given`)
     }
     results[name] = { bytesPerUser: perUser.bytesPerItem, bytesPerSharedEntry: perEntry.bytesPerItem, users, entries }
+    if (name === 'weather-cache') {
+      const withProducts = run('entries', entries, true)
+      if (withProducts.held < entries) throw new Error(`${name} held ${withProducts.held} of the ${entries} shared entries with products it was given`)
+      results[`${name}, with products`] = { bytesPerUser: '–', bytesPerSharedEntry: withProducts.bytesPerItem, users: 0, entries }
+    }
   }
   return results
 }
@@ -43,9 +50,9 @@ async function inBatches(count, size, call) {
   }
 }
 
-/** Child: `node --expose-gc memory.mjs <implementation> users|entries <count>`. */
-async function child(name, mode, count) {
-  const upstream = await startUpstream({ latencyMs: 0 })
+/** Child: `node --expose-gc memory.mjs <implementation> users|entries <count> [products]`. */
+async function child(name, mode, count, products) {
+  const upstream = await startUpstream({ latencyMs: 0, forecasts: products, epochMs: Date.now() })
   const options = mode === 'users' ? { maxUsers: count + 1000 } : { sharedCapacity: count, maxUsers: 1000 }
   const impl = IMPLEMENTATIONS[name](upstream.url, options)
   const half = Math.floor(count / 2)
@@ -75,4 +82,4 @@ async function child(name, mode, count) {
   process.stdout.write(JSON.stringify({ bytesPerItem: bytes / (count - half), held }))
 }
 
-if (process.argv[1] === here) await child(process.argv[2], process.argv[3], Number(process.argv[4]))
+if (process.argv[1] === here) await child(process.argv[2], process.argv[3], Number(process.argv[4]), process.argv[5] === 'products')

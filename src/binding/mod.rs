@@ -9,6 +9,7 @@ mod front;
 mod hit_path;
 mod logger;
 mod options;
+mod products;
 mod providers;
 mod proxy;
 mod reader;

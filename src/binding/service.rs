@@ -16,6 +16,7 @@ use super::errors::{describe, js_number, request_error, take_pending_exception, 
 use super::front::{self, FrontView};
 use super::logger::{self, ServiceLogger};
 use super::options;
+use super::products::{self, Include, ReadInclude};
 use super::proxy::WeatherProxy;
 use super::reader::env_var;
 use super::summaries::{Summaries, SummariesId};
@@ -62,8 +63,9 @@ impl Drop for Service {
 enum Shape {
     /// `getWeather`: the summary, or `null` on any upstream trouble.
     Summary,
-    /// `getForecast`: summary and meta, or a rejection with a code.
-    Forecast,
+    /// `getForecast`: summary and meta (and the products asked for), or a rejection with a
+    /// code.
+    Forecast(Include),
     /// `warmup`: `undefined` either way (failures are logged and counted).
     Nothing,
 }
@@ -116,8 +118,8 @@ impl WeatherService {
         options: Unknown<'e>,
     ) -> Result<Settled<'e>> {
         let parsed = args::forecast_call(env, &session, &user_id, &lat, &lon)
-            .and_then(|call| forecast_options(env, options).map(|(force, signal)| (call, force, signal)));
-        let (call, force, signal) = match parsed {
+            .and_then(|call| forecast_options(env, options).map(|(force, signal, include)| (call, force, signal, include)));
+        let (call, force, signal, include) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
         };
@@ -125,7 +127,7 @@ impl WeatherService {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }
         let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
-        self.respond(env, call, mode, Shape::Forecast, signal).or_else(|e| rejected(env, e))
+        self.respond(env, call, mode, Shape::Forecast(include), signal).or_else(|e| rejected(env, e))
     }
 
     /// Makes sure the area around (lat, lon) is cached (fetching if it is not fresh). Resolves
@@ -433,12 +435,20 @@ fn settle<'e>(
     Ok(match (shape, result) {
         (Shape::Summary, Ok(served)) => Ok(summaries.get(env, &served.entry)?),
         (Shape::Summary, Err(_)) => Ok(Null.into_unknown(env)?),
-        (Shape::Forecast, Ok(served)) => {
+        (Shape::Forecast(include), Ok(served)) => {
             let summary = JsValueOf::new(summaries.get(env, &served.entry)?);
             let key = engine.grid().key(served.entry.cell);
-            Ok(ForecastResult::of(&served, summary, key, engine.now()).into_unknown(env)?)
+            let now = engine.now();
+            let result = ForecastResult::of(&served, summary, key, now).into_unknown(env)?;
+            if include.is_empty() {
+                Ok(result)
+            } else {
+                let mut object = result.coerce_to_object()?;
+                products::add(env, &mut object, &served.entry, include, now)?;
+                Ok(object.to_unknown())
+            }
         }
-        (Shape::Forecast, Err(error)) => Err(request_error(env, &error)?),
+        (Shape::Forecast(_), Err(error)) => Err(request_error(env, &error)?),
         (Shape::Nothing, _) => Ok(().into_unknown(env)?),
     })
 }
@@ -461,10 +471,10 @@ fn session_logger(env: &Env, session: &Object) -> Result<Option<ObjectRef<false>
     session_logger_object(env, session).map(|logger| logger.create_ref()).transpose()
 }
 
-/// `{ forceRefresh?: boolean, signal?: AbortSignal }`.
-fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Option<Object<'e>>)> {
+/// `{ forceRefresh?: boolean, signal?: AbortSignal, include?: string[] }`.
+fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Option<Object<'e>>, Include)> {
     let object = match type_of(&value) {
-        ValueType::Undefined | ValueType::Null => return Ok((false, None)),
+        ValueType::Undefined | ValueType::Null => return Ok((false, None, Include::NONE)),
         ValueType::Object => Object::from_raw(env.raw(), value.raw()),
         _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(&value) }),
     };
@@ -480,5 +490,6 @@ fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Opti
         }
     };
     let signal = args::option(&object, "signal")?.map(|v| abort::signal_arg(env, v)).transpose()?;
-    Ok((force, signal))
+    let include = Include::read(env, args::option(&object, "include")?)?;
+    Ok((force, signal, include))
 }

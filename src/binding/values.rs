@@ -40,7 +40,7 @@ pub struct ForecastMeta {
     /// The rounded location the upstream was asked about.
     pub location: GeoPoint,
     pub bucket_key: String,
-    /// Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, or a custom
+    /// Which provider answered (`"openweather"`, `"open-meteo"`, `"met-norway"`, `"nws"`, or a custom
     /// fetcher's name).
     pub provider: String,
 }
@@ -51,6 +51,23 @@ pub struct ForecastResult {
     #[napi(ts_type = "Readonly<WeatherSummary>")]
     pub summary: JsValueOf,
     pub meta: ForecastMeta,
+    /// With `include: ['details']`: the current conditions beyond the summary; `null` when the
+    /// provider gives none (a custom provider).
+    #[napi(ts_type = "Readonly<ForecastDetails> | null")]
+    pub details: Option<JsValueOf>,
+    /// With `include: ['hourly']`: from the current hour on (One Call: 48 hours).
+    #[napi(ts_type = "ReadonlyArray<Readonly<ForecastHour>>")]
+    pub hourly: Option<JsValueOf>,
+    /// With `include: ['daily']`: from the place's local today on (One Call: 8 days).
+    #[napi(ts_type = "ReadonlyArray<Readonly<ForecastDay>>")]
+    pub daily: Option<JsValueOf>,
+    /// With `include: ['alerts']`: `[]` when none.
+    #[napi(ts_type = "ReadonlyArray<Readonly<WeatherAlert>>")]
+    pub alerts: Option<JsValueOf>,
+    /// With `include: ['nextHour']`: precipitation by minute (One Call) or quarter hour
+    /// (Open-Meteo) from now; `null` where the provider has none (MET Norway, NWS).
+    #[napi(ts_type = "ReadonlyArray<Readonly<NextHourPoint>> | null")]
+    pub next_hour: Option<JsValueOf>,
 }
 
 impl ForecastResult {
@@ -66,6 +83,11 @@ impl ForecastResult {
                 bucket_key,
                 provider: entry.provider.to_owned(),
             },
+            details: None,
+            hourly: None,
+            daily: None,
+            alerts: None,
+            next_hour: None,
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::engine::{
     WhenRedisDown, MAX_DURATION_MS,
 };
 use crate::provider::{
-    intern_configured, CustomProvider, LateKey, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather,
-    OpenWeatherConfig, Provider, DEFAULT_BASE_URL, MET_NORWAY_BASE_URL, OPEN_METEO_BASE_URL,
+    intern_configured, CustomProvider, LateKey, MetNorway, MetNorwayConfig, Nws, NwsConfig, OpenMeteo, OpenMeteoConfig,
+    OpenWeather, OpenWeatherConfig, Provider, DEFAULT_BASE_URL, MET_NORWAY_BASE_URL, NWS_BASE_URL, OPEN_METEO_BASE_URL,
 };
 use crate::tier::{SharedTier, TierConfig};
 
@@ -42,7 +42,7 @@ pub const MAX_RESPONSE_BYTES: u64 = 1 << 30;
 pub const MAX_PROVIDERS: usize = 8;
 /// Largest value of the count options (capacities, decimals, budgets).
 pub const MAX_COUNT: u64 = u32::MAX as u64;
-const BUILT_IN: [&str; 3] = ["openweather", "open-meteo", "met-norway"];
+const BUILT_IN: [&str; 4] = ["openweather", "open-meteo", "met-norway", "nws"];
 
 /// A string that never shows in `{:?}` (an API key, a Redis URL with its password).
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -176,12 +176,12 @@ impl<'de> Deserialize<'de> for ProviderOption {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProviderSettings {
-    /// `openweather`, `open-meteo` or `met-norway`.
+    /// `openweather`, `open-meteo`, `met-norway` or `nws`.
     pub name: String,
     /// OpenWeather's (default: the top-level `apiKey`) or Open-Meteo's commercial key.
     pub api_key: Option<Secret>,
     pub base_url: Option<String>,
-    /// MET Norway's required identification (your application and a contact).
+    /// MET Norway's and NWS's required identification (your application and a contact).
     pub user_agent: Option<String>,
     /// OpenWeather's defaults to the top-level `budget`; the others' to none.
     pub budget: Option<BudgetOptions>,
@@ -491,6 +491,11 @@ fn check_providers(providers: &[ProviderOption]) -> Result<(), OptionsError> {
                         "needs { name: 'met-norway', userAgent }: MET Norway's terms require an identifying User-Agent",
                         "'met-norway'",
                     )),
+                    "nws" => return Err(OptionsError::value(
+                        path,
+                        "needs { name: 'nws', userAgent }: NWS requires an identifying User-Agent",
+                        "'nws'",
+                    )),
                     other => {
                         return Err(OptionsError::value(
                             path,
@@ -504,7 +509,7 @@ fn check_providers(providers: &[ProviderOption]) -> Result<(), OptionsError> {
                 if !BUILT_IN.contains(&settings.name.as_str()) {
                     return Err(OptionsError::value(
                         format!("{path}.name"),
-                        "must be 'openweather', 'open-meteo' or 'met-norway', or come with a fetch function",
+                        "must be 'openweather', 'open-meteo', 'met-norway' or 'nws', or come with a fetch function",
                         shown_name(&settings.name),
                     ));
                 }
@@ -513,6 +518,13 @@ fn check_providers(providers: &[ProviderOption]) -> Result<(), OptionsError> {
                     return Err(OptionsError::value(
                         format!("{path}.userAgent"),
                         "is required: MET Norway's terms ask for an identifying User-Agent (your application and a contact)",
+                        "nothing",
+                    ));
+                }
+                if settings.name == "nws" && settings.user_agent.as_deref().is_none_or(|ua| ua.trim().is_empty()) {
+                    return Err(OptionsError::value(
+                        format!("{path}.userAgent"),
+                        "is required: NWS asks for an identifying User-Agent (your application and a contact)",
                         "nothing",
                     ));
                 }
@@ -593,6 +605,22 @@ fn upstream(
             };
             let budget = budget(&budget_path, settings.budget)?;
             Ok(Upstream { provider: built(OpenMeteo::new(config), &format!("{path}.baseUrl"), &base_url)?, budget })
+        }
+        "nws" => {
+            let base_url = settings.base_url.unwrap_or_else(|| NWS_BASE_URL.to_owned());
+            let config = NwsConfig {
+                user_agent: settings.user_agent.unwrap_or_default(),
+                base_url: base_url.clone(),
+                request_timeout: timeout,
+                max_response_bytes,
+            };
+            let budget = budget(&budget_path, settings.budget)?;
+            let provider = Nws::new(config).map_err(|reason| {
+                let option =
+                    if reason.contains("userAgent") { format!("{path}.userAgent") } else { format!("{path}.baseUrl") };
+                OptionsError::value(option, reason, shown(&base_url))
+            })?;
+            Ok(Upstream { provider: Arc::new(provider), budget })
         }
         _ => {
             let base_url = settings.base_url.unwrap_or_else(|| MET_NORWAY_BASE_URL.to_owned());

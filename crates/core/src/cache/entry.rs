@@ -42,7 +42,7 @@ pub enum Condition {
 }
 
 /// OpenWeather's `weather[].main` groups, plus our own fallback.
-const KNOWN_CONDITIONS: [&str; 16] = [
+pub(super) const KNOWN_CONDITIONS: [&str; 16] = [
     "Clear",
     "Clouds",
     "Rain",
@@ -102,6 +102,9 @@ pub struct Entry {
     /// What the provider asked of this answer, when it asked anything (MET Norway). Boxed: most
     /// entries have none, and every entry pays for the field.
     pub terms: Option<Box<Terms>>,
+    /// The forecast products of the same answer (see `products.rs`); `None` when the provider
+    /// gives none. Shared: a renewal (304) or a copy from the shared tier reuses them.
+    pub products: Option<std::sync::Arc<super::Products>>,
 }
 
 /// A provider's conditions on reusing its answer.
@@ -183,6 +186,7 @@ mod tests {
             expires_at: 2_000,
             stale_until: 3_000,
             terms: None,
+            products: None,
         };
         assert_eq!(e.freshness(1_999), Freshness::Fresh);
         assert_eq!(e.freshness(2_000), Freshness::Stale);

@@ -19,6 +19,7 @@ fn entry(grid: &Grid, lat: f64, lon: f64, fetched_at: Millis) -> Arc<Entry> {
         expires_at: fetched_at + 600_000,
         stale_until: fetched_at + 7_200_000,
         terms: None,
+        products: None,
     })
 }
 

@@ -84,6 +84,15 @@ impl Window {
 impl LocalBudget {
     /// Counts one call if `limits` allow it; otherwise the time until the window that refused
     /// it ends.
+    /// Counts a call already made, whatever the limits (a provider's several requests for one
+    /// fetch: see `Answer::extra_calls`).
+    pub fn charge(&mut self, now: Millis) {
+        let (minute, day) = (now.div_euclid(MINUTE_MS), now.div_euclid(DAY_MS));
+        let (in_minute, in_day) = (self.minute.count(minute), self.day.count(day));
+        self.minute = Window { index: minute, count: in_minute + 1 };
+        self.day = Window { index: day, count: in_day + 1 };
+    }
+
     pub fn admit(&mut self, now: Millis, limits: Limits) -> Result<(), Millis> {
         let (minute, day) = (now.div_euclid(MINUTE_MS), now.div_euclid(DAY_MS));
         let (in_minute, in_day) = (self.minute.count(minute), self.day.count(day));

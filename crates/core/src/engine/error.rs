@@ -147,6 +147,9 @@ impl RequestError {
             ProviderError::Timeout => RequestError::Timeout { provider },
             ProviderError::Network { message } => RequestError::Network { provider, message },
             ProviderError::InvalidResponse { message } => RequestError::InvalidResponse { provider, message },
+            ProviderError::OutsideCoverage => {
+                RequestError::Status { provider, status: 404, reason: Some("the place is outside its coverage".into()) }
+            }
         }
     }
 }

@@ -259,3 +259,51 @@ async fn open_meteo_is_asked_in_its_own_terms() {
     assert!(target.starts_with("/v1/forecast?latitude=48.86&longitude=2.35&current=temperature_2m%2Cweather_code"), "{target}");
     assert!(!target.contains("apikey"), "keyless");
 }
+
+fn nws(upstream: &Upstream) -> Arc<dyn Provider> {
+    Arc::new(
+        crate::provider::Nws::new(crate::provider::NwsConfig {
+            user_agent: AGENT.into(),
+            base_url: upstream.url(),
+            request_timeout: TIMEOUT,
+            max_response_bytes: 1 << 20,
+        })
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn nws_outside_its_coverage_hands_over_without_a_cooldown() {
+    let outside = crate::testing::nws::NwsFake::start(1_795_341_600, 404, "").await;
+    let om = Upstream::start(|_| async { meteo(12.0, 3) }).await;
+    let engine = engine(
+        |c| c.min_refresh_interval_ms = 0,
+        vec![super::Upstream::new(nws(&outside.upstream)), super::Upstream::new(open_meteo(&om))],
+    );
+    let served = get(&engine, "u", 48.8566, 2.3522, Mode::Normal).await.unwrap();
+    assert_eq!(served.entry.provider, "open-meteo");
+    // No cooldown: a refresh of the same area asks NWS again first, and nothing counts as an error.
+    engine.advance_time(60_000);
+    let again = get(&engine, "u", 48.8566, 2.3522, Mode::ForceRefresh).await.unwrap();
+    assert_eq!((again.entry.provider, outside.upstream.hits(), om.hits()), ("open-meteo", 2, 2));
+    let stats = engine.stats();
+    assert_eq!((stats.upstream_errors, stats.providers[0].upstream_errors), (0, 0));
+}
+
+#[tokio::test]
+async fn an_nws_flight_counts_each_of_its_requests_against_the_budget() {
+    let fake = crate::testing::nws::NwsFake::start(1_795_341_600, 200, "max-age=3600").await;
+    let mut budgeted = super::Upstream::new(nws(&fake.upstream));
+    budgeted.budget = BudgetConfig { per_minute: 7, ..BudgetConfig::UNLIMITED };
+    let engine = engine(|_| {}, vec![budgeted]);
+    let served = get(&engine, "u", 39.9526, -75.1652, Mode::Normal).await.unwrap();
+    assert_eq!((served.entry.provider, fake.upstream.hits()), ("nws", 5));
+    assert_eq!(engine.stats().providers[0].upstream_requests, 5, "five requests, five calls");
+    // Five of seven spent: the next flight (another place: five requests again) is admitted
+    // and overspends the minute (the calls were made); the one after is refused without a call.
+    assert!(get(&engine, "u", 40.3, -75.1652, Mode::Normal).await.is_ok());
+    assert_eq!((fake.upstream.hits(), engine.stats().providers[0].upstream_requests), (10, 10));
+    let refused = get(&engine, "u", 40.7, -75.1652, Mode::Normal).await.unwrap_err();
+    assert!(matches!(refused, RequestError::BudgetExhausted { provider: "nws", .. }), "{refused:?}");
+    assert_eq!(fake.upstream.hits(), 10);
+}

@@ -217,6 +217,14 @@ impl Inner {
                 // not a closed service, and never a process abort.
                 Err(()) => Err(ProviderError::Network { message: "the upstream client failed unexpectedly".into() }),
             };
+            if let Ok(answer) = &answer {
+                self.charge_extra(index, answer.extra_calls, background, tier.as_ref());
+            }
+            if matches!(answer, Err(ProviderError::OutsideCoverage)) {
+                // Not a failure: no cooldown, no warning; the next provider is asked.
+                reason = most_telling(reason, RequestError::from_provider(ProviderError::OutsideCoverage, upstream.name()));
+                continue;
+            }
             match answer.and_then(|answer| fetched(answer, previous.as_deref())) {
                 Ok((fetched, warning)) => {
                     if let Some(message) = warning.filter(|_| self.config.log_level <= Level::Warn) {
@@ -310,6 +318,36 @@ impl Inner {
             Err(retry_after_ms) => {
                 self.budget_spent(index, background, retry_after_ms);
                 Err(RequestError::BudgetExhausted { provider, retry_after_ms })
+            }
+        }
+    }
+
+    /// Counts a provider's requests beyond the first of one fetch (see `Answer::extra_calls`):
+    /// in its stats, and against its budget (the shared one with a tier, in the background; the
+    /// calls were made, so they count even past the limit, which then refuses the next fetch).
+    fn charge_extra(&self, index: usize, extra: u32, background: bool, tier: Option<&Arc<SharedTier>>) {
+        if extra == 0 {
+            return;
+        }
+        self.counters.providers[index].upstream_requests.add(u64::from(extra));
+        let upstream = &self.upstreams[index];
+        let (provider, budget) = (upstream.name(), upstream.budget);
+        let Some(limits) = budget.limits(background).filter(|_| budget.is_limited()) else { return };
+        match tier {
+            Some(tier) => {
+                let tier = tier.clone();
+                self.runtime.spawn(async move {
+                    for _ in 0..extra {
+                        let _ = tier.admit(provider, limits, None).await;
+                    }
+                });
+            }
+            None => {
+                let now = self.clock.now();
+                let mut state = self.lock();
+                for _ in 0..extra {
+                    state.providers[index].budget.charge(now);
+                }
             }
         }
     }
@@ -484,10 +522,10 @@ impl Inner {
     /// closed), the area's cooldowns for that provider cleared, its 429 doubling ended.
     fn keep(&self, state: &mut State, fetched: Fetched, provider: usize, at: LatLon) -> Arc<Entry> {
         let now = self.clock.now();
-        let Fetched { observation, hold_ms, validator } = fetched;
+        let Fetched { observation, hold_ms, validator, products } = fetched;
         let held_until = if hold_ms > 0 { now.saturating_add(hold_ms) } else { 0 };
         let name = self.upstreams[provider].name();
-        let entry = Arc::new(self.held_entry(at, &observation, name, now, held_until, validator));
+        let entry = Arc::new(self.held_entry(at, &observation, name, now, held_until, validator, products));
         if !self.is_closed() {
             state.shared.insert(entry.clone());
         }
@@ -516,6 +554,7 @@ impl Inner {
                     provider: entry.provider.to_owned(),
                     held_until: entry.held_until(),
                     validator: entry.validator().map(str::to_owned),
+                    products: entry.products.clone(),
                 };
                 // The lease (its renewal stopped) goes back with the landing.
                 let token = lease.map(Lease::landed);
@@ -534,17 +573,18 @@ impl Inner {
 
 /// A provider's answer as a reading: a 304 renews `previous`'s.
 fn fetched(answer: Answer, previous: Option<&Entry>) -> Result<(Fetched, Option<&'static str>), ProviderError> {
-    let observation = match (answer.observation, previous) {
-        (Some(observation), _) => observation,
-        (None, Some(previous)) => {
-            Observation { condition: previous.summary.condition.as_str().to_owned(), celsius: previous.celsius }
-        }
+    let (observation, products) = match (answer.observation, previous) {
+        (Some(observation), _) => (observation, answer.products),
+        (None, Some(previous)) => (
+            Observation { condition: previous.summary.condition.as_str().to_owned(), celsius: previous.celsius },
+            previous.products.clone(),
+        ),
         (None, None) => {
             return Err(ProviderError::InvalidResponse { message: "not modified, but nothing to renew".into() });
         }
     };
     let hold_ms = answer.hold_for.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
-    Ok((Fetched { observation, hold_ms, validator: answer.validator }, answer.warning))
+    Ok((Fetched { observation, hold_ms, validator: answer.validator, products }, answer.warning))
 }
 
 /// Real time, as the shared counters' windows (the Redis server's) run on it.

@@ -345,6 +345,7 @@ impl Inner {
         fetched_at: i64,
         held_until: i64,
         validator: Option<Box<str>>,
+        products: Option<Arc<crate::cache::Products>>,
     ) -> Entry {
         let ms = |d: u64| i64::try_from(d).unwrap_or(i64::MAX / 4);
         let expires_at = fetched_at.saturating_add(ms(self.config.fresh_ttl_ms)).max(held_until);
@@ -359,6 +360,7 @@ impl Inner {
             expires_at,
             stale_until: stale_until.max(expires_at),
             terms: crate::cache::Terms::boxed(held_until, validator),
+            products,
         }
     }
 }

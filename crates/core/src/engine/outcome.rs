@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::error::RequestError;
-use crate::cache::{Entry, Observation};
+use crate::cache::{Entry, Observation, Products};
 use crate::geo::LatLon;
 
 /// How a flight ended, before the engine interprets it.
@@ -27,4 +27,6 @@ pub(super) struct Fetched {
     /// How long not to ask the provider again about the place (see `Terms::held_until`).
     pub hold_ms: i64,
     pub validator: Option<Box<str>>,
+    /// The answer's forecast products, if it carried any.
+    pub products: Option<Arc<Products>>,
 }

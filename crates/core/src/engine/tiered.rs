@@ -301,6 +301,7 @@ impl Inner {
                     s.fetched_at,
                     s.held_until,
                     validator,
+                    s.products.clone(),
                 )))
             })
             .collect()

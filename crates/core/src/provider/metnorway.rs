@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::body::{read_bounded, transport_error};
 use super::http::{self, coordinate, endpoint, failure};
 use super::{observation, Answer, FetchFuture, Provider, ProviderError, Redactor};
-use crate::cache::Observation;
+use crate::cache::{Observation, Products};
 use crate::geo::LatLon;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.met.no";
@@ -96,10 +96,11 @@ impl MetNorway {
             if validator.is_none() {
                 return Err(ProviderError::InvalidResponse { message: "304 to an unconditional request".into() });
             }
-            return Ok(Answer { observation: None, hold_for, validator, warning });
+            return Ok(Answer { observation: None, hold_for, validator, warning, products: None, extra_calls: 0 });
         }
         let body = read_bounded(response, self.max_response_bytes, &self.redactor).await?;
-        Ok(Answer { observation: Some(parse_compact(&body)?), hold_for, validator, warning })
+        let (observation, products) = read_compact(&body)?;
+        Ok(Answer { observation: Some(observation), hold_for, validator, warning, products: Some(products.into()), extra_calls: 0 })
     }
 }
 
@@ -170,9 +171,17 @@ struct Symbol {
 
 /// Celsius from `properties.timeseries[0].data.instant.details.air_temperature` (required),
 /// the condition from that step's `next_1_hours.summary.symbol_code`.
+#[cfg(test)]
 pub fn parse_compact(body: &[u8]) -> Result<Observation, ProviderError> {
+    read_compact(body).map(|(observation, _)| observation)
+}
+
+/// `parse_compact`, and the answer's products (see `met_norway_products.rs`).
+pub fn read_compact(body: &[u8]) -> Result<(Observation, Products), ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
-    let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    let whole: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    let parsed = Body::deserialize(&whole).map_err(|_| invalid("body is not the expected JSON object"))?;
     let now = parsed
         .properties
         .and_then(|p| p.timeseries.into_iter().next())
@@ -186,7 +195,8 @@ pub fn parse_compact(body: &[u8]) -> Result<Observation, ProviderError> {
         .filter(|t| t.is_finite())
         .ok_or_else(|| invalid("body lacks a numeric air_temperature"))?;
     let symbol = now.next_1_hours.and_then(|n| n.summary).and_then(|s| s.symbol_code);
-    observation(celsius, Some(condition_of_symbol(symbol.as_ref().and_then(|s| s.as_str()).unwrap_or(""))))
+    let observation = observation(celsius, Some(condition_of_symbol(symbol.as_ref().and_then(|s| s.as_str()).unwrap_or(""))))?;
+    Ok((observation, super::met_norway_products::products(&whole)))
 }
 
 /// A MET Norway weather symbol as an OpenWeather-style condition.
@@ -245,6 +255,29 @@ mod tests {
         for bad in [&br#"{"properties":{"timeseries":[]}}"#[..], br#"{"properties":{"timeseries":[{"data":{}}]}}"#, b"[]"] {
             assert!(matches!(parse_compact(bad), Err(ProviderError::InvalidResponse { .. })));
         }
+    }
+
+    #[test]
+    fn reads_hours_then_days_from_the_timeseries() {
+        let t0 = 1_795_341_600; // 2026-11-22T10:00:00Z, 11:00 solar time at 10.75 °E
+        let body = crate::testing::bodies::met_norway(t0, 2.0);
+        let (obs, p) = read_compact(body.as_bytes()).unwrap();
+        assert_eq!(obs, Observation { condition: "Rain".into(), celsius: 2.0 });
+        assert_eq!(p.utc_offset_s, 3_600);
+        let d = p.details.as_ref().unwrap();
+        assert_eq!((d.humidity.get(), d.feels_like_c.get(), d.precip_mm_per_h.get()), (Some(88.2f32 as f64), None, Some(0.5)));
+        assert_eq!(p.hourly.len(), 48);
+        assert_eq!((p.hourly[0].time_s, p.hourly[0].sky.as_str(), p.hourly[0].precip_probability.get()), (t0 as u32, "Rain", None));
+        assert_eq!(p.hourly[2].wind_speed_ms.get(), None, "missing, not zero");
+        assert!(p.daily.len() >= 5 && p.daily.len() <= 8, "{}", p.daily.len());
+        assert_eq!(crate::cache::iso_date(p.daily[0].date as i64), "2026-11-22");
+        // The first local day runs 11:00-23:00 (13 hourly steps): 2.0 to 8.0 °C, 13 × 0.5 mm.
+        assert_eq!((p.daily[0].min_c, p.daily[0].max_c, p.daily[0].precip_mm.get()), (2.0, 8.0, Some(6.5)));
+        assert_eq!(p.daily[0].sky.as_str(), "Clouds");
+        let last = p.daily.last().unwrap();
+        assert_eq!((last.sky.as_str(), last.sunrise_s, last.precip_probability.get()), ("Snow", 0, None));
+        assert!(p.alerts.is_empty());
+        assert!(p.next_hour.is_none(), "MET has no minutes");
     }
 
     #[test]

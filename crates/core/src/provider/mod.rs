@@ -4,12 +4,18 @@ mod body;
 mod custom;
 mod http;
 mod late_key;
+mod json;
+mod met_norway_products;
 mod metnorway;
 mod names;
+mod nws;
+mod one_call_products;
+mod open_meteo_products;
 mod openmeteo;
 mod openweather;
 mod reading;
 mod retry_after;
+mod timestamps;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,14 +24,17 @@ use std::time::Duration;
 pub use custom::{CustomProvider, Fetched};
 pub use late_key::LateKey;
 pub use metnorway::{MetNorway, MetNorwayConfig, DEFAULT_BASE_URL as MET_NORWAY_BASE_URL};
+pub use nws::{condition_of_icon, Nws, NwsConfig, DEFAULT_BASE_URL as NWS_BASE_URL};
 pub use openmeteo::{OpenMeteo, OpenMeteoConfig, DEFAULT_BASE_URL as OPEN_METEO_BASE_URL};
-pub use openweather::{parse_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
-pub use reading::{observation, tidy, MAX_CELSIUS, MIN_CELSIUS};
+pub use openweather::{parse_one_call, read_one_call, OpenWeather, OpenWeatherConfig, DEFAULT_BASE_URL};
+pub use reading::{observation, tidy, tidy_lines, MAX_CELSIUS, MIN_CELSIUS};
 pub use crate::redact::Redactor;
 pub use names::{intern, intern_configured};
 pub use retry_after::parse_retry_after;
+pub use timestamps::parse_rfc3339;
 
-use crate::cache::Observation;
+use crate::cache::{Observation, Products};
+use std::sync::Arc;
 use crate::geo::LatLon;
 
 pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer, ProviderError>> + Send + 'a>>;
@@ -63,12 +72,30 @@ pub struct Answer {
     pub validator: Option<Box<str>>,
     /// Something the operator should know (MET Norway's 203: the product is deprecated).
     pub warning: Option<&'static str>,
+    /// The forecast products the same answer carried (see `cache/products.rs`); `None` when
+    /// this provider has none, or with a 304 (the previous ones hold).
+    pub products: Option<Arc<Products>>,
+    /// Requests made for this answer beyond the first (NWS asks several endpoints): each counts
+    /// as a call, in the stats and against the budget.
+    pub extra_calls: u32,
 }
 
 impl Answer {
     /// A plain reading, with nothing else to say.
     pub fn observed(observation: Observation) -> Answer {
-        Answer { observation: Some(observation), hold_for: None, validator: None, warning: None }
+        Answer {
+            observation: Some(observation),
+            hold_for: None,
+            validator: None,
+            warning: None,
+            products: None,
+            extra_calls: 0,
+        }
+    }
+
+    /// A reading with its forecast products.
+    pub fn with_products(observation: Observation, products: Products) -> Answer {
+        Answer { products: Some(Arc::new(products)), ..Answer::observed(observation) }
     }
 }
 
@@ -100,4 +127,7 @@ pub enum ProviderError {
     InvalidResponse {
         message: String,
     },
+    /// The provider does not cover the place (NWS outside the US): the next provider is asked,
+    /// and the area does not cool down (nothing failed).
+    OutsideCoverage,
 }

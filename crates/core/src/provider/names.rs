@@ -24,7 +24,7 @@ pub fn intern_configured(name: &str) -> &'static str {
 }
 
 fn intern_within(name: &str, max_names: usize) -> &'static str {
-    for known in ["openweather", "open-meteo", "met-norway"] {
+    for known in ["openweather", "open-meteo", "met-norway", "nws"] {
         if name == known {
             return known;
         }

@@ -1,4 +1,5 @@
-//! Open-Meteo: `GET /v1/forecast?latitude&longitude&current=temperature_2m,weather_code`.
+//! Open-Meteo: `GET /v1/forecast?latitude&longitude&current=temperature_2m,weather_code,...`
+//! with the products' variables (see `open_meteo_products.rs`).
 //! Keyless on the free tier (non-commercial use only, CC BY 4.0); the commercial endpoint
 //! (`customer-api.open-meteo.com`) takes `&apikey=`. Errors come as HTTP 400
 //! `{"error": true, "reason": "..."}`.
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use super::body::{read_bounded, transport_error};
 use super::http::{coordinate, HttpProviderConfig, KeyedClient};
 use super::{observation, tidy, Answer, FetchFuture, Provider, ProviderError};
-use crate::cache::Observation;
+use crate::cache::{Observation, Products};
 use crate::geo::LatLon;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.open-meteo.com";
@@ -25,15 +26,17 @@ impl OpenMeteo {
         Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")? })
     }
 
-    async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
+    async fn current(&self, at: LatLon) -> Result<Answer, ProviderError> {
         let http = &self.http;
         let mut url = http.url.clone();
         {
             let mut query = url.query_pairs_mut();
             query
                 .append_pair("latitude", &coordinate(at.lat, http.decimals))
-                .append_pair("longitude", &coordinate(at.lon, http.decimals))
-                .append_pair("current", "temperature_2m,weather_code");
+                .append_pair("longitude", &coordinate(at.lon, http.decimals));
+            for (name, value) in super::open_meteo_products::QUERY {
+                query.append_pair(name, value);
+            }
             if let Some(key) = &http.api_key {
                 query.append_pair("apikey", key);
             }
@@ -52,7 +55,8 @@ impl OpenMeteo {
             None => {}
         }
         let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
-        parse_forecast(&body)
+        let (observation, products) = read_forecast(&body)?;
+        Ok(Answer::with_products(observation, products))
     }
 }
 
@@ -66,7 +70,7 @@ impl Provider for OpenMeteo {
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
-        Box::pin(async move { self.current(at).await.map(Answer::observed) })
+        Box::pin(self.current(at))
     }
 }
 
@@ -101,9 +105,17 @@ struct Current {
 }
 
 /// Extracts `current.temperature_2m` (required) and `current.weather_code` (a WMO code).
+#[cfg(test)]
 pub fn parse_forecast(body: &[u8]) -> Result<Observation, ProviderError> {
+    read_forecast(body).map(|(observation, _)| observation)
+}
+
+/// `parse_forecast`, and the answer's products.
+pub fn read_forecast(body: &[u8]) -> Result<(Observation, Products), ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
-    let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    let whole: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    let parsed = Body::deserialize(&whole).map_err(|_| invalid("body is not the expected JSON object"))?;
     if parsed.error {
         return Err(invalid("body is an error object"));
     }
@@ -115,7 +127,7 @@ pub fn parse_forecast(body: &[u8]) -> Result<Observation, ProviderError> {
         .filter(|t| t.is_finite())
         .ok_or_else(|| invalid("body lacks a numeric current.temperature_2m"))?;
     let code = current.weather_code.as_ref().and_then(serde_json::Value::as_f64);
-    observation(celsius, Some(condition_of_wmo(code)))
+    Ok((observation(celsius, Some(condition_of_wmo(code)))?, super::open_meteo_products::products(&whole)))
 }
 
 /// A WMO weather interpretation code as an OpenWeather-style condition.
@@ -173,6 +185,33 @@ mod tests {
         let reason = reason_of(body.as_bytes(), |text| redactor.redact(text)).unwrap();
         assert!(!reason.contains("k3y-01"), "{reason}");
         assert_eq!(reason.chars().count(), 200);
+    }
+
+    #[test]
+    fn reads_hourly_daily_and_quarter_hours_from_the_same_answer() {
+        let t0 = 1_795_341_600; // 2026-11-22T10:00:00Z, 11:00 at +01:00
+        let body = crate::testing::bodies::open_meteo(t0, 4.0);
+        let (obs, p) = read_forecast(body.as_bytes()).unwrap();
+        assert_eq!(obs, Observation { condition: "Rain".into(), celsius: 4.0 });
+        assert_eq!(p.utc_offset_s, 3_600);
+        let d = p.details.as_ref().unwrap();
+        assert_eq!((d.feels_like_c.get(), d.wind_gust_ms.get(), d.visibility_m.get()), (Some(-1.5), Some(12.4f32 as f64), None));
+        assert_eq!(&*d.description, "rain");
+        assert_eq!(p.hourly.len(), 48, "from the current hour, the past ones of the day left out");
+        let h = &p.hourly[0];
+        assert_eq!((h.time_s, h.wind_gust_ms.get(), h.wind_speed_ms.get()), (t0 as u32, None, Some(5.5)));
+        // The hour starting at t0 takes the precipitation labelled t0 + 1 h (index 12 from
+        // the local midnight at 23:00Z the day before).
+        assert_eq!((h.precip_mm.get(), h.precip_probability.get()), (Some(0.0), Some(0.24f32 as f64)));
+        assert_eq!(p.daily.len(), 8);
+        assert_eq!(crate::cache::iso_date(p.daily[0].date as i64), "2026-11-22");
+        assert_eq!((p.daily[0].min_c, p.daily[0].max_c, p.daily[1].precip_probability.get()), (2.0, 7.0, None));
+        assert!(p.alerts.is_empty());
+        let next = p.next_hour.as_ref().unwrap();
+        assert_eq!((next.start_s, next.step_s), (t0 as u32 + 900, 900), "from the current quarter hour");
+        assert_eq!(&*next.mm_per_h, &[0.0, 2.0, 2.0, 2.0], "mm per quarter hour, as mm/h, read one step ahead");
+        let (_, bare) = read_forecast(br#"{"current":{"temperature_2m":1}}"#).unwrap();
+        assert!(bare.hourly.is_empty() && bare.daily.is_empty() && bare.next_hour.is_none());
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! OpenWeather One Call 3.0: `GET /data/3.0/onecall?lat&lon&exclude&units=metric&appid`.
+//! OpenWeather One Call 3.0: `GET /data/3.0/onecall?lat&lon&units=metric&appid`. Nothing is
+//! excluded: every part of the answer (`current`, `minutely`, `hourly`, `daily`, `alerts`) is
+//! a product some caller may ask for, and the call costs the same.
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::body::{read_bounded, transport_error};
 use super::http::{HttpProviderConfig, KeyedClient};
+use super::one_call_products::{main_of, products};
 use super::{observation, Answer, FetchFuture, LateKey, Provider, ProviderError};
-use crate::cache::Observation;
+use crate::cache::{Observation, Products};
 use crate::geo::LatLon;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openweathermap.org";
@@ -29,7 +32,7 @@ impl OpenWeather {
         self
     }
 
-    async fn current(&self, at: LatLon) -> Result<Observation, ProviderError> {
+    async fn current(&self, at: LatLon) -> Result<Answer, ProviderError> {
         let http = &self.http;
         // The configured key, or the late one as it is now (it may change while this runs).
         let late = http.late_key.as_ref().and_then(LateKey::current).filter(|_| http.api_key.is_none());
@@ -42,7 +45,6 @@ impl OpenWeather {
         url.query_pairs_mut()
             .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
             .append_pair("lon", &format!("{:.*}", http.decimals, at.lon))
-            .append_pair("exclude", "minutely,hourly,daily,alerts")
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
@@ -59,7 +61,8 @@ impl OpenWeather {
             return Err(refused(error));
         }
         let body = read_bounded(response, http.max_response_bytes, redactor).await?;
-        parse_one_call(&body).map_err(refused)
+        let (observation, products) = read_one_call(&body).map_err(refused)?;
+        Ok(Answer::with_products(observation, products))
     }
 }
 
@@ -80,26 +83,8 @@ impl Provider for OpenWeather {
     }
 
     fn fetch<'a>(&'a self, at: LatLon, _: Option<&'a str>) -> FetchFuture<'a> {
-        Box::pin(async move { self.current(at).await.map(Answer::observed) })
+        Box::pin(self.current(at))
     }
-}
-
-#[derive(Deserialize)]
-struct Body {
-    current: Option<Current>,
-    cod: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Current {
-    temp: Option<serde_json::Value>,
-    #[serde(default)]
-    weather: Vec<Condition>,
-}
-
-#[derive(Deserialize)]
-struct Condition {
-    main: Option<serde_json::Value>,
 }
 
 /// Extracts `current.temp` (a number in a physical range: a missing reading is an error, never
@@ -107,9 +92,18 @@ struct Condition {
 /// (`{"cod":429,…}`, `cod` as number or string) is treated as that error; `cod` 401 is the key
 /// refused.
 pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
+    read_one_call(body).map(|(observation, _)| observation)
+}
+
+/// `parse_one_call`, and the answer's products (see `one_call_products.rs`).
+pub fn read_one_call(body: &[u8]) -> Result<(Observation, Products), ProviderError> {
     let invalid = |message: &str| ProviderError::InvalidResponse { message: message.to_owned() };
-    let parsed: Body = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
-    let cod = parsed.cod.as_ref().and_then(|c| match c {
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| invalid("body is not the expected JSON object"))?;
+    if !parsed.is_object() {
+        return Err(invalid("body is not the expected JSON object"));
+    }
+    let current = parsed.get("current").filter(|c| c.is_object());
+    let cod = parsed.get("cod").and_then(|c| match c {
         serde_json::Value::Number(n) => n.as_u64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -117,21 +111,20 @@ pub fn parse_one_call(body: &[u8]) -> Result<Observation, ProviderError> {
     match cod {
         Some(429) => return Err(ProviderError::RateLimited { retry_after: None }),
         // `{"cod":401,"message":"Invalid API key..."}`: every request carries the key.
-        Some(401) if parsed.current.is_none() => return Err(ProviderError::KeyRejected { status: 401 }),
-        Some(code) if parsed.current.is_none() && !(200..300).contains(&code) => {
+        Some(401) if current.is_none() => return Err(ProviderError::KeyRejected { status: 401 }),
+        Some(code) if current.is_none() && !(200..300).contains(&code) => {
             return Err(ProviderError::Status { status: code.min(u16::MAX as u64) as u16, reason: None })
         }
         _ => {}
     }
-    let current = parsed.current.ok_or_else(|| invalid("body has no current conditions"))?;
+    let current = current.ok_or_else(|| invalid("body has no current conditions"))?;
     let celsius = current
-        .temp
-        .as_ref()
-        .and_then(serde_json::Value::as_f64)
+        .get("temp")
+        .and_then(Value::as_f64)
         .filter(|t| t.is_finite())
         .ok_or_else(|| invalid("body lacks a numeric current.temp"))?;
-    let condition = current.weather.first().and_then(|w| w.main.as_ref()).and_then(serde_json::Value::as_str);
-    observation(celsius, condition)
+    let condition = main_of(current);
+    Ok((observation(celsius, condition)?, products(&parsed)))
 }
 
 #[cfg(test)]
@@ -144,6 +137,45 @@ mod tests {
         assert_eq!(obs, Observation { condition: "Clouds".into(), celsius: 20.6 });
         let obs = parse_one_call(br#"{"current":{"temp":-3}}"#).unwrap();
         assert_eq!(obs.condition, "Unknown");
+    }
+
+    #[test]
+    fn reads_every_product_of_the_same_answer() {
+        let t0 = 1_795_341_600; // 2026-11-22T10:00:00Z, 12:00 at +02:00
+        let body = crate::testing::bodies::one_call(t0, 7.25);
+        let (obs, p) = read_one_call(body.as_bytes()).unwrap();
+        assert_eq!(obs, Observation { condition: "Rain".into(), celsius: 7.25 });
+        assert_eq!(p.utc_offset_s, 7_200);
+        let d = p.details.as_ref().unwrap();
+        assert_eq!((d.feels_like_c.get(), d.humidity.get(), d.pressure_hpa.get()), (Some(1.9f32 as f64), Some(87.0), Some(1013.0)));
+        assert_eq!((d.wind_speed_ms.get(), d.wind_gust_ms.get(), d.wind_deg.get()), (Some(5.7f32 as f64), None, Some(240.0)));
+        assert_eq!((d.visibility_m.get(), d.precip_mm_per_h.get(), &*d.description), (Some(8000.0), Some(0.6f32 as f64), "light rain"));
+        assert_eq!(p.hourly.len(), 48);
+        assert_eq!((p.hourly[0].time_s, p.hourly[0].temp_c, p.hourly[0].sky.as_str()), (t0 as u32, 7.25, "Rain"));
+        assert_eq!(p.hourly[0].precip_probability.get(), Some(0.65f32 as f64));
+        assert_eq!((p.hourly[1].wind_gust_ms.get(), p.hourly[1].precip_mm.get()), (None, None), "missing, not zero");
+        assert_eq!(p.daily.len(), 8);
+        assert_eq!(crate::cache::iso_date(p.daily[0].date as i64), "2026-11-22");
+        assert_eq!((p.daily[0].min_c, p.daily[0].max_c, p.daily[2].precip_mm.get()), (4.25, 11.25, None));
+        assert_eq!(p.daily[0].sunrise_s, t0 as u32 - 4 * 3_600);
+        assert_eq!(p.alerts.len(), 1);
+        let alert = &p.alerts[0];
+        assert_eq!((&*alert.event, &*alert.sender), ("Moderate wind warning", "METEO-FRANCE"));
+        assert_eq!((alert.start_s, &*alert.description), (t0 as i64 + 3_600, "Strong gusts expected.\nSecure loose objects."));
+        let next = p.next_hour.as_ref().unwrap();
+        assert_eq!((next.start_s, next.step_s, next.mm_per_h.len()), (t0 as u32, 60, 61));
+        assert_eq!((next.mm_per_h[39], next.mm_per_h[40]), (0.0, 1.8));
+    }
+
+    #[test]
+    fn a_bare_answer_has_empty_products() {
+        let (_, p) = read_one_call(br#"{"current":{"temp":3,"weather":"oops","humidity":"x"},"hourly":7,"alerts":[{}]}"#).unwrap();
+        let d = p.details.unwrap();
+        assert_eq!((d.humidity.get(), &*d.description), (None, ""));
+        assert!(p.hourly.is_empty() && p.daily.is_empty() && p.alerts.is_empty() && p.next_hour.is_none());
+        let (_, p) = read_one_call(br#"{"current":{"temp":3},"hourly":[{"dt":1,"temp":500},{"temp":1}],"minutely":[]}"#).unwrap();
+        assert!(p.hourly.is_empty(), "an hour without a time or a possible temperature is left out");
+        assert!(p.next_hour.is_none());
     }
 
     #[test]

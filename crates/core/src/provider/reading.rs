@@ -39,6 +39,14 @@ pub fn tidy(text: &str, max_chars: usize) -> String {
     trimmed.trim_end().to_owned()
 }
 
+/// A provider's multi-line text (an alert's description): each line tidied, line breaks kept,
+/// at most `max_chars` characters in all.
+pub fn tidy_lines(text: &str, max_chars: usize) -> String {
+    let lines: Vec<String> = text.lines().map(|line| tidy(line, max_chars)).collect();
+    let joined = lines.join("\n");
+    joined.trim().chars().take(max_chars).collect::<String>().trim_end().to_owned()
+}
+
 /// Characters that print nothing or rearrange what prints: controls (Cc), Unicode's format
 /// characters (Cf: bidirectional overrides, zero-width joiners, the BOM...) and the line and
 /// paragraph separators. A display line must read as it is.
@@ -65,6 +73,12 @@ mod tests {
         }
         assert_eq!(observation(-100.0, None).unwrap().celsius, -100.0);
         assert_eq!(observation(70.0, None).unwrap().celsius, 70.0);
+    }
+
+    #[test]
+    fn multi_line_texts_keep_their_lines_only() {
+        assert_eq!(tidy_lines("* WHAT...Heavy snow.\r\n\n* WHERE...Hills\u{202E}.\n", 100), "* WHAT...Heavy snow.\n\n* WHERE...Hills.");
+        assert_eq!(tidy_lines(&"x\n".repeat(100), 9), "x\nx\nx\nx\nx");
     }
 
     #[test]

@@ -135,6 +135,7 @@ async fn an_acl_user_with_exactly_the_documented_rules_works() {
         provider: "openweather".into(),
         held_until: 0,
         validator: None,
+        products: None,
     };
     tier.store(&stored, Duration::from_secs(60), Some("token")).await.unwrap();
     assert_eq!(
@@ -194,6 +195,7 @@ async fn a_key_of_the_wrong_type_is_that_areas_miss_not_an_outage() {
         provider: "openweather".into(),
         held_until: 0,
         validator: None,
+        products: None,
     };
     tier.store(&stored(x), Duration::from_secs(600), None).await.unwrap();
     tier.store(&stored(y), Duration::from_secs(600), None).await.unwrap();

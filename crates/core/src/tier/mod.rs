@@ -18,6 +18,7 @@ mod ledger;
 mod link;
 mod metrics;
 mod payload;
+mod products;
 mod policy;
 mod scripts;
 mod tiles;

@@ -9,6 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::products::{self, MAX_PRODUCTS_BYTES};
+use crate::cache::Products;
 use crate::geo::LatLon;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +29,9 @@ pub struct Stored {
     /// The provider's validator (`Last-Modified`), so that any instance's refresh is
     /// conditional.
     pub validator: Option<String>,
+    /// The entry's forecast products (see `products.rs`), so that another instance serves
+    /// every product from the one upstream call.
+    pub products: Option<Arc<Products>>,
 }
 
 /// The longest hold a payload may claim past its `fetched_at`: the providers cap theirs at a
@@ -36,7 +43,11 @@ const MAX_VALIDATOR_BYTES: usize = 128;
 /// The payload schema this build writes. 2: `s` added (1, the first, had none; same fields).
 pub const SCHEMA: u32 = 2;
 
-/// Short field names: a payload is about 95 bytes. `f`, `h` and `s` are also read by the Lua
+/// The longest payload whose products are read (the summary's fields take ~200 bytes at most).
+const MAX_PAYLOAD_BYTES: usize = MAX_PRODUCTS_BYTES + 1024;
+
+/// Short field names: a payload is about 95 bytes (plus a few KB with products, `x`, which
+/// readers of before products ignore: the schema did not change). `f`, `h` and `s` are also read by the Lua
 /// scripts.
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
@@ -52,6 +63,14 @@ struct Wire<'a> {
     h: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "products_or_none")]
+    x: Option<products::Wire>,
+}
+
+/// Products we cannot read are dropped, not the payload: its summary is still good.
+fn products_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<products::Wire>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 fn first_schema() -> u32 {
@@ -74,6 +93,7 @@ impl Stored {
             p: self.provider.as_str().into(),
             h: self.held_until,
             v: self.validator.as_deref().map(Into::into),
+            x: self.products.as_deref().map(products::encode),
         };
         serde_json::to_string(&wire).expect("plain numbers and strings encode")
     }
@@ -99,6 +119,7 @@ impl Stored {
                 .v
                 .filter(|v| v.len() <= MAX_VALIDATOR_BYTES && v.bytes().all(|b| (b' '..=b'~').contains(&b)))
                 .map(|v| v.into_owned()),
+            products: wire.x.filter(|_| bytes.len() <= MAX_PAYLOAD_BYTES).and_then(products::decode).map(Arc::new),
         })
     }
 }
@@ -134,6 +155,7 @@ mod tests {
             provider: "openweather".into(),
             held_until: 0,
             validator: None,
+            products: None,
         };
         assert_eq!(Stored::decode(stored.encode().as_bytes()), Some(stored.clone()));
         let held = Stored {
@@ -169,6 +191,7 @@ mod tests {
             provider: "met-norway".into(),
             held_until: now + 365 * 86_400_000 + 1_800_000,
             validator: None,
+            products: None,
         };
         let seen = ahead.clone().received(5_000, now);
         assert_eq!(

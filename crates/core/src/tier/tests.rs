@@ -26,6 +26,7 @@ fn stored(lat: f64, lon: f64, fetched_at: i64) -> Stored {
         provider: "openweather".into(),
         held_until: 0,
         validator: None,
+        products: None,
     }
 }
 

@@ -20,7 +20,7 @@ fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
 
 fn stored(at: LatLon) -> Stored {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    Stored { celsius: 3.0, condition: "Snow".into(), fetched_at: now, location: at, provider: "openweather".into(), held_until: 0, validator: None }
+    Stored { celsius: 3.0, condition: "Snow".into(), fetched_at: now, location: at, provider: "openweather".into(), held_until: 0, validator: None, products: None }
 }
 
 fn lookup<'a>(at: LatLon, member: &'a str, token: &'a str) -> LeaseRequest<'a> {

@@ -81,6 +81,8 @@ pub const FLAGS: &[Flag] = &[
     flag("met-norway-user-agent", Kind::Text, Some("WEATHER_CACHE_MET_NORWAY_USER_AGENT")),
     flag("open-meteo-url", Kind::Text, Some("WEATHER_CACHE_OPEN_METEO_URL")),
     flag("met-norway-url", Kind::Text, Some("WEATHER_CACHE_MET_NORWAY_URL")),
+    flag("nws-user-agent", Kind::Text, Some("WEATHER_CACHE_NWS_USER_AGENT")),
+    flag("nws-url", Kind::Text, Some("WEATHER_CACHE_NWS_URL")),
 ];
 
 /// A checked value.

@@ -77,12 +77,14 @@ Options:
   --budget-per-minute <n>  at most n OpenWeather calls a minute (across instances with --redis)
   --budget-per-day <n>     at most n OpenWeather calls a UTC day (likewise)
   --providers <list>       providers in order of preference, comma-separated, among
-                           openweather, open-meteo, met-norway (default openweather); a fetch
+                           openweather, open-meteo, met-norway, nws (default openweather); a fetch
                            fails over to the next on a 429, an error or a timeout. Open-Meteo's
                            free tier is for non-commercial use only (see the README)
   --met-norway-user-agent <ua>  who you are, for MET Norway (required with met-norway)
   --open-meteo-url <url>   Open-Meteo base URL (default https://api.open-meteo.com)
   --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
+  --nws-user-agent <ua>    who you are, for the US National Weather Service (required with nws)
+  --nws-url <url>          NWS base URL (default https://api.weather.gov)
   -V, --version            the version
   -h, --help               this text
 

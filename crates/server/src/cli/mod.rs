@@ -89,8 +89,8 @@ pub fn flag_of(option: &str) -> String {
         "budget.perDay" => "--budget-per-day",
         "budget.whenRedisDown" => "--when-redis-down",
         "providers" => "--providers",
-        o if o.starts_with("providers[") && o.ends_with(".userAgent") => "--met-norway-user-agent",
-        o if o.starts_with("providers[") && o.ends_with(".baseUrl") => "--open-meteo-url / --met-norway-url",
+        o if o.starts_with("providers[") && o.ends_with(".userAgent") => "--met-norway-user-agent / --nws-user-agent",
+        o if o.starts_with("providers[") && o.ends_with(".baseUrl") => "--open-meteo-url / --met-norway-url / --nws-url",
         o if o.starts_with("providers[") => "--providers",
         other => return format!("[service] {other}"),
     };
@@ -292,14 +292,14 @@ fn overlay_service(given: &Given, service: &mut ServiceOptions) -> Result<(), St
 /// `--providers` and the flags of each provider.
 fn providers(given: &Given) -> Result<Option<Vec<ProviderOption>>, String> {
     let Some(names) = given.text("providers") else {
-        for flag in ["met-norway-user-agent", "open-meteo-url", "met-norway-url"] {
+        for flag in ["met-norway-user-agent", "open-meteo-url", "met-norway-url", "nws-user-agent", "nws-url"] {
             if given.get(flag).is_some() {
                 return Err(format!("{} goes with --providers", given.shown(flag)));
             }
         }
         return Ok(None);
     };
-    const KNOWN: [&str; 3] = ["openweather", "open-meteo", "met-norway"];
+    const KNOWN: [&str; 4] = ["openweather", "open-meteo", "met-norway", "nws"];
     names
         .split(',')
         .map(str::trim)
@@ -317,6 +317,15 @@ fn providers(given: &Given) -> Result<Option<Vec<ProviderOption>>, String> {
                     ..Default::default()
                 })),
                 None => Err("--providers met-norway needs --met-norway-user-agent (MET Norway's terms: your app and a contact)".to_owned()),
+            },
+            "nws" => match given.text("nws-user-agent") {
+                Some(ua) => Ok(ProviderOption::Configured(ProviderSettings {
+                    name: name.to_owned(),
+                    user_agent: Some(ua.to_owned()),
+                    base_url: given.text("nws-url").map(str::to_owned),
+                    ..Default::default()
+                })),
+                None => Err("--providers nws needs --nws-user-agent (NWS asks for your app and a contact)".to_owned()),
             },
             other => Err(format!("--providers: unknown provider \"{other}\" (known: {})", KNOWN.join(", "))),
         })

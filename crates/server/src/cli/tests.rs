@@ -68,7 +68,7 @@ fn redis_flags_fill_the_core_options_and_errors_name_flags() {
     assert!(exit.stderr.starts_with("weather-cache: --redis-key-prefix goes with --redis\n"), "{}", exit.stderr);
     assert_eq!(flag_of("redis"), "--redis");
     assert_eq!(flag_of("redis.keyPrefix"), "--redis-key-prefix");
-    assert_eq!(flag_of("providers[1].userAgent"), "--met-norway-user-agent");
+    assert_eq!(flag_of("providers[1].userAgent"), "--met-norway-user-agent / --nws-user-agent");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod counters;
 pub mod forwarded;
 mod host;
 mod limits;
+mod products;
 pub mod query;
 mod request_id;
 mod routes;
@@ -182,9 +183,9 @@ impl Shared {
         self.status.seen(at);
     }
 
-    async fn status(&self) -> String {
+    async fn status(&self, selected: Option<LatLon>) -> String {
         let shared = status::shared_calls(&self.engine).await;
-        self.status.json(&self.engine, self.counters.requests.get(), shared.as_deref())
+        self.status.json(&self.engine, self.counters.requests.get(), shared.as_deref(), selected)
     }
 
     fn metrics(&self) -> String {

@@ -1,7 +1,10 @@
-//! `GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial]`: the query, read without
+//! `GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial][&include=hourly,daily,..]`:
+//! the query, read without
 //! trusting it. Values are percent-decoded (`+` is a space) and must be UTF-8; numbers follow a
 //! plain decimal grammar (no `inf`, `NaN`, hex or empty strings, which Rust's parser or a lax
 //! one would accept). Every refusal says which parameter, with a Node-style code.
+
+use weather_cache_core::cache::Wanted;
 
 /// Longest accepted query string, in bytes (longer ones get 414).
 pub const MAX_QUERY_BYTES: usize = 2048;
@@ -29,6 +32,8 @@ pub struct WeatherQuery {
     pub lon: f64,
     pub user: String,
     pub units: Units,
+    /// The forecast products asked for (`include=details,hourly,daily,alerts,nextHour`).
+    pub include: Wanted,
 }
 
 /// Why a query was refused: `code` and `message` go into `{ error: { code, message } }`.
@@ -43,7 +48,7 @@ fn error(code: &'static str, message: String) -> QueryError {
 }
 
 pub fn parse(query: &str) -> Result<WeatherQuery, QueryError> {
-    let (mut lat, mut lon, mut user, mut units) = (None, None, None, None);
+    let (mut lat, mut lon, mut user, mut units, mut include) = (None, None, None, None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let slot = match decode(name).as_deref() {
@@ -51,6 +56,7 @@ pub fn parse(query: &str) -> Result<WeatherQuery, QueryError> {
             Some("lon") => &mut lon,
             Some("user") => &mut user,
             Some("units") => &mut units,
+            Some("include") => &mut include,
             _ => continue,
         };
         // The first occurrence counts, as with URLSearchParams.get.
@@ -80,7 +86,17 @@ pub fn parse(query: &str) -> Result<WeatherQuery, QueryError> {
             format!("The \"user\" query parameter must be a non-empty string of at most {MAX_USER_BYTES} bytes"),
         ));
     }
-    Ok(WeatherQuery { lat, lon, user, units })
+    let mut wanted = Wanted::NONE;
+    for name in include.as_deref().unwrap_or("").split(',').filter(|n| !n.is_empty()) {
+        let Some(product) = Wanted::named(name) else {
+            return Err(error(
+                "ERR_INVALID_ARG_VALUE",
+                format!("The \"include\" query parameter must list only {}. Received '{}'", Wanted::listed(), shown(name)),
+            ));
+        };
+        wanted = wanted.with(product);
+    }
+    Ok(WeatherQuery { lat, lon, user, units, include: wanted })
 }
 
 fn coordinate(name: &str, raw: Option<String>, limit: f64) -> Result<f64, QueryError> {
@@ -172,7 +188,12 @@ mod tests {
     #[test]
     fn reads_the_parameters() {
         let q = parse("lat=48.8566&lon=2.3522&user=drone%2017&units=imperial").unwrap();
-        assert_eq!(q, WeatherQuery { lat: 48.8566, lon: 2.3522, user: "drone 17".into(), units: Units::Imperial });
+        assert_eq!(
+            q,
+            WeatherQuery { lat: 48.8566, lon: 2.3522, user: "drone 17".into(), units: Units::Imperial, include: Wanted::NONE }
+        );
+        let q = parse("lat=1&lon=2&include=hourly%2Calerts,hourly").unwrap();
+        assert!(q.include.has("hourly") && q.include.has("alerts") && !q.include.has("daily"));
         let q = parse("lon=-180&lat=+90&pad=x&lat=1").unwrap();
         assert_eq!((q.lat, q.lon, q.user.as_str(), q.units), (90.0, -180.0, "anonymous", Units::Metric));
         assert_eq!(parse("lat=1e1&lon=.5").unwrap().lat, 10.0);
@@ -192,6 +213,7 @@ mod tests {
         assert_eq!(code("lat=1e400&lon=2"), "ERR_INVALID_ARG_VALUE", "not finite");
         assert_eq!(code("lat=1&lon=2&units=kelvin"), "ERR_INVALID_ARG_VALUE");
         assert_eq!(code("lat=1&lon=2&user="), "ERR_INVALID_ARG_VALUE");
+        assert_eq!(code("lat=1&lon=2&include=hourly,weekly"), "ERR_INVALID_ARG_VALUE");
         assert_eq!(code(&format!("lat=1&lon=2&user={}", "x".repeat(257))), "ERR_INVALID_ARG_VALUE");
         assert_eq!(code("lat=1&lon=2&user=%ff"), "ERR_INVALID_ARG_VALUE", "not UTF-8");
         assert!(parse("lat=1&lon=2&user=%").is_ok(), "a lone % stays literal");

@@ -3,12 +3,12 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/weather?lat&lon[&user][&units]` | the weather, `Cache-Control: max-age` = freshness left, a weak `ETag` per entry and units, `304` for a matching `If-None-Match` |
+//! | `GET /v1/weather?lat&lon[&user][&units][&include]` | the weather (and the forecast products asked for), `Cache-Control: max-age` = freshness left, a weak `ETag` per entry, units and products, `304` for a matching `If-None-Match` |
 //! | `GET /metrics` | Prometheus text (behind the token unless public) |
 //! | `GET /healthz` | `ok`: the process serves (always open) |
 //! | `GET /readyz` | `{ ready }`: 503 while draining or when no provider may be asked (always open) |
 //! | `GET /` | the status page (`status.rs`), behind the token (or its cookie) |
-//! | `GET /v1/status` | what the status page draws, as JSON, likewise |
+//! | `GET /v1/status[?entry=lat,lon]` | what the status page draws, as JSON, likewise (with the next hours of the entry nearest `entry`) |
 //! | `POST /login` | the status page's form: sets its cookie (see `auth.rs`) |
 //!
 //! Checks, in order: the request target's and head's size (414, 431), `Host` (400 without one
@@ -31,8 +31,8 @@ use super::clients::Client;
 use super::host::{self, HostError};
 use super::limits::{ClientKey, Exceeded, IpKey};
 use super::query::{self, Units, MAX_QUERY_BYTES};
-use super::{auth, site, status, validators, Shared};
-use weather_cache_core::cache::Freshness;
+use super::{auth, products, site, status, validators, Shared};
+use weather_cache_core::cache::{Freshness, Wanted};
 use weather_cache_core::engine::{Begin, Mode, Recorder, RequestError, Served};
 use weather_cache_core::geo::LatLon;
 
@@ -229,7 +229,8 @@ pub async fn route(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>
         Route::Metrics => text(StatusCode::OK, &shared.metrics(), "text/plain; version=0.0.4; charset=utf-8", head).into(),
         Route::Page => page(StatusCode::OK, status::PAGE, status::PAGE_POLICY, head).into(),
         Route::Status => {
-            let mut response = text(StatusCode::OK, &shared.status().await, "application/json; charset=utf-8", head);
+            let selected = status::selected(request.uri().query());
+            let mut response = text(StatusCode::OK, &shared.status(selected).await, "application/json; charset=utf-8", head);
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response.into()
         }
@@ -356,16 +357,24 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
     match result {
         Ok(served) => {
             let source = served.source.as_str();
-            Answer { response: weather_response(shared, request, &served, query.units, head), source: Some(source) }
+            let response = weather_response(shared, request, &served, query.units, query.include, head);
+            Answer { response, source: Some(source) }
         }
         Err(failure) => unavailable(&failure, head).into(),
     }
 }
 
-fn weather_response<B>(shared: &Shared, request: &Request<B>, served: &Served, units: Units, head: bool) -> Response<Body> {
+fn weather_response<B>(
+    shared: &Shared,
+    request: &Request<B>,
+    served: &Served,
+    units: Units,
+    include: Wanted,
+    head: bool,
+) -> Response<Body> {
     let entry = &served.entry;
     let now = shared.engine.now();
-    let etag = etag(entry, units);
+    let etag = etag(entry, units, include, now);
     let max_age = match entry.freshness(now) {
         Freshness::Fresh => (entry.expires_at - now) / 1_000,
         _ => 0,
@@ -379,7 +388,7 @@ fn weather_response<B>(shared: &Shared, request: &Request<B>, served: &Served, u
     let summary = &entry.summary;
     let temp = if units == Units::Metric { summary.temp_c } else { summary.temp_f };
     let condition = serde_json::to_string(summary.condition.as_str()).unwrap_or_else(|_| "\"Unknown\"".into());
-    let body = format!(
+    let mut body = format!(
         "{{\"condition\":{condition},\"tempC\":{},\"tempF\":{},\"temp\":{},\"units\":\"{}\",\"source\":\"{}\",\"fetchedAt\":{},\"ageMs\":{}}}",
         number(summary.temp_c),
         number(summary.temp_f),
@@ -389,15 +398,30 @@ fn weather_response<B>(shared: &Shared, request: &Request<B>, served: &Served, u
         entry.fetched_at,
         entry.age(now),
     );
+    if !include.is_empty() {
+        // The summary's members first, as without products; then the products asked for.
+        body.pop();
+        for (name, value) in products::members(entry, include, units, now) {
+            body.push_str(&format!(",\"{name}\":{value}"));
+        }
+        body.push('}');
+    }
     builder = builder.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
     respond(builder, StatusCode::OK, body, head)
 }
 
-/// A weak validator per entry and units: the body's `ageMs` changes every millisecond, what it
-/// says about the weather does not. Equal on every instance serving the same entry.
-fn etag(entry: &weather_cache_core::cache::Entry, units: Units) -> String {
+/// A weak validator per entry, units and products asked for: the body's `ageMs` changes every
+/// millisecond, what it says about the weather does not; the products' past hours, days and
+/// minutes leave it as time goes, so those count too. Equal on every instance serving the
+/// same entry.
+fn etag(entry: &weather_cache_core::cache::Entry, units: Units, include: Wanted, now: i64) -> String {
     let place = entry.location.lat.to_bits() ^ entry.location.lon.to_bits().rotate_left(29);
-    format!("W/\"{:x}-{:x}-{}\"", entry.fetched_at, place, &units.as_str()[..1])
+    let products = if include.is_empty() {
+        String::new()
+    } else {
+        format!("-p{:x}{}", include.bits(), products::served_cut(entry, include, now))
+    };
+    format!("W/\"{:x}-{:x}-{}{products}\"", entry.fetched_at, place, &units.as_str()[..1])
 }
 
 /// A JS-style number: integers without a fraction.

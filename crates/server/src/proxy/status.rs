@@ -19,6 +19,42 @@ use weather_cache_core::engine::{Engine, Stats};
 use weather_cache_core::geo::LatLon;
 use weather_cache_core::tier::SharedCalls;
 
+/// Hours of a selected entry shown on the page.
+const SELECTED_HOURS: usize = 12;
+
+/// `?entry=lat,lon` of a status request.
+pub fn selected(query: Option<&str>) -> Option<LatLon> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix("entry="))?;
+    let value = value.replace("%2C", ",").replace("%2c", ",");
+    let (lat, lon) = value.split_once(',')?;
+    let (lat, lon): (f64, f64) = (lat.trim().parse().ok()?, lon.trim().parse().ok()?);
+    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then(|| LatLon::new(lat, lon))
+}
+
+/// An entry's place and its next hours (from the current one), for the page's table.
+fn next_hours(entry: &weather_cache_core::cache::Entry, now: i64) -> Value {
+    let shown = |m: weather_cache_core::cache::Maybe| m.get().map(|v| format!("{}", v as f32).parse::<f64>().unwrap_or(v));
+    let hours: Vec<Value> = entry
+        .products
+        .as_deref()
+        .map(|p| p.hours_from(now).iter().take(SELECTED_HOURS).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| {
+            json!({
+                "time": h.time_s as i64 * 1_000,
+                "tempC": weather_cache_core::cache::js_round_tenth(h.temp_c as f64),
+                "condition": h.sky.as_str(),
+                "precipProbability": shown(h.precip_probability),
+                "precipMm": shown(h.precip_mm),
+                "windSpeedMs": shown(h.wind_speed_ms),
+                "windGustMs": shown(h.wind_gust_ms),
+            })
+        })
+        .collect();
+    json!({ "lat": entry.location.lat, "lon": entry.location.lon, "provider": entry.provider, "hours": hours })
+}
+
 /// The page (no external scripts, fonts or tiles: it works offline).
 pub const PAGE: &str = include_str!("status.html");
 /// Its Content-Security-Policy: its own inline script and style, requests to itself, nothing else.
@@ -72,8 +108,9 @@ impl Status {
 
     /// The status as JSON. `proxy_requests`: requests the proxy answered so far. `shared`:
     /// with a shared tier, each provider's calls by every instance (`None` where Redis did not
-    /// answer), from `shared_calls`.
-    pub fn json(&self, engine: &Engine, proxy_requests: u64, shared: Option<&[Option<SharedCalls>]>) -> String {
+    /// answer), from `shared_calls`. `selected`: the place of the entry the operator picked
+    /// (`?entry=lat,lon`), whose next hours are added.
+    pub fn json(&self, engine: &Engine, proxy_requests: u64, shared: Option<&[Option<SharedCalls>]>, selected: Option<LatLon>) -> String {
         let stats = engine.stats();
         let now = engine.now();
         let config = engine.config();
@@ -109,8 +146,14 @@ impl Status {
                 })
             })
             .collect();
-        let entries: Vec<Value> = engine
-            .live_entries(MAX_ENTRIES)
+        let live = engine.live_entries(MAX_ENTRIES);
+        let selected = selected.and_then(|at| {
+            let nearest = live.iter().min_by(|a, b| {
+                weather_cache_core::geo::distance_km(at, a.location).total_cmp(&weather_cache_core::geo::distance_km(at, b.location))
+            })?;
+            Some(next_hours(nearest, now))
+        });
+        let entries: Vec<Value> = live
             .iter()
             .map(|e| {
                 json!({
@@ -140,6 +183,7 @@ impl Status {
             "entries": entries,
             "sharedEntries": stats.shared_entries,
             "recent": self.recent(),
+            "selected": selected,
         });
         status.to_string()
     }
