@@ -48,6 +48,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
         fresh_ttl_ms: reader.duration("freshTtlMs")?,
         stale_ttl_ms: reader.duration("staleTtlMs")?,
         min_refresh_interval_ms: reader.duration("minRefreshIntervalMs")?,
+        refresh_ahead_ms: reader.duration("refreshAheadMs")?,
         initial_backoff_ms: reader.duration("initialBackoffMs")?,
         max_backoff_ms: reader.duration("maxBackoffMs")?,
         error_cooldown_ms: reader.duration("errorCooldownMs")?,

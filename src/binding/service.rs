@@ -21,7 +21,7 @@ use super::summaries::{Summaries, SummariesId};
 use super::values::{ForecastResult, JsValueOf, WeatherStats};
 use weather_cache_core::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
-    Source,
+    Source, MAX_DURATION_MS,
 };
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
@@ -95,7 +95,8 @@ impl WeatherService {
     }
 
     /// Like `getWeather`, with where the answer came from, and errors as rejections with a
-    /// `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`.
+    /// `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`;
+    /// `maxAgeMs` treats an entry older than that (and than `minRefreshIntervalMs`) as a miss.
     #[napi(
         catch_unwind,
         ts_args_type = "session: WeatherSession | null | undefined, userId: string, lat: number, lon: number, options?: ForecastOptions",
@@ -111,15 +112,14 @@ impl WeatherService {
         options: Unknown<'e>,
     ) -> Result<Settled<'e>> {
         let parsed = args::forecast_call(env, &session, &user_id, &lat, &lon)
-            .and_then(|call| forecast_options(env, options).map(|(force, signal)| (call, force, signal)));
-        let (call, force, signal) = match parsed {
+            .and_then(|call| forecast_options(env, options).map(|(mode, signal)| (call, mode, signal)));
+        let (call, mode, signal) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
         };
         if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(env, s)) {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }
-        let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
         self.respond(env, call, mode, Shape::Forecast, signal).or_else(|e| rejected(env, e))
     }
 
@@ -441,10 +441,11 @@ fn session_logger(env: &Env, session: &Object) -> Result<Option<ObjectRef<false>
     session_logger_object(env, session).map(|logger| logger.create_ref()).transpose()
 }
 
-/// `{ forceRefresh?: boolean, signal?: AbortSignal }`.
-fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Option<Object<'e>>)> {
+/// `{ forceRefresh?: boolean, maxAgeMs?: number, signal?: AbortSignal }`, as the request's
+/// mode (`forceRefresh` wins over `maxAgeMs`: it asks for the freshest there may be).
+fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(Mode, Option<Object<'e>>)> {
     let object = match type_of(&value) {
-        ValueType::Undefined | ValueType::Null => return Ok((false, None)),
+        ValueType::Undefined | ValueType::Null => return Ok((Mode::Normal, None)),
         ValueType::Object => Object::from_raw(env.raw(), value.raw()),
         _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(&value) }),
     };
@@ -459,6 +460,22 @@ fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Opti
             })
         }
     };
+    let max_age = match args::option(&object, "maxAgeMs")? {
+        None => None,
+        Some(v) => {
+            let ms = args::finite(&v, "options.maxAgeMs")?;
+            if ms < 0.0 || ms.fract() != 0.0 || ms > MAX_DURATION_MS as f64 {
+                let expected = format!("an integer >= 0 and <= {MAX_DURATION_MS}");
+                return Err(ArgError::Range { name: "options.maxAgeMs".into(), expected, received: js_number(ms) });
+            }
+            Some(ms as u64)
+        }
+    };
+    let mode = match (force, max_age) {
+        (true, _) => Mode::ForceRefresh,
+        (false, Some(ms)) => Mode::MaxAge(ms),
+        (false, None) => Mode::Normal,
+    };
     let signal = args::option(&object, "signal")?.map(|v| abort::signal_arg(env, v)).transpose()?;
-    Ok((force, signal))
+    Ok((mode, signal))
 }

@@ -86,6 +86,9 @@ pub struct ServiceOptions {
     pub coalesce: Option<bool>,
     pub clock: Option<ClockKind>,
     pub min_refresh_interval_ms: Option<u64>,
+    /// Refresh-ahead window before expiry (default 30 s, at most a tenth of `freshTtlMs`
+    /// unless set; 0: off).
+    pub refresh_ahead_ms: Option<u64>,
     pub initial_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
     pub error_cooldown_ms: Option<u64>,
@@ -289,6 +292,7 @@ impl ServiceOptions {
             ("freshTtlMs", self.fresh_ttl_ms, &mut c.fresh_ttl_ms),
             ("staleTtlMs", self.stale_ttl_ms, &mut c.stale_ttl_ms),
             ("minRefreshIntervalMs", self.min_refresh_interval_ms, &mut c.min_refresh_interval_ms),
+            ("refreshAheadMs", self.refresh_ahead_ms, &mut c.refresh_ahead_ms),
             ("initialBackoffMs", self.initial_backoff_ms, &mut c.initial_backoff_ms),
             ("maxBackoffMs", self.max_backoff_ms, &mut c.max_backoff_ms),
             ("errorCooldownMs", self.error_cooldown_ms, &mut c.error_cooldown_ms),
@@ -298,6 +302,10 @@ impl ServiceOptions {
                 within(option, ms, MAX_DURATION_MS)?;
                 *target = ms;
             }
+        }
+        if self.refresh_ahead_ms.is_none() {
+            // A short TTL alone must not make the default window cover most of it.
+            c.refresh_ahead_ms = c.refresh_ahead_ms.min(c.fresh_ttl_ms / 10);
         }
         if self.max_backoff_ms.is_none() {
             // Raising only the first window must not collide with the preset's cap.

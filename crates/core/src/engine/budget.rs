@@ -82,6 +82,13 @@ impl Window {
 }
 
 impl LocalBudget {
+    /// Whether `admit` would count a call now (and counts nothing).
+    pub fn would_admit(&self, now: Millis, limits: Limits) -> bool {
+        let (minute, day) = (now.div_euclid(MINUTE_MS), now.div_euclid(DAY_MS));
+        (limits.per_minute == 0 || self.minute.count(minute) < limits.per_minute)
+            && (limits.per_day == 0 || self.day.count(day) < limits.per_day)
+    }
+
     /// Counts one call if `limits` allow it; otherwise the time until the window that refused
     /// it ends.
     pub fn admit(&mut self, now: Millis, limits: Limits) -> Result<(), Millis> {

@@ -13,6 +13,7 @@ mod flight;
 mod lookup;
 mod outcome;
 mod providers;
+mod refresh_ahead;
 mod served;
 mod singleflight;
 mod stats;
@@ -362,6 +363,8 @@ impl Inner {
 
 #[cfg(test)]
 mod failover_tests;
+#[cfg(test)]
+mod freshness_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
