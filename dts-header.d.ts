@@ -121,6 +121,13 @@ export interface WeatherServiceOptions {
   budget?: BudgetOptions
   /** Upstreams in order of preference; a fetch fails over to the next. Default `["openweather"]`. */
   providers?: ProviderSpec[]
+  /**
+   * Warm restarts: the shared entries, cooldowns and local budget counters are saved to this file
+   * every `intervalMs` (default 60000, at least 100) and on `close()`, and loaded at construction.
+   * Never anything per user. A file that cannot be used is renamed aside with one warning
+   * (`weather.snapshot.rejected`), and the cache starts cold.
+   */
+  snapshot?: string | { path: string; intervalMs?: number }
 }
 
 /** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */

@@ -78,6 +78,10 @@ Options:
   --met-norway-user-agent <ua>  who you are, for MET Norway (required with met-norway)
   --open-meteo-url <url>   Open-Meteo base URL (default https://api.open-meteo.com)
   --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
+  --snapshot <file>        warm restarts: save the cache, cooldowns and budget counters to
+                           this file, and load it at start (written atomically; a bad file is
+                           renamed aside and the cache starts cold)
+  --snapshot-interval <ms> how often the snapshot is written (default 60000); also on SIGTERM
   -h, --help               this text
 
 SIGHUP rereads --tokens-file and the certificate and reopens the access log, without dropping
@@ -123,6 +127,8 @@ const FLAGS = {
   'met-norway-user-agent': { type: 'string' },
   'open-meteo-url': { type: 'string' },
   'met-norway-url': { type: 'string' },
+  snapshot: { type: 'string' },
+  'snapshot-interval': { type: 'int', min: 100, max: 365 * 24 * 3_600_000 },
 }
 
 const PROVIDERS = ['openweather', 'open-meteo', 'met-norway']
@@ -147,6 +153,14 @@ function providers(values) {
     return name
   })
 }
+
+/** Events of the service on stderr, one JSON line each (info and above). */
+const stderrLogger = Object.fromEntries(
+  ['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((level) => [
+    level,
+    level === 'trace' || level === 'debug' ? () => {} : (fields, msg) => console.error(`weather-cache serve: ${JSON.stringify({ level, msg, ...fields })}`),
+  ]),
+)
 
 /** A secret from a file: its first line, trimmed. Never echoed in errors. */
 function secretFile(flag, path) {
@@ -206,6 +220,12 @@ export function serveOptions(argv, env = process.env) {
   if (Object.keys(budget).length > 0) service.budget = budget
   const list = providers(values)
   if (list) service.providers = list
+  if (values['snapshot-interval'] !== undefined && values.snapshot === undefined) throw new UsageError('--snapshot-interval goes with --snapshot')
+  if (values.snapshot !== undefined) {
+    service.snapshot = values['snapshot-interval'] === undefined ? values.snapshot : { path: values.snapshot, intervalMs: values['snapshot-interval'] }
+    // What became of the snapshot (restored, rejected, failing) is said on stderr.
+    service.logger = stderrLogger
+  }
 
   const host = values.host ?? '127.0.0.1'
   const tokensFile = values['tokens-file']

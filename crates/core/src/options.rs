@@ -21,6 +21,7 @@ use crate::provider::{
     intern_configured, CustomProvider, MetNorway, MetNorwayConfig, OpenMeteo, OpenMeteoConfig, OpenWeather,
     OpenWeatherConfig, Provider, DEFAULT_BASE_URL, MET_NORWAY_BASE_URL, OPEN_METEO_BASE_URL,
 };
+use crate::snapshot::{SnapshotConfig, DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS};
 use crate::tier::{SharedTier, TierConfig};
 
 /// Read by front ends (never by `resolve`) when `apiKey` / `baseUrl` are not given.
@@ -102,6 +103,24 @@ pub struct ServiceOptions {
     pub budget: Option<BudgetOptions>,
     /// The upstreams in order of preference (default: OpenWeather alone).
     pub providers: Option<Vec<ProviderOption>>,
+    /// Warm restarts: a file the cache is saved to and loaded from (see `crate::snapshot`).
+    pub snapshot: Option<SnapshotOption>,
+}
+
+/// `snapshot`: a path, or the path with settings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SnapshotOption {
+    Path(String),
+    Settings(SnapshotOptions),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotOptions {
+    pub path: String,
+    /// How often it is written (default 60000; at least 100). Also written on `close()`.
+    pub interval_ms: Option<u64>,
 }
 
 /// `redis`: a URL, or the URL with settings.
@@ -246,6 +265,7 @@ pub struct Resolved {
     pub config: Config,
     pub upstreams: Vec<Upstream>,
     pub tier: Option<TierConfig>,
+    pub snapshot: Option<SnapshotConfig>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -353,6 +373,7 @@ impl ServiceOptions {
             check_providers(providers)?;
         }
         let tier = self.redis.map(tier).transpose()?;
+        let snapshot = self.snapshot.map(snapshot).transpose()?;
         let openweather = OpenWeatherConfig {
             api_key: self.api_key.map(|key| key.0),
             base_url: self.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
@@ -371,7 +392,7 @@ impl ServiceOptions {
                 .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget))
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Resolved { config, upstreams, tier })
+        Ok(Resolved { config, upstreams, tier, snapshot })
     }
 }
 
@@ -394,8 +415,31 @@ impl Resolved {
             }
             None => None,
         };
-        Ok(Engine::new(self.config, self.upstreams, tier, runtime, background))
+        let snapshot = self.snapshot;
+        let engine = Engine::new(self.config, self.upstreams, tier, runtime.clone(), background.clone());
+        if let Some(snapshot) = snapshot {
+            // Loaded before the first request; the writer stops when the engine closes.
+            crate::snapshot::start(&engine, &snapshot, &runtime, background);
+        }
+        Ok(engine)
     }
+}
+
+/// `snapshot`: a non-empty path, and an interval of at least `MIN_INTERVAL_MS`.
+fn snapshot(option: SnapshotOption) -> Result<SnapshotConfig, OptionsError> {
+    let (path, interval_ms, name) = match option {
+        SnapshotOption::Path(path) => (path, None, "snapshot"),
+        SnapshotOption::Settings(settings) => (settings.path, settings.interval_ms, "snapshot.path"),
+    };
+    if path.is_empty() || path.contains('\0') {
+        return Err(OptionsError::value(name, "must be a file path", format!("{path:?}")));
+    }
+    let interval_ms = interval_ms.unwrap_or(DEFAULT_INTERVAL_MS);
+    if !(MIN_INTERVAL_MS..=MAX_DURATION_MS).contains(&interval_ms) {
+        let expected = format!("an integer >= {MIN_INTERVAL_MS} and <= {MAX_DURATION_MS}");
+        return Err(OptionsError::range("snapshot.intervalMs", expected, interval_ms));
+    }
+    Ok(SnapshotConfig { path: path.into(), interval: Duration::from_millis(interval_ms) })
 }
 
 fn within(option: &str, value: u64, max: u64) -> Result<(), OptionsError> {
