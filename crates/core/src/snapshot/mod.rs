@@ -14,7 +14,7 @@ mod format;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::engine::{BackgroundEvents, Engine, Event, Level};
@@ -65,12 +65,9 @@ pub fn start(
         writing: Mutex::new(Writer::default()),
     });
     snapshotter.load();
-    let last: Weak<Snapshotter> = Arc::downgrade(&snapshotter);
-    engine.before_close(Box::new(move || {
-        if let Some(snapshotter) = last.upgrade() {
-            snapshotter.write(true);
-        }
-    }));
+    // Held by the engine until `close()` runs it (the periodic task may be gone by then).
+    let last = snapshotter.clone();
+    engine.before_close(Box::new(move || last.write(true)));
     let periodic = snapshotter.clone();
     let interval = config.interval;
     let mut closed = engine.closed_signal();
