@@ -10,8 +10,8 @@ use super::providers;
 use super::reader::{env_var, Reader};
 use weather_cache_core::engine::{ClockKind, Level, Preset, MAX_DURATION_MS};
 use weather_cache_core::options::{
-    OptionsError, Problem, RedisOption, RedisOptions, Secret, ServiceOptions, API_KEY_ENV, BASE_URL_ENV, LOG_LEVEL_ENV,
-    MAX_COUNT, MAX_REDIS_TIMEOUT_MS, MAX_RESPONSE_BYTES, REDIS_URL_ENV,
+    OptionsError, Problem, RedisOption, RedisOptions, Secret, ServiceOptions, SnapshotOption, SnapshotOptions, API_KEY_ENV,
+    BASE_URL_ENV, LOG_LEVEL_ENV, MAX_COUNT, MAX_REDIS_TIMEOUT_MS, MAX_RESPONSE_BYTES, REDIS_URL_ENV,
 };
 use weather_cache_core::provider::LateKey;
 
@@ -51,6 +51,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
         fresh_ttl_ms: reader.duration("freshTtlMs")?,
         stale_ttl_ms: reader.duration("staleTtlMs")?,
         min_refresh_interval_ms: reader.duration("minRefreshIntervalMs")?,
+        refresh_ahead_ms: reader.duration("refreshAheadMs")?,
         initial_backoff_ms: reader.duration("initialBackoffMs")?,
         max_backoff_ms: reader.duration("maxBackoffMs")?,
         error_cooldown_ms: reader.duration("errorCooldownMs")?,
@@ -93,6 +94,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
     };
     let logger = reader.logger()?;
     o.budget = providers::budget(&reader)?;
+    o.snapshot = snapshot(&reader)?;
     o.providers = providers::parse(&reader)?;
     o.redis = match redis(&reader)? {
         Some(redis) => Some(redis),
@@ -151,5 +153,24 @@ fn redis(reader: &Reader) -> Checked<Option<RedisOption>> {
             let received = format!("type {}", format!("{:?}", super::args::type_of(&value)).to_lowercase());
             Err(ArgError::Type { name: "options.redis".into(), expected: "string or object", received })
         }
+    }
+}
+
+/// `snapshot: string | { path, intervalMs? }`.
+fn snapshot(reader: &Reader) -> Checked<Option<SnapshotOption>> {
+    let Some(value) = reader.get("snapshot")? else { return Ok(None) };
+    match super::args::type_of(&value) {
+        ValueType::Null => Ok(None),
+        ValueType::String => Ok(Some(SnapshotOption::Path(unsafe { value.cast::<String>() }.unwrap_or_default()))),
+        ValueType::Object => {
+            let options = reader.nested(&value, "options.snapshot");
+            let path = options.string("path")?.ok_or_else(|| ArgError::Type {
+                name: "options.snapshot.path".into(),
+                expected: "string",
+                received: "undefined".into(),
+            })?;
+            Ok(Some(SnapshotOption::Settings(SnapshotOptions { path, interval_ms: options.duration("intervalMs")? })))
+        }
+        _ => Err(reader.type_error("snapshot", "string or object", &value)),
     }
 }

@@ -25,7 +25,7 @@ use weather_cache_core::options::API_KEY_ENV;
 use weather_cache_core::provider::LateKey;
 use weather_cache_core::engine::{
     BackgroundEvents, Begin, Engine, Event, Level, Mode, Recorder, Reply, Request, RequestError, Served,
-    Source,
+    Source, MAX_DURATION_MS,
 };
 
 /// The weather cache: one instance per process is the usual set-up (`weatherService`).
@@ -102,7 +102,8 @@ impl WeatherService {
     }
 
     /// Like `getWeather`, with where the answer came from, and errors as rejections with a
-    /// `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`.
+    /// `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`;
+    /// `maxAgeMs` treats an entry older than that (and than `minRefreshIntervalMs`) as a miss.
     #[napi(
         catch_unwind,
         ts_args_type = "session: WeatherSession | null | undefined, userId: string, lat: number, lon: number, options?: ForecastOptions",
@@ -118,15 +119,14 @@ impl WeatherService {
         options: Unknown<'e>,
     ) -> Result<Settled<'e>> {
         let parsed = args::forecast_call(env, &session, &user_id, &lat, &lon)
-            .and_then(|call| forecast_options(env, options).map(|(force, signal, include)| (call, force, signal, include)));
-        let (call, force, signal, include) = match parsed {
+            .and_then(|call| forecast_options(env, options).map(|(mode, signal, include)| (call, mode, signal, include)));
+        let (call, mode, signal, include) = match parsed {
             Ok(parsed) => parsed,
             Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
         };
         if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(env, s)) {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }
-        let mode = if force { Mode::ForceRefresh } else { Mode::Normal };
         self.respond(env, call, mode, Shape::Forecast(include), signal).or_else(|e| rejected(env, e))
     }
 
@@ -471,10 +471,12 @@ fn session_logger(env: &Env, session: &Object) -> Result<Option<ObjectRef<false>
     session_logger_object(env, session).map(|logger| logger.create_ref()).transpose()
 }
 
-/// `{ forceRefresh?: boolean, signal?: AbortSignal, include?: string[] }`.
-fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Option<Object<'e>>, Include)> {
+/// `{ forceRefresh?: boolean, maxAgeMs?: number, signal?: AbortSignal, include?: string[] }`, as
+/// the request's mode (`forceRefresh` wins over `maxAgeMs`: it asks for the freshest there may
+/// be) and the products asked for.
+fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(Mode, Option<Object<'e>>, Include)> {
     let object = match type_of(&value) {
-        ValueType::Undefined | ValueType::Null => return Ok((false, None, Include::NONE)),
+        ValueType::Undefined | ValueType::Null => return Ok((Mode::Normal, None, Include::NONE)),
         ValueType::Object => Object::from_raw(env.raw(), value.raw()),
         _ => return Err(ArgError::Type { name: "options".into(), expected: "object", received: describe(&value) }),
     };
@@ -489,7 +491,23 @@ fn forecast_options<'e>(env: &'e Env, value: Unknown<'e>) -> Checked<(bool, Opti
             })
         }
     };
+    let max_age = match args::option(&object, "maxAgeMs")? {
+        None => None,
+        Some(v) => {
+            let ms = args::finite(&v, "options.maxAgeMs")?;
+            if ms < 0.0 || ms.fract() != 0.0 || ms > MAX_DURATION_MS as f64 {
+                let expected = format!("an integer >= 0 and <= {MAX_DURATION_MS}");
+                return Err(ArgError::Range { name: "options.maxAgeMs".into(), expected, received: js_number(ms) });
+            }
+            Some(ms as u64)
+        }
+    };
+    let mode = match (force, max_age) {
+        (true, _) => Mode::ForceRefresh,
+        (false, Some(ms)) => Mode::MaxAge(ms),
+        (false, None) => Mode::Normal,
+    };
     let signal = args::option(&object, "signal")?.map(|v| abort::signal_arg(env, v)).transpose()?;
     let include = Include::read(env, args::option(&object, "include")?)?;
-    Ok((force, signal, include))
+    Ok((mode, signal, include))
 }

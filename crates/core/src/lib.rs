@@ -63,6 +63,7 @@ pub mod options;
 pub mod provider;
 pub mod redact;
 pub mod service;
+pub mod snapshot;
 pub mod tier;
 
 /// Test support shared with weather-cache-server's tests (the `testing` feature): a loopback
@@ -71,5 +72,8 @@ pub mod tier;
 pub mod testing;
 
 pub use engine::{Event, Level, Source, Stats};
-pub use options::{BudgetOptions, OptionsError, ProviderOption, RedisOption, RedisOptions, Secret, ServiceOptions};
+pub use options::{
+    BudgetOptions, OptionsError, ProviderOption, RedisOption, RedisOptions, Secret, ServiceOptions, SnapshotOption,
+    SnapshotOptions,
+};
 pub use service::{Weather, WeatherCache, WeatherError};

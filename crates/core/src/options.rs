@@ -21,6 +21,7 @@ use crate::provider::{
     intern_configured, CustomProvider, LateKey, MetNorway, MetNorwayConfig, Nws, NwsConfig, OpenMeteo, OpenMeteoConfig,
     OpenWeather, OpenWeatherConfig, Provider, DEFAULT_BASE_URL, MET_NORWAY_BASE_URL, NWS_BASE_URL, OPEN_METEO_BASE_URL,
 };
+use crate::snapshot::{SnapshotConfig, DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS};
 use crate::tier::{SharedTier, TierConfig};
 
 /// Read by front ends (never by `resolve`) when `apiKey` / `baseUrl` are not given.
@@ -88,6 +89,9 @@ pub struct ServiceOptions {
     pub coalesce: Option<bool>,
     pub clock: Option<ClockKind>,
     pub min_refresh_interval_ms: Option<u64>,
+    /// Refresh-ahead window before expiry (default 30 s, at most a tenth of `freshTtlMs`
+    /// unless set; 0: off).
+    pub refresh_ahead_ms: Option<u64>,
     pub initial_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
     pub error_cooldown_ms: Option<u64>,
@@ -107,6 +111,24 @@ pub struct ServiceOptions {
     /// environment has another). Not an option of its own in JSON.
     #[serde(skip)]
     pub late_api_key: Option<LateKey>,
+    /// Warm restarts: a file the cache is saved to and loaded from (see `crate::snapshot`).
+    pub snapshot: Option<SnapshotOption>,
+}
+
+/// `snapshot`: a path, or the path with settings.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SnapshotOption {
+    Path(String),
+    Settings(SnapshotOptions),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotOptions {
+    pub path: String,
+    /// How often it is written (default 60000; at least 100). Also written on `close()`.
+    pub interval_ms: Option<u64>,
 }
 
 /// `redis`: a URL, or the URL with settings.
@@ -251,6 +273,7 @@ pub struct Resolved {
     pub config: Config,
     pub upstreams: Vec<Upstream>,
     pub tier: Option<TierConfig>,
+    pub snapshot: Option<SnapshotConfig>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -297,6 +320,7 @@ impl ServiceOptions {
             ("freshTtlMs", self.fresh_ttl_ms, &mut c.fresh_ttl_ms),
             ("staleTtlMs", self.stale_ttl_ms, &mut c.stale_ttl_ms),
             ("minRefreshIntervalMs", self.min_refresh_interval_ms, &mut c.min_refresh_interval_ms),
+            ("refreshAheadMs", self.refresh_ahead_ms, &mut c.refresh_ahead_ms),
             ("initialBackoffMs", self.initial_backoff_ms, &mut c.initial_backoff_ms),
             ("maxBackoffMs", self.max_backoff_ms, &mut c.max_backoff_ms),
             ("errorCooldownMs", self.error_cooldown_ms, &mut c.error_cooldown_ms),
@@ -306,6 +330,10 @@ impl ServiceOptions {
                 within(option, ms, MAX_DURATION_MS)?;
                 *target = ms;
             }
+        }
+        if self.refresh_ahead_ms.is_none() {
+            // A short TTL alone must not make the default window cover most of it.
+            c.refresh_ahead_ms = c.refresh_ahead_ms.min(c.fresh_ttl_ms / 10);
         }
         if self.max_backoff_ms.is_none() {
             // Raising only the first window must not collide with the preset's cap.
@@ -353,6 +381,7 @@ impl ServiceOptions {
             check_providers(providers)?;
         }
         let tier = self.redis.map(tier).transpose()?;
+        let snapshot = self.snapshot.map(snapshot).transpose()?;
         let openweather = OpenWeatherConfig {
             api_key: self.api_key.map(|key| key.0),
             base_url: self.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
@@ -376,7 +405,7 @@ impl ServiceOptions {
                 .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget, late))
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Resolved { config, upstreams, tier })
+        Ok(Resolved { config, upstreams, tier, snapshot })
     }
 }
 
@@ -399,8 +428,31 @@ impl Resolved {
             }
             None => None,
         };
-        Ok(Engine::new(self.config, self.upstreams, tier, runtime, background))
+        let snapshot = self.snapshot;
+        let engine = Engine::new(self.config, self.upstreams, tier, runtime.clone(), background.clone());
+        if let Some(snapshot) = snapshot {
+            // Loaded before the first request; the writer stops when the engine closes.
+            crate::snapshot::start(&engine, &snapshot, &runtime, background);
+        }
+        Ok(engine)
     }
+}
+
+/// `snapshot`: a non-empty path, and an interval of at least `MIN_INTERVAL_MS`.
+fn snapshot(option: SnapshotOption) -> Result<SnapshotConfig, OptionsError> {
+    let (path, interval_ms, name) = match option {
+        SnapshotOption::Path(path) => (path, None, "snapshot"),
+        SnapshotOption::Settings(settings) => (settings.path, settings.interval_ms, "snapshot.path"),
+    };
+    if path.is_empty() || path.contains('\0') {
+        return Err(OptionsError::value(name, "must be a file path", format!("{path:?}")));
+    }
+    let interval_ms = interval_ms.unwrap_or(DEFAULT_INTERVAL_MS);
+    if !(MIN_INTERVAL_MS..=MAX_DURATION_MS).contains(&interval_ms) {
+        let expected = format!("an integer >= {MIN_INTERVAL_MS} and <= {MAX_DURATION_MS}");
+        return Err(OptionsError::range("snapshot.intervalMs", expected, interval_ms));
+    }
+    Ok(SnapshotConfig { path: path.into(), interval: Duration::from_millis(interval_ms) })
 }
 
 fn within(option: &str, value: u64, max: u64) -> Result<(), OptionsError> {

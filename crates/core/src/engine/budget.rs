@@ -82,6 +82,33 @@ impl Window {
 }
 
 impl LocalBudget {
+    /// The windows as a snapshot keeps them: `[minute index, calls, day index, calls]`.
+    pub fn saved(&self) -> [i64; 4] {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        [self.minute.index, count(self.minute.count), self.day.index, count(self.day.count)]
+    }
+
+    /// Takes in saved windows: a window's count is the larger of the two (a restart must not
+    /// give back calls already spent); a later window replaces an earlier one.
+    pub fn merge(&mut self, saved: [i64; 4]) {
+        let [minute, in_minute, day, in_day] = saved;
+        for (window, index, count) in [(&mut self.minute, minute, in_minute), (&mut self.day, day, in_day)] {
+            let count = u64::try_from(count).unwrap_or(0);
+            if index > window.index {
+                *window = Window { index, count };
+            } else if index == window.index {
+                window.count = window.count.max(count);
+            }
+        }
+    }
+
+    /// Whether `admit` would count a call now (and counts nothing).
+    pub fn would_admit(&self, now: Millis, limits: Limits) -> bool {
+        let (minute, day) = (now.div_euclid(MINUTE_MS), now.div_euclid(DAY_MS));
+        (limits.per_minute == 0 || self.minute.count(minute) < limits.per_minute)
+            && (limits.per_day == 0 || self.day.count(day) < limits.per_day)
+    }
+
     /// Counts one call if `limits` allow it; otherwise the time until the window that refused
     /// it ends.
     /// Counts a call already made, whatever the limits (a provider's several requests for one

@@ -35,6 +35,9 @@ pub struct Config {
     pub coordinate_decimals: u32,
     pub coalesce: bool,
     pub min_refresh_interval_ms: u64,
+    /// Refresh-ahead: a request for an entry with less than this left of its fresh window
+    /// starts one background refresh (0: off, refreshes wait until the entry is stale).
+    pub refresh_ahead_ms: u64,
     /// First rate-limit cooldown without Retry-After; 0 disables rate-limit cooldowns.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -50,6 +53,10 @@ pub struct Config {
 
 /// Area cooldowns double up to this (or up to `error_cooldown_ms` if that is larger).
 pub const MAX_ERROR_COOLDOWN_MS: u64 = 300_000;
+/// The resilient preset's refresh-ahead window, chosen from the demo fleet's numbers (README,
+/// "Refresh-ahead"): stale answers near 0 for at most 5 % more upstream calls. Never more than
+/// a tenth of the fresh TTL when only the TTL is set (see `ServiceOptions::resolve`).
+pub const DEFAULT_REFRESH_AHEAD_MS: u64 = 30_000;
 /// Upper bound for every duration option: one year.
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 
@@ -66,6 +73,7 @@ impl Config {
             coordinate_decimals: 2,
             coalesce: true,
             min_refresh_interval_ms: 300_000,
+            refresh_ahead_ms: DEFAULT_REFRESH_AHEAD_MS,
             initial_backoff_ms: 60_000,
             max_backoff_ms: 1_800_000,
             error_cooldown_ms: 5_000,
@@ -80,6 +88,7 @@ impl Config {
                 stale_ttl_ms: 0,
                 coalesce: false,
                 min_refresh_interval_ms: 0,
+                refresh_ahead_ms: 0,
                 initial_backoff_ms: 0,
                 max_backoff_ms: 0,
                 error_cooldown_ms: 0,
@@ -99,6 +108,7 @@ impl Config {
             ("freshTtlMs", self.fresh_ttl_ms),
             ("staleTtlMs", self.stale_ttl_ms),
             ("minRefreshIntervalMs", self.min_refresh_interval_ms),
+            ("refreshAheadMs", self.refresh_ahead_ms),
             ("initialBackoffMs", self.initial_backoff_ms),
             ("maxBackoffMs", self.max_backoff_ms),
             ("errorCooldownMs", self.error_cooldown_ms),
@@ -108,6 +118,13 @@ impl Config {
             check(option, value <= MAX_DURATION_MS, format!("<= {MAX_DURATION_MS}"), value)?;
         }
         check("requestTimeoutMs", self.request_timeout_ms >= 1, ">= 1", self.request_timeout_ms)?;
+        // A window as long as the fresh TTL would refresh every entry on its first use.
+        check(
+            "refreshAheadMs",
+            self.refresh_ahead_ms < self.fresh_ttl_ms || self.refresh_ahead_ms == 0,
+            format!("< freshTtlMs ({}), or 0 for off", self.fresh_ttl_ms),
+            self.refresh_ahead_ms,
+        )?;
         check(
             "maxBackoffMs",
             self.max_backoff_ms >= self.initial_backoff_ms,

@@ -144,6 +144,11 @@ impl AreaCooldowns {
         self.failures.insert(self.next_id, failure, |old| old.location == location);
     }
 
+    /// Every record still cooling down at `now`: place, end, failures in a row, error.
+    pub fn active_records(&self, now: Millis) -> impl Iterator<Item = (LatLon, Millis, u32, &RequestError)> + '_ {
+        self.failures.values().filter(move |f| f.until > now).map(|f| (f.location, f.until, f.consecutive, &f.error))
+    }
+
     /// A success at `location` ends the cooldowns of the areas it answers for.
     pub fn clear_near(&mut self, grid: &Grid, location: LatLon, radius_km: f64) {
         if self.failures.is_empty() {

@@ -187,6 +187,25 @@ pub enum Event {
         distance_km: f64,
         within_km: f64,
     },
+    /// A snapshot was loaded at start: `entries` taken in, `dropped` past their stale window.
+    SnapshotRestored {
+        path: String,
+        entries: usize,
+        dropped: usize,
+    },
+    /// A snapshot file could not be used (corrupt, truncated, another version, unreadable): a
+    /// cold start. The file was renamed to `kept_as`, or is left alone and not written over
+    /// (`kept_as` empty) when it could not be renamed.
+    SnapshotRejected {
+        path: String,
+        reason: String,
+        kept_as: String,
+    },
+    /// Writing a snapshot failed; once per streak of failures (serving goes on).
+    SnapshotFailed {
+        path: String,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -209,6 +228,9 @@ impl Event {
             Event::TierDegraded { .. } => "weather.tier.degraded",
             Event::TierRestored { .. } => "weather.tier.restored",
             Event::TierWarning { .. } => "weather.tier.warning",
+            Event::SnapshotRestored { .. } => "weather.snapshot.restored",
+            Event::SnapshotRejected { .. } => "weather.snapshot.rejected",
+            Event::SnapshotFailed { .. } => "weather.snapshot.failed",
         }
     }
 
@@ -264,6 +286,13 @@ impl Event {
             Event::Distance { distance_km, within_km } => {
                 vec![("distanceKm", N(*distance_km)), ("withinKm", N(*within_km))]
             }
+            Event::SnapshotRestored { path, entries, dropped } => {
+                vec![("path", T(path)), ("entries", N(*entries as f64)), ("dropped", N(*dropped as f64))]
+            }
+            Event::SnapshotRejected { path, reason, kept_as } => {
+                vec![("path", T(path)), ("reason", T(reason)), ("keptAs", T(kept_as))]
+            }
+            Event::SnapshotFailed { path, reason } => vec![("path", T(path)), ("reason", T(reason))],
         }
     }
 
@@ -276,8 +305,10 @@ impl Event {
             | Event::BackoffState { .. }
             | Event::ProviderWarning { .. }
             | Event::TierDegraded { .. }
-            | Event::TierWarning { .. } => Level::Warn,
-            Event::TierRestored { .. } => Level::Info,
+            | Event::TierWarning { .. }
+            | Event::SnapshotRejected { .. }
+            | Event::SnapshotFailed { .. } => Level::Warn,
+            Event::TierRestored { .. } | Event::SnapshotRestored { .. } => Level::Info,
             _ => Level::Debug,
         }
     }

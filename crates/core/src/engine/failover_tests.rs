@@ -143,7 +143,7 @@ async fn cooldowns_and_budgets_are_per_provider() {
     let om = Upstream::start(|_| async { meteo(3.0, 0) }).await;
     let mut budgeted = super::Upstream::new(open_meteo(&om));
     budgeted.budget = BudgetConfig { per_minute: 1, ..BudgetConfig::UNLIMITED };
-    let engine = engine(|c| c.fresh_ttl_ms = 1_000, vec![super::Upstream::new(openweather(&ow)), budgeted]);
+    let engine = engine(|c| (c.fresh_ttl_ms, c.refresh_ahead_ms) = (1_000, 0), vec![super::Upstream::new(openweather(&ow)), budgeted]);
     // Budget minutes are clock minutes: start at the beginning of one, so that the steps below
     // stay inside it (the clock starts wherever the system clock is).
     engine.advance_time((60_000 - engine.now().rem_euclid(60_000)) as u64);

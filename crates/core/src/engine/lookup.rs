@@ -7,7 +7,10 @@
 //! 3. Otherwise the request needs the network: it joins a running fetch whose location is
 //!    within the radius, or, unless the provider or the area is cooling down, starts one.
 //!
-//! `forceRefresh` and warmups skip 1-2 for entries older than `min_refresh_interval_ms`.
+//! `forceRefresh` and warmups skip 1-2 for entries older than `min_refresh_interval_ms`; a
+//! caller's `maxAgeMs` skips them for entries older than the larger of the two. A fresh entry
+//! in the last `refresh_ahead_ms` of its fresh window is served, and starts one background
+//! refresh (see `refresh_ahead.rs`).
 
 use std::sync::Arc;
 
@@ -26,6 +29,10 @@ pub enum Mode {
     ForceRefresh,
     /// Make sure a fresh entry exists: a fresh or recent entry is enough, otherwise fetch.
     Warmup,
+    /// The caller's own max age (ms): an entry older than that is a miss for this request,
+    /// unless it is younger than the minimum refresh interval (the floor every caller shares,
+    /// or one caller could make every request a fetch).
+    MaxAge(u64),
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -142,17 +149,28 @@ impl Inner {
             // Too recent to refetch: younger than the minimum interval, or held at the
             // provider's request (MET Norway's Expires).
             let recent = entry.age(now) < self.config.min_refresh_interval_ms as i64 || entry.held_until() > now;
+            let young_enough = |max: u64| entry.age(now) <= i64::try_from(max).unwrap_or(i64::MAX);
             let serve = match request.mode {
                 Mode::Normal => true,
                 Mode::Warmup => fresh || recent,
                 Mode::ForceRefresh => recent,
+                Mode::MaxAge(max) => young_enough(max) || recent,
             };
             if serve {
-                if request.mode != Mode::Normal && !fresh || request.mode == Mode::ForceRefresh {
+                // Served only because of the floor: what the caller asked for was a fetch.
+                let floored = match request.mode {
+                    Mode::Normal => false,
+                    Mode::Warmup => !fresh,
+                    Mode::ForceRefresh => true,
+                    Mode::MaxAge(max) => !young_enough(max),
+                };
+                if floored {
                     self.skipped_min_interval(sink, entry, now);
                 }
                 if !fresh {
                     self.revalidate(state, entry.clone(), request, now, sink);
+                } else if self.config.refresh_ahead_ms > 0 {
+                    self.refresh_ahead(state, entry, request, now);
                 }
                 return Begin::Ready(Ok(self.serve(state, covering, request.user, now, sink)));
             }
@@ -225,7 +243,7 @@ impl Inner {
         sink: &mut impl EventSink,
     ) {
         if entry.age(now) < self.config.min_refresh_interval_ms as i64 {
-            if request.mode == Mode::Normal {
+            if matches!(request.mode, Mode::Normal | Mode::MaxAge(_)) {
                 self.skipped_min_interval(sink, &entry, now);
             }
             return;
@@ -350,6 +368,7 @@ fn need(mode: Mode) -> Need {
         Mode::Normal => Need::Any,
         Mode::Warmup => Need::Fresh,
         Mode::ForceRefresh => Need::Fetch,
+        Mode::MaxAge(max) => Need::MaxAge(max),
     }
 }
 

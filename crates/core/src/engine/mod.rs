@@ -13,8 +13,10 @@ mod flight;
 mod lookup;
 mod outcome;
 mod providers;
+mod refresh_ahead;
 mod served;
 mod singleflight;
+mod snapshot;
 mod stats;
 mod tiered;
 
@@ -30,6 +32,7 @@ pub use error::{ProviderName, RequestError, KEY_REJECTED_COOLDOWN_MS};
 pub use events::{BackoffScope, Event, EventSink, Field, Level, Recorder, Scope};
 pub use lookup::{Mode, Pending, Reply, Request};
 pub use served::{Served, Source};
+pub use snapshot::{EngineState, Restored, SavedCooldown, SavedEntry, SavedProvider};
 pub use providers::Upstream;
 pub use stats::{Counter, ProviderStats, Stats};
 
@@ -73,6 +76,8 @@ struct Inner {
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
     background: Option<BackgroundEvents>,
+    /// Run by `close()` before the caches are freed (a snapshot's last write).
+    closing: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 /// Everything behind the lock. Held briefly (no I/O, no JS calls, no awaits).
@@ -121,6 +126,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             shutdown: watch::Sender::new(false),
             background,
+            closing: Mutex::new(Vec::new()),
             config,
         };
         Engine { inner: Arc::new(inner) }
@@ -238,13 +244,37 @@ impl Engine {
         state.users.forget(user)
     }
 
+    /// Runs `hook` when `close()` is called, after new requests are refused and before the
+    /// caches are freed (so that it can still read them, with `save`). At once if closed.
+    pub fn before_close(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut hooks = self.inner.closing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_closed() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(hook);
+        }
+    }
+
+    /// Becomes `true` when the service closes: for tasks of its own that must stop then.
+    pub fn closed_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
     /// Refuses new requests, settles every pending one (`Closed`) and frees the caches.
     pub fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        let hooks = {
+            let mut hooks = self.inner.closing.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.inner.closed.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            std::mem::take(&mut *hooks)
+        };
         self.inner.shutdown.send_replace(true);
         self.inner.tier.lock().unwrap_or_else(PoisonError::into_inner).take();
+        for hook in hooks {
+            hook();
+        }
         let mut state = self.inner.lock();
         state.users.clear();
         state.shared.clear();
@@ -370,6 +400,10 @@ mod failover_tests;
 #[cfg(test)]
 mod key_tests;
 #[cfg(test)]
+mod freshness_tests;
+#[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

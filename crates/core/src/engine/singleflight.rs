@@ -86,6 +86,8 @@ pub enum Need {
     Fresh,
     /// A forced refresh: only the flight's own fetch.
     Fetch,
+    /// A caller's max age: the flight's own fetch, or an entry at most that old (ms).
+    MaxAge(u64),
 }
 
 /// A set of users that remembers the order they joined in: the landing stores the result for

@@ -416,6 +416,7 @@ fn best_for(
         .filter(|(e, _)| match (need, e.freshness(now)) {
             (_, Freshness::Expired) => false,
             (Need::Fresh, freshness) => freshness == Freshness::Fresh,
+            (Need::MaxAge(max), _) => e.age(now) <= i64::try_from(max).unwrap_or(i64::MAX),
             _ => true,
         })
         .map(|(e, own)| (e, own, distance_km(p, e.location)))

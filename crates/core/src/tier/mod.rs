@@ -18,7 +18,9 @@ mod ledger;
 mod link;
 mod metrics;
 mod payload;
-mod products;
+/// Also the snapshot's form of products (`engine/snapshot.rs`): one compact form on the wire
+/// and on disk.
+pub mod products;
 mod policy;
 mod scripts;
 mod tiles;

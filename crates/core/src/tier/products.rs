@@ -29,7 +29,7 @@ type AlertRow = (String, String, i64, i64, String);
 /// start, step, mm/h.
 type NextHourRow = (u32, u32, Vec<f32>);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Wire {
     z: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

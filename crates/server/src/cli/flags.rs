@@ -83,6 +83,8 @@ pub const FLAGS: &[Flag] = &[
     flag("met-norway-url", Kind::Text, Some("WEATHER_CACHE_MET_NORWAY_URL")),
     flag("nws-user-agent", Kind::Text, Some("WEATHER_CACHE_NWS_USER_AGENT")),
     flag("nws-url", Kind::Text, Some("WEATHER_CACHE_NWS_URL")),
+    flag("snapshot", Kind::Text, Some("WEATHER_CACHE_SNAPSHOT")),
+    flag("snapshot-interval", Kind::Int { min: 100, max: YEAR_MS }, Some("WEATHER_CACHE_SNAPSHOT_INTERVAL")),
 ];
 
 /// A checked value.

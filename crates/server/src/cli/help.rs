@@ -85,6 +85,10 @@ Options:
   --met-norway-url <url>   MET Norway base URL (default https://api.met.no)
   --nws-user-agent <ua>    who you are, for the US National Weather Service (required with nws)
   --nws-url <url>          NWS base URL (default https://api.weather.gov)
+  --snapshot <file>        warm restarts: save the cache, cooldowns and budget counters to
+                           this file, and load it at start (written atomically; a bad file is
+                           renamed aside and the cache starts cold)
+  --snapshot-interval <ms> how often the snapshot is written (default 60000); also on SIGTERM
   -V, --version            the version
   -h, --help               this text
 

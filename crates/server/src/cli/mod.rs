@@ -13,7 +13,7 @@ mod help;
 use std::path::Path;
 
 use weather_cache_core::engine::{Level, Preset, WhenRedisDown};
-use weather_cache_core::options::{BudgetOptions, ProviderSettings};
+use weather_cache_core::options::{BudgetOptions, ProviderSettings, SnapshotOption, SnapshotOptions};
 use weather_cache_core::{OptionsError, ProviderOption, RedisOption, RedisOptions, Secret, ServiceOptions};
 
 pub use file::{ConfigFile, ServerOptions};
@@ -87,6 +87,8 @@ pub fn flag_of(option: &str) -> String {
         "redis.keyPrefix" => "--redis-key-prefix",
         "budget.perMinute" => "--budget-per-minute",
         "budget.perDay" => "--budget-per-day",
+        "snapshot" | "snapshot.path" => "--snapshot",
+        "snapshot.intervalMs" => "--snapshot-interval",
         "budget.whenRedisDown" => "--when-redis-down",
         "providers" => "--providers",
         o if o.starts_with("providers[") && o.ends_with(".userAgent") => "--met-norway-user-agent / --nws-user-agent",
@@ -286,6 +288,29 @@ fn overlay_service(given: &Given, service: &mut ServiceOptions) -> Result<(), St
     if let Some(list) = providers(given)? {
         service.providers = Some(list);
     }
+    snapshot(given, service)
+}
+
+/// `--snapshot FILE [--snapshot-interval MS]`, over a `snapshot` from the file: a path given
+/// higher keeps an interval given lower, and the other way round.
+fn snapshot(given: &Given, service: &mut ServiceOptions) -> Result<(), String> {
+    let path = given.text("snapshot").map(str::to_owned);
+    let interval = given.int("snapshot-interval");
+    if path.is_none() && interval.is_none() {
+        return Ok(());
+    }
+    let (old_path, old_interval) = match service.snapshot.take() {
+        Some(SnapshotOption::Path(path)) => (Some(path), None),
+        Some(SnapshotOption::Settings(s)) => (Some(s.path), s.interval_ms),
+        None => (None, None),
+    };
+    let Some(path) = path.or(old_path) else {
+        return Err(format!("{} goes with --snapshot", given.shown("snapshot-interval")));
+    };
+    service.snapshot = Some(match interval.or(old_interval) {
+        None => SnapshotOption::Path(path),
+        Some(ms) => SnapshotOption::Settings(SnapshotOptions { path, interval_ms: Some(ms) }),
+    });
     Ok(())
 }
 

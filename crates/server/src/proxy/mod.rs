@@ -9,6 +9,7 @@
 mod access_log;
 mod admission;
 mod auth;
+mod cache_control;
 mod clients;
 mod connection;
 mod counters;

@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /v1/weather?lat&lon[&user][&units][&include]` | the weather (and the forecast products asked for), `Cache-Control: max-age` = freshness left, a weak `ETag` per entry, units and products, `304` for a matching `If-None-Match` |
+//! | `GET /v1/weather?lat&lon[&user][&units][&include]` | the weather (and the forecast products asked for), `Cache-Control: max-age` = freshness left, a weak `ETag` per entry, units and products, `304` for a matching `If-None-Match`; a request's `Cache-Control: max-age` / `no-cache` asks for a fresher answer (`cache_control.rs`) |
 //! | `GET /metrics` | Prometheus text (behind the token unless public) |
 //! | `GET /healthz` | `ok`: the process serves (always open) |
 //! | `GET /readyz` | `{ ready }`: 503 while draining or when no provider may be asked (always open) |
@@ -31,7 +31,7 @@ use super::clients::Client;
 use super::host::{self, HostError};
 use super::limits::{ClientKey, Exceeded, IpKey};
 use super::query::{self, Units, MAX_QUERY_BYTES};
-use super::{auth, products, site, status, validators, Shared};
+use super::{auth, cache_control, products, site, status, validators, Shared};
 use weather_cache_core::cache::{Freshness, Wanted};
 use weather_cache_core::engine::{Begin, Mode, Recorder, RequestError, Served};
 use weather_cache_core::geo::LatLon;
@@ -329,10 +329,12 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
     };
     let engine = &shared.engine;
     let at = LatLon::new(query.lat, query.lon);
-    let wanted = weather_cache_core::engine::Request { user: &query.user, at, mode: Mode::Normal };
-    // A client out of upstream calls is still answered from the cache, and joins fetches
-    // already running; only a request that would start one is refused.
+    // `Cache-Control: max-age` / `no-cache`: how fresh an answer the client takes.
+    let mut wanted = weather_cache_core::engine::Request { user: &query.user, at, mode: cache_control::mode(request.headers()) };
+    // A client out of upstream calls is still answered from the cache (whatever age it asked
+    // for), and joins fetches already running; only a request that would start one is refused.
     if let Err(wait_ms) = shared.limits.upstream_allowed(key, || engine.now()) {
+        wanted.mode = Mode::Normal;
         if engine.would_fetch(wanted) {
             client.counters.limited_upstream.inc();
             return too_many(Exceeded::Upstream, wait_ms, head).into();

@@ -383,3 +383,33 @@ async fn readiness_follows_the_budget_and_draining() {
     assert_eq!(get(addr, "/v1/weather?lat=10&lon=10", "").await.status, 200);
     closing.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_requests_cache_control_asks_for_a_fresher_answer_under_the_min_interval() {
+    let (gate, _) = watch::channel(true);
+    let upstream = gated(&gate, || weather(21.5, "Clear")).await;
+    let engine = engine(&upstream);
+    let proxy = start(&engine, |_| {});
+    let at = "/v1/weather?lat=48.85&lon=2.35&user=drone-1";
+    assert_eq!(get(proxy.local_addr(), at, "").await.status, 200);
+    // Two minutes old, younger than minRefreshIntervalMs (5 min): no client can force a call.
+    engine.advance_time(120_000);
+    for header in ["cache-control: max-age=60\r\n", "cache-control: no-cache\r\n"] {
+        let floored = get(proxy.local_addr(), at, header).await;
+        assert!(floored.body.contains(r#""ageMs":120000"#), "{}", floored.body);
+    }
+    assert_eq!(upstream.hits(), 1);
+    // Six minutes old: a drone about to take off wants at most 2 minutes, and gets a new fetch.
+    engine.advance_time(240_000);
+    let plain = get(proxy.local_addr(), at, "").await;
+    assert!(plain.body.contains(r#""source":"cache""#), "{}", plain.body);
+    let fresher = get(proxy.local_addr(), at, "cache-control: max-age=120\r\n").await;
+    assert!(fresher.body.contains(r#""source":"network""#) && fresher.body.contains(r#""ageMs":0"#), "{}", fresher.body);
+    assert_eq!(upstream.hits(), 2);
+    // Six minutes later again: `no-cache` is a forced refresh under the same floor.
+    engine.advance_time(360_000);
+    let forced = get(proxy.local_addr(), "/v1/weather?lat=48.851&lon=2.35&user=drone-2", "cache-control: no-cache\r\n").await;
+    assert!(forced.body.contains(r#""source":"network""#), "{}", forced.body);
+    assert_eq!(upstream.hits(), 3);
+    proxy.close(Duration::from_secs(1)).await;
+}
