@@ -100,6 +100,12 @@ export interface WeatherServiceOptions {
   clock?: 'system' | 'manual'
   /** No fetch (forced or background) for an entry younger than this. Default 300000. */
   minRefreshIntervalMs?: number
+  /**
+   * Refresh-ahead: a request for an entry with less than this left of its fresh window starts one
+   * background refresh, so busy areas are refreshed before they go stale. Default 30000 (at most
+   * a tenth of `freshTtlMs` when only that is set); 0 disables. Must be below `freshTtlMs`.
+   */
+  refreshAheadMs?: number
   /** First cooldown after HTTP 429 without Retry-After, doubling per 429. Default 60000; 0 disables. */
   initialBackoffMs?: number
   /** Cap of the 429 cooldown. Default 1800000. */
@@ -124,6 +130,13 @@ export interface WeatherServiceOptions {
   budget?: BudgetOptions
   /** Upstreams in order of preference; a fetch fails over to the next. Default `["openweather"]`. */
   providers?: ProviderSpec[]
+  /**
+   * Warm restarts: the shared entries, cooldowns and local budget counters are saved to this file
+   * every `intervalMs` (default 60000, at least 100) and on `close()`, and loaded at construction.
+   * Never anything per user. A file that cannot be used is renamed aside with one warning
+   * (`weather.snapshot.rejected`), and the cache starts cold.
+   */
+  snapshot?: string | { path: string; intervalMs?: number }
 }
 
 /** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */
@@ -179,6 +192,13 @@ export interface ForecastOptions {
    * costs an upstream call). Any other value rejects with `ERR_INVALID_ARG_VALUE`.
    */
   include?: ReadonlyArray<ForecastProduct>
+  /**
+   * The oldest answer this call accepts: an entry older than this is a miss for this call (it
+   * joins or starts a fetch), unless it is younger than `minRefreshIntervalMs`, the floor every
+   * caller shares. While the upstream cannot be asked (rate limited, over budget, the area
+   * cooling down) the cache still answers: `meta.ageMs` says how old the answer is.
+   */
+  maxAgeMs?: number
   /** Aborting rejects this call only (`ABORT_ERR`); a shared fetch continues for the others. */
   signal?: AbortSignal
 }
@@ -258,7 +278,8 @@ export declare class WeatherService {
   constructor(options?: WeatherServiceOptions)
   /**
    * Like `getWeather`, with where the answer came from, and errors as rejections with a
-   * `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`.
+   * `code`. `forceRefresh` fetches unless the entry is younger than `minRefreshIntervalMs`;
+   * `maxAgeMs` treats an entry older than that (and than `minRefreshIntervalMs`) as a miss.
    */
   getForecast(session: WeatherSession | null | undefined, userId: string, lat: number, lon: number, options?: ForecastOptions): Promise<ForecastResult>
   /**
