@@ -99,6 +99,9 @@ pub struct ServiceOptions {
     pub budget: Option<BudgetOptions>,
     /// The upstreams in order of preference (default: OpenWeather alone).
     pub providers: Option<Vec<ProviderOption>>,
+    /// Whether entries keep the forecast products (default true). `false` for a service whose
+    /// callers never ask for them: nothing kept, One Call asked with `exclude` again.
+    pub products: Option<bool>,
 }
 
 /// `redis`: a URL, or the URL with settings.
@@ -328,6 +331,9 @@ impl ServiceOptions {
         if let Some(coalesce) = self.coalesce {
             c.coalesce = coalesce;
         }
+        if let Some(products) = self.products {
+            c.keep_products = products;
+        }
         if let Some(clock) = self.clock {
             c.clock = clock;
         }
@@ -354,13 +360,19 @@ impl ServiceOptions {
         };
         let upstreams = match self.providers {
             None => vec![Upstream {
-                provider: built(OpenWeather::new(openweather.clone()), "baseUrl", &openweather.base_url)?,
+                provider: built(
+                    OpenWeather::new(openweather.clone()).map(|p| p.with_products(config.keep_products)),
+                    "baseUrl",
+                    &openweather.base_url,
+                )?,
                 budget,
             }],
             Some(providers) => providers
                 .into_iter()
                 .enumerate()
-                .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget))
+                .map(|(i, option)| {
+                    upstream(option, &format!("providers[{i}]"), &openweather, budget, config.keep_products)
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(Resolved { config, upstreams, tier })
@@ -549,6 +561,7 @@ fn upstream(
     path: &str,
     openweather: &OpenWeatherConfig,
     top_budget: BudgetConfig,
+    products: bool,
 ) -> Result<Upstream, OptionsError> {
     let timeout = openweather.request_timeout;
     let (decimals, max_response_bytes) = (openweather.coordinate_decimals, openweather.max_response_bytes);
@@ -577,7 +590,8 @@ fn upstream(
                 Some(limits) => budget(&budget_path, Some(limits))?,
                 None => top_budget,
             };
-            Ok(Upstream { provider: built(OpenWeather::new(config.clone()), &from, &config.base_url)?, budget })
+            let made = OpenWeather::new(config.clone()).map(|p| p.with_products(products));
+            Ok(Upstream { provider: built(made, &from, &config.base_url)?, budget })
         }
         "open-meteo" => {
             let base_url = settings.base_url.unwrap_or_else(|| OPEN_METEO_BASE_URL.to_owned());
@@ -589,7 +603,8 @@ fn upstream(
                 max_response_bytes,
             };
             let budget = budget(&budget_path, settings.budget)?;
-            Ok(Upstream { provider: built(OpenMeteo::new(config), &format!("{path}.baseUrl"), &base_url)?, budget })
+            let made = OpenMeteo::new(config).map(|p| p.with_products(products));
+            Ok(Upstream { provider: built(made, &format!("{path}.baseUrl"), &base_url)?, budget })
         }
         "nws" => {
             let base_url = settings.base_url.unwrap_or_else(|| NWS_BASE_URL.to_owned());

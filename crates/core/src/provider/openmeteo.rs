@@ -19,11 +19,19 @@ pub type OpenMeteoConfig = HttpProviderConfig;
 
 pub struct OpenMeteo {
     http: KeyedClient,
+    /// Whether the answer's products are wanted (see `OpenWeather::with_products`).
+    products: bool,
 }
 
 impl OpenMeteo {
     pub fn new(config: OpenMeteoConfig) -> Result<OpenMeteo, String> {
-        Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")? })
+        Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")?, products: true })
+    }
+
+    /// Without products, only `current=temperature_2m,weather_code` is asked for.
+    pub fn with_products(mut self, products: bool) -> OpenMeteo {
+        self.products = products;
+        self
     }
 
     async fn current(&self, at: LatLon) -> Result<Answer, ProviderError> {
@@ -34,8 +42,12 @@ impl OpenMeteo {
             query
                 .append_pair("latitude", &coordinate(at.lat, http.decimals))
                 .append_pair("longitude", &coordinate(at.lon, http.decimals));
-            for (name, value) in super::open_meteo_products::QUERY {
-                query.append_pair(name, value);
+            if self.products {
+                for (name, value) in super::open_meteo_products::QUERY {
+                    query.append_pair(name, value);
+                }
+            } else {
+                query.append_pair("current", "temperature_2m,weather_code");
             }
             if let Some(key) = &http.api_key {
                 query.append_pair("apikey", key);
@@ -56,7 +68,7 @@ impl OpenMeteo {
         }
         let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
         let (observation, products) = read_forecast(&body)?;
-        Ok(Answer::with_products(observation, products))
+        Ok(if self.products { Answer::with_products(observation, products) } else { Answer::observed(observation) })
     }
 }
 
