@@ -96,6 +96,12 @@ export interface WeatherServiceOptions {
   requestTimeoutMs?: number
   /** Let concurrent requests for one area share one upstream call. Default true. */
   coalesce?: boolean
+  /**
+   * Keep the forecast products of each answer, for `getForecast`'s `include` (default true).
+   * `false` for a service whose callers never ask for them: entries keep nothing beyond the
+   * summary, One Call is asked with `exclude` again, and `include` rejects `ERR_INVALID_STATE`.
+   */
+  products?: boolean
   /** `"manual"` starts at the current time and moves only with `advanceTime()`. Default `"system"`. */
   clock?: 'system' | 'manual'
   /** No fetch (forced or background) for an entry younger than this. Default 300000. */

@@ -245,3 +245,12 @@ test('serve --providers nws,openweather: outside the US NWS hands over to OpenWe
     await nws.close()
   }
 })
+
+test('products: false keeps nothing: One Call excludes them again, include rejects ERR_INVALID_STATE', () =>
+  withForecasts(async ({ service, upstream }) => {
+    assert.deepEqual(await service.getWeather(null, 'u', 48.85, 2.35), { condition: 'Rain', tempC: 7, tempF: 45 })
+    assert.equal(upstream.requests[0].exclude, 'minutely,hourly,daily,alerts')
+    await assert.rejects(service.getForecast(null, 'u', 48.85, 2.35, { include: ['hourly'] }), { code: 'ERR_INVALID_STATE' })
+    assert.deepEqual(Object.keys(await service.getForecast(null, 'u', 48.85, 2.35)), ['summary', 'meta'])
+    assert.throws(() => new WeatherService({ products: 'no' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  }, { options: { products: false } }))

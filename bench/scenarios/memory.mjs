@@ -16,8 +16,8 @@ export async function memory({ quick }) {
   const entries = quick ? 10_000 : 20_000
   const results = {}
   for (const name of Object.keys(IMPLEMENTATIONS)) {
-    const run = (mode, count, products = false) =>
-      JSON.parse(execFileSync(process.execPath, ['--expose-gc', here, name, mode, String(count), ...(products ? ['products'] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 }))
+    const run = (mode, count, variant = 'plain') =>
+      JSON.parse(execFileSync(process.execPath, ['--expose-gc', here, name, mode, String(count), variant], { encoding: 'utf8', maxBuffer: 1 << 20 }))
     const [perUser, perEntry] = [run('users', users), run('entries', entries)]
     // A figure per user (entry) only holds if they are all held: a service that dropped most of
     // them would grow by little and meet its target. weather-cache says what it holds.
@@ -26,9 +26,12 @@ export async function memory({ quick }) {
     }
     results[name] = { bytesPerUser: perUser.bytesPerItem, bytesPerSharedEntry: perEntry.bytesPerItem, users, entries }
     if (name === 'weather-cache') {
-      const withProducts = run('entries', entries, true)
-      if (withProducts.held < entries) throw new Error(`${name} held ${withProducts.held} of the ${entries} shared entries with products it was given`)
-      results[`${name}, with products`] = { bytesPerUser: '–', bytesPerSharedEntry: withProducts.bytesPerItem, users: 0, entries }
+      // A service created with `products: false`, and one whose answers carry every product.
+      for (const [variant, label] of [['products-off', 'products: false'], ['products', 'with every product']]) {
+        const r = run('entries', entries, variant)
+        if (r.held < entries) throw new Error(`${name} (${label}) held ${r.held} of the ${entries} shared entries it was given`)
+        results[`${name}, ${label}`] = { bytesPerUser: '–', bytesPerSharedEntry: r.bytesPerItem, users: 0, entries }
+      }
     }
   }
   return results
@@ -50,10 +53,15 @@ async function inBatches(count, size, call) {
   }
 }
 
-/** Child: `node --expose-gc memory.mjs <implementation> users|entries <count> [products]`. */
-async function child(name, mode, count, products) {
-  const upstream = await startUpstream({ latencyMs: 0, forecasts: products, epochMs: Date.now() })
+/**
+ * Child: `node --expose-gc memory.mjs <implementation> users|entries <count> <variant>`: `plain`
+ * (One Call answers as the Dashboard gets them: `current` only), `products` (answers with every
+ * forecast product) or `products-off` (plain answers, a service with `products: false`).
+ */
+async function child(name, mode, count, variant) {
+  const upstream = await startUpstream({ latencyMs: 0, forecasts: variant === 'products', epochMs: Date.now() })
   const options = mode === 'users' ? { maxUsers: count + 1000 } : { sharedCapacity: count, maxUsers: 1000 }
+  if (variant === 'products-off') options.products = false
   const impl = IMPLEMENTATIONS[name](upstream.url, options)
   const half = Math.floor(count / 2)
   let bytes
@@ -82,4 +90,4 @@ async function child(name, mode, count, products) {
   process.stdout.write(JSON.stringify({ bytesPerItem: bytes / (count - half), held }))
 }
 
-if (process.argv[1] === here) await child(process.argv[2], process.argv[3], Number(process.argv[4]), process.argv[5] === 'products')
+if (process.argv[1] === here) await child(process.argv[2], process.argv[3], Number(process.argv[4]), process.argv[5] ?? 'plain')

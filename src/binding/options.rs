@@ -63,6 +63,7 @@ pub fn parse<'e>(env: &'e Env, value: &Unknown<'e>, default_instance: bool) -> C
         max_users: reader.integer("maxUsers", MAX_COUNT)?,
         coordinate_decimals: reader.integer("coordinateDecimals", MAX_COUNT)?,
         coalesce: reader.boolean("coalesce")?,
+        products: reader.boolean("products")?,
         clock: reader.choice("clock", &["system", "manual"])?.map(|clock| match clock {
             "manual" => ClockKind::Manual,
             _ => ClockKind::System,

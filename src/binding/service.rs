@@ -124,6 +124,10 @@ impl WeatherService {
             Ok(parsed) => parsed,
             Err(error) => return PromiseRaw::reject(env, error.to_js(env)?),
         };
+        if !include.is_empty() && !self.service(env).is_ok_and(|s| s.engine.config().keep_products) {
+            let message = "options.include needs a service that keeps forecast products (created without products: false)";
+            return PromiseRaw::reject(env, ArgError::State { message: message.into() }.to_js(env)?);
+        }
         if let Some(signal) = signal.as_ref().filter(|s| abort::is_aborted(env, s)) {
             return PromiseRaw::reject(env, super::errors::abort_error(env, abort::reason(env, signal))?);
         }

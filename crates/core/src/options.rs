@@ -111,6 +111,9 @@ pub struct ServiceOptions {
     /// environment has another). Not an option of its own in JSON.
     #[serde(skip)]
     pub late_api_key: Option<LateKey>,
+    /// Whether entries keep the forecast products (default true). `false` for a service whose
+    /// callers never ask for them: nothing kept, One Call asked with `exclude` again.
+    pub products: Option<bool>,
     /// Warm restarts: a file the cache is saved to and loaded from (see `crate::snapshot`).
     pub snapshot: Option<SnapshotOption>,
 }
@@ -364,6 +367,9 @@ impl ServiceOptions {
         if let Some(coalesce) = self.coalesce {
             c.coalesce = coalesce;
         }
+        if let Some(products) = self.products {
+            c.keep_products = products;
+        }
         if let Some(clock) = self.clock {
             c.clock = clock;
         }
@@ -393,7 +399,7 @@ impl ServiceOptions {
         let upstreams = match self.providers {
             None => vec![Upstream {
                 provider: built(
-                    awaiting(OpenWeather::new(openweather.clone()), &openweather, late),
+                    awaiting(OpenWeather::new(openweather.clone()).map(|p| p.with_products(config.keep_products)), &openweather, late),
                     "baseUrl",
                     &openweather.base_url,
                 )?,
@@ -402,7 +408,9 @@ impl ServiceOptions {
             Some(providers) => providers
                 .into_iter()
                 .enumerate()
-                .map(|(i, option)| upstream(option, &format!("providers[{i}]"), &openweather, budget, late))
+                .map(|(i, option)| {
+                    upstream(option, &format!("providers[{i}]"), &openweather, budget, late, config.keep_products)
+                })
                 .collect::<Result<_, _>>()?,
         };
         Ok(Resolved { config, upstreams, tier, snapshot })
@@ -615,6 +623,7 @@ fn upstream(
     openweather: &OpenWeatherConfig,
     top_budget: BudgetConfig,
     late: Option<&LateKey>,
+    products: bool,
 ) -> Result<Upstream, OptionsError> {
     let timeout = openweather.request_timeout;
     let (decimals, max_response_bytes) = (openweather.coordinate_decimals, openweather.max_response_bytes);
@@ -643,7 +652,7 @@ fn upstream(
                 Some(limits) => budget(&budget_path, Some(limits))?,
                 None => top_budget,
             };
-            let made = awaiting(OpenWeather::new(config.clone()), &config, late);
+            let made = awaiting(OpenWeather::new(config.clone()).map(|p| p.with_products(products)), &config, late);
             Ok(Upstream { provider: built(made, &from, &config.base_url)?, budget })
         }
         "open-meteo" => {
@@ -656,7 +665,8 @@ fn upstream(
                 max_response_bytes,
             };
             let budget = budget(&budget_path, settings.budget)?;
-            Ok(Upstream { provider: built(OpenMeteo::new(config), &format!("{path}.baseUrl"), &base_url)?, budget })
+            let made = OpenMeteo::new(config).map(|p| p.with_products(products));
+            Ok(Upstream { provider: built(made, &format!("{path}.baseUrl"), &base_url)?, budget })
         }
         "nws" => {
             let base_url = settings.base_url.unwrap_or_else(|| NWS_BASE_URL.to_owned());

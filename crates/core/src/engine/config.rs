@@ -34,6 +34,10 @@ pub struct Config {
     pub max_users: usize,
     pub coordinate_decimals: u32,
     pub coalesce: bool,
+    /// Whether entries keep the forecast products of their answers (`products` option; see
+    /// `cache/products.rs`). Off: nobody can ask for them, so nothing is kept, and providers
+    /// are asked for the summary alone.
+    pub keep_products: bool,
     pub min_refresh_interval_ms: u64,
     /// Refresh-ahead: a request for an entry with less than this left of its fresh window
     /// starts one background refresh (0: off, refreshes wait until the entry is stale).
@@ -72,6 +76,7 @@ impl Config {
             max_users: 100_000,
             coordinate_decimals: 2,
             coalesce: true,
+            keep_products: true,
             min_refresh_interval_ms: 300_000,
             refresh_ahead_ms: DEFAULT_REFRESH_AHEAD_MS,
             initial_backoff_ms: 60_000,

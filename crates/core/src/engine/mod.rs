@@ -390,7 +390,7 @@ impl Inner {
             expires_at,
             stale_until: stale_until.max(expires_at),
             terms: crate::cache::Terms::boxed(held_until, validator),
-            products,
+            products: products.filter(|_| self.config.keep_products),
         }
     }
 }

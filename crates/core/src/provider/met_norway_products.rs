@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use super::json::{list, num, Kind};
-use super::metnorway::condition_of_symbol;
+use super::symbols::condition_of_symbol;
 use super::parse_rfc3339;
 use crate::cache::{local_day, Day, Details, Hour, Maybe, Products, Sky, MAX_DAYS, MAX_HOURS};
 

@@ -15,7 +15,9 @@ mod openmeteo;
 mod openweather;
 mod reading;
 mod retry_after;
+mod symbols;
 mod timestamps;
+mod wmo;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::json::{epoch_s, num, Kind};
-use super::openmeteo::condition_of_wmo;
+use super::wmo::condition_of_wmo;
 use super::tidy;
 use crate::cache::{
     local_day, Day, Details, Hour, Maybe, NextHour, Products, Sky, MAX_DAYS, MAX_DESCRIPTION_CHARS, MAX_HOURS,

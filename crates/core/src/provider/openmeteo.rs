@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::body::{read_bounded, transport_error};
 use super::http::{coordinate, HttpProviderConfig, KeyedClient};
+use super::wmo::condition_of_wmo;
 use super::{observation, tidy, Answer, FetchFuture, Provider, ProviderError};
 use crate::cache::{Observation, Products};
 use crate::geo::LatLon;
@@ -19,11 +20,19 @@ pub type OpenMeteoConfig = HttpProviderConfig;
 
 pub struct OpenMeteo {
     http: KeyedClient,
+    /// Whether the answer's products are wanted (see `OpenWeather::with_products`).
+    products: bool,
 }
 
 impl OpenMeteo {
     pub fn new(config: OpenMeteoConfig) -> Result<OpenMeteo, String> {
-        Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")? })
+        Ok(OpenMeteo { http: KeyedClient::new(config, "/v1/forecast")?, products: true })
+    }
+
+    /// Without products, only `current=temperature_2m,weather_code` is asked for.
+    pub fn with_products(mut self, products: bool) -> OpenMeteo {
+        self.products = products;
+        self
     }
 
     async fn current(&self, at: LatLon) -> Result<Answer, ProviderError> {
@@ -34,8 +43,12 @@ impl OpenMeteo {
             query
                 .append_pair("latitude", &coordinate(at.lat, http.decimals))
                 .append_pair("longitude", &coordinate(at.lon, http.decimals));
-            for (name, value) in super::open_meteo_products::QUERY {
-                query.append_pair(name, value);
+            if self.products {
+                for (name, value) in super::open_meteo_products::QUERY {
+                    query.append_pair(name, value);
+                }
+            } else {
+                query.append_pair("current", "temperature_2m,weather_code");
             }
             if let Some(key) = &http.api_key {
                 query.append_pair("apikey", key);
@@ -56,7 +69,7 @@ impl OpenMeteo {
         }
         let body = read_bounded(response, http.max_response_bytes, &http.redactor).await?;
         let (observation, products) = read_forecast(&body)?;
-        Ok(Answer::with_products(observation, products))
+        Ok(if self.products { Answer::with_products(observation, products) } else { Answer::observed(observation) })
     }
 }
 
@@ -130,43 +143,9 @@ pub fn read_forecast(body: &[u8]) -> Result<(Observation, Products), ProviderErr
     Ok((observation(celsius, Some(condition_of_wmo(code)))?, super::open_meteo_products::products(&whole)))
 }
 
-/// A WMO weather interpretation code as an OpenWeather-style condition.
-pub fn condition_of_wmo(code: Option<f64>) -> &'static str {
-    let Some(code) = code.filter(|c| c.fract() == 0.0) else { return "Unknown" };
-    match code as i64 {
-        0 | 1 => "Clear",
-        2 | 3 => "Clouds",
-        45 | 48 => "Fog",
-        51..=57 => "Drizzle",
-        61..=67 | 80..=82 => "Rain",
-        71..=77 | 85 | 86 => "Snow",
-        95..=99 => "Thunderstorm",
-        _ => "Unknown",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_wmo_table_case_by_case() {
-        let expected = |code: i64| match code {
-            0 | 1 => "Clear",
-            2 | 3 => "Clouds",
-            45 | 48 => "Fog",
-            51..=57 => "Drizzle",
-            61..=67 | 80..=82 => "Rain",
-            71..=77 | 85 | 86 => "Snow",
-            95..=99 => "Thunderstorm",
-            _ => "Unknown",
-        };
-        for code in -5..=105 {
-            assert_eq!(condition_of_wmo(Some(code as f64)), expected(code), "code {code}");
-        }
-        assert_eq!(condition_of_wmo(Some(2.5)), "Unknown");
-        assert_eq!(condition_of_wmo(None), "Unknown");
-    }
 
     #[test]
     fn an_error_body_gives_its_reason_as_one_capped_line() {

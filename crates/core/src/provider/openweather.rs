@@ -17,12 +17,21 @@ pub type OpenWeatherConfig = HttpProviderConfig;
 
 pub struct OpenWeather {
     http: KeyedClient,
+    /// Whether the answer's products are wanted (see `with_products`).
+    products: bool,
 }
 
 impl OpenWeather {
     /// Fails (with a message fit for users) when `base_url` is not an http(s) URL.
     pub fn new(config: OpenWeatherConfig) -> Result<OpenWeather, String> {
-        Ok(OpenWeather { http: KeyedClient::new(config, "/data/3.0/onecall")? })
+        Ok(OpenWeather { http: KeyedClient::new(config, "/data/3.0/onecall")?, products: true })
+    }
+
+    /// Without products nobody can ask for them: the call excludes them again (a smaller
+    /// answer), and the answer carries none.
+    pub fn with_products(mut self, products: bool) -> OpenWeather {
+        self.products = products;
+        self
     }
 
     /// Without a configured key, takes `late`'s once it is set (the default instance's
@@ -44,7 +53,11 @@ impl OpenWeather {
         let mut url = http.url.clone();
         url.query_pairs_mut()
             .append_pair("lat", &format!("{:.*}", http.decimals, at.lat))
-            .append_pair("lon", &format!("{:.*}", http.decimals, at.lon))
+            .append_pair("lon", &format!("{:.*}", http.decimals, at.lon));
+        if !self.products {
+            url.query_pairs_mut().append_pair("exclude", "minutely,hourly,daily,alerts");
+        }
+        url.query_pairs_mut()
             .append_pair("units", "metric")
             .append_pair("appid", key);
         let started = std::time::Instant::now();
@@ -62,7 +75,7 @@ impl OpenWeather {
         }
         let body = read_bounded(response, http.max_response_bytes, redactor).await?;
         let (observation, products) = read_one_call(&body).map_err(refused)?;
-        Ok(Answer::with_products(observation, products))
+        Ok(if self.products { Answer::with_products(observation, products) } else { Answer::observed(observation) })
     }
 }
 

@@ -328,6 +328,10 @@ async fn weather<B>(shared: &Arc<Shared>, request: &Request<B>, head: bool, clie
         Err(e) => return error(StatusCode::BAD_REQUEST, e.code, &e.message, head).into(),
     };
     let engine = &shared.engine;
+    if !query.include.is_empty() && !engine.config().keep_products {
+        let message = "include needs a proxy that keeps forecast products";
+        return error(StatusCode::BAD_REQUEST, "ERR_INVALID_STATE", message, head).into();
+    }
     let at = LatLon::new(query.lat, query.lon);
     // `Cache-Control: max-age` / `no-cache`: how fresh an answer the client takes.
     let mut wanted = weather_cache_core::engine::Request { user: &query.user, at, mode: cache_control::mode(request.headers()) };
