@@ -97,7 +97,7 @@ export interface WeatherServiceOptions {
   minRefreshIntervalMs?: number
   /**
    * Refresh-ahead: a request for an entry with less than this left of its fresh window starts one
-   * background refresh, so busy areas are refreshed before they go stale. Default 30000 (at most
+   * background refresh, so busy areas are refreshed before they go stale. Default 20000 (at most
    * a tenth of `freshTtlMs` when only that is set); 0 disables. Must be below `freshTtlMs`.
    */
   refreshAheadMs?: number
@@ -121,6 +121,13 @@ export interface WeatherServiceOptions {
   budget?: BudgetOptions
   /** Upstreams in order of preference; a fetch fails over to the next. Default `["openweather"]`. */
   providers?: ProviderSpec[]
+  /**
+   * Warm restarts: the shared entries, cooldowns and local budget counters are saved to this file
+   * every `intervalMs` (default 60000, at least 100) and on `close()`, and loaded at construction.
+   * Never anything per user. A file that cannot be used is renamed aside with one warning
+   * (`weather.snapshot.rejected`), and the cache starts cold.
+   */
+  snapshot?: string | { path: string; intervalMs?: number }
 }
 
 /** Options of `WeatherService.listen()`: the drone proxy (`weather-cache serve`). */
@@ -242,9 +249,9 @@ export declare class WeatherService {
   clearUser(userId: string): void
   /**
    * Moves the manual clock forward (`clock: "manual"` only; throws `ERR_INVALID_STATE`
-   * otherwise).
+   * otherwise) and returns where it is now (epoch ms): `advanceTime(0)` reads it.
    */
-  advanceTime(ms: number): void
+  advanceTime(ms: number): number
   /**
    * Counters and gauges (see `WeatherStats`). For a periodic summary, call it from
    * `setInterval`; the service runs no timers of its own.
