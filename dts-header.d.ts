@@ -108,7 +108,7 @@ export interface WeatherServiceOptions {
   minRefreshIntervalMs?: number
   /**
    * Refresh-ahead: a request for an entry with less than this left of its fresh window starts one
-   * background refresh, so busy areas are refreshed before they go stale. Default 30000 (at most
+   * background refresh, so busy areas are refreshed before they go stale. Default 20000 (at most
    * a tenth of `freshTtlMs` when only that is set); 0 disables. Must be below `freshTtlMs`.
    */
   refreshAheadMs?: number

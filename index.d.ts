@@ -108,7 +108,7 @@ export interface WeatherServiceOptions {
   minRefreshIntervalMs?: number
   /**
    * Refresh-ahead: a request for an entry with less than this left of its fresh window starts one
-   * background refresh, so busy areas are refreshed before they go stale. Default 30000 (at most
+   * background refresh, so busy areas are refreshed before they go stale. Default 20000 (at most
    * a tenth of `freshTtlMs` when only that is set); 0 disables. Must be below `freshTtlMs`.
    */
   refreshAheadMs?: number
@@ -298,9 +298,9 @@ export declare class WeatherService {
   clearUser(userId: string): void
   /**
    * Moves the manual clock forward (`clock: "manual"` only; throws `ERR_INVALID_STATE`
-   * otherwise).
+   * otherwise) and returns where it is now (epoch ms): `advanceTime(0)` reads it.
    */
-  advanceTime(ms: number): void
+  advanceTime(ms: number): number
   /**
    * Counters and gauges (see `WeatherStats`). For a periodic summary, call it from
    * `setInterval`; the service runs no timers of its own.

@@ -122,3 +122,16 @@ test('demo --redis without --instances is a usage error', async () => {
   assert.equal(code, 2)
   assert.match(stderr, /--redis goes with --instances/)
 })
+
+test('demo --restart-at: a warm restart (snapshot) makes fewer upstream calls than a cold one, and is repeatable', async () => {
+  const args = ['--drones', '200', '--minutes', '12', '--restart-at', '6', '--json']
+  const [x, y] = await Promise.all([demo(args), demo(args)])
+  assert.equal(x.code, 0, x.stderr)
+  const { withSnapshot: warm, withoutSnapshot: cold } = JSON.parse(x.stdout)
+  assert.equal(warm.requests, cold.requests)
+  assert.ok(warm.callsAfterRestart < cold.callsAfterRestart, `${warm.callsAfterRestart} vs ${cold.callsAfterRestart} calls after the restart`)
+  assert.ok(warm.upstreamCalls < cold.upstreamCalls, `${warm.upstreamCalls} vs ${cold.upstreamCalls}`)
+  const again = JSON.parse(y.stdout)
+  assert.deepEqual(counts(again.withSnapshot), counts(warm))
+  assert.deepEqual(counts(again.withoutSnapshot), counts(cold))
+})

@@ -89,3 +89,14 @@ test('refreshAheadMs: checked, and its default stays inside a short freshTtlMs',
     new WeatherService({ freshTtlMs: 1_000 }).close()
     new WeatherService({ refreshAheadMs: 0, freshTtlMs: 1_000 }).close()
   }))
+
+test('refreshAheadMs: a user asking again and again (answered by the JS front) still refreshes ahead', () =>
+  withService({ refreshAheadMs: 30_000 }, async ({ service, upstream }) => {
+    for (let i = 0; i < 3; i++) assert.equal((await service.getWeather(null, 'u', 1, 1)).tempC, 10)
+    service.advanceTime(575_000)
+    assert.equal((await service.getWeather(null, 'u', 1, 1)).tempC, 10)
+    await until(() => service.stats().inflight === 0 && upstream.count === 2, 'the refresh')
+    service.advanceTime(25_000)
+    assert.equal((await service.getWeather(null, 'u', 1, 1)).tempC, 11, 'never stale')
+    assert.equal(service.stats().staleHits, 0)
+  }, counting()))

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // weather-cache's command line: `serve` (the drone proxy) and `demo` (the fleet simulation).
 import { UsageError } from '../lib/cli-args.mjs'
-import { DEMO_HELP, demoOptions, formatSummary, progressBar, runDemo } from '../lib/demo.mjs'
+import { DEMO_HELP, demoOptions, formatRestart, formatSummary, progressBar, runDemo } from '../lib/demo.mjs'
 import { formatInstancesSummary, runInstancesDemo } from '../lib/demo-instances.mjs'
 import { serve } from '../lib/serve.mjs'
 
@@ -32,6 +32,7 @@ async function demo(args) {
   if (options.help) return console.log(DEMO_HELP)
   if (options.redis && options.instances === 1) throw new UsageError('--redis goes with --instances')
   if (options.instances > 1) return instancesDemo(options)
+  if (options.restartAt !== undefined) return restartDemo(options)
   const tty = process.stdout.isTTY && !options.json
   let lastLine = 0
   const onProgress = (done, total, stats) => {
@@ -51,6 +52,15 @@ async function demo(args) {
   const summary = await runDemo(options, onProgress)
   if (options.json) console.log(JSON.stringify(summary))
   else console.log(`${tty ? '\n' : ''}\n${formatSummary(summary)}`)
+}
+
+async function restartDemo(options) {
+  if (options.restartAt >= options.minutes) throw new UsageError(`--restart-at must be before the end (--minutes ${options.minutes})`)
+  if (!options.json) console.log(`weather-cache demo: ${options.drones.toLocaleString('en-US')} drones, restarted at minute ${options.restartAt}, with and without a snapshot`)
+  const warm = await runDemo({ ...options, snapshot: true })
+  const cold = await runDemo({ ...options, snapshot: false })
+  if (options.json) console.log(JSON.stringify({ withSnapshot: warm, withoutSnapshot: cold }))
+  else console.log(`\n${formatRestart(warm, cold)}`)
 }
 
 async function instancesDemo(options) {

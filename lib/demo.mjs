@@ -5,6 +5,10 @@
 // goes through one WeatherService, which talks to a simulated OpenWeather on 127.0.0.1 (latency,
 // a per-minute limit with 429 + Retry-After, optional faults). The service runs on its manual
 // clock, and each step settles before the clock moves, so one seed always gives the same counts.
+import { rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
 import { WeatherService } from '../main.js'
 import { UsageError, parseFlags } from './cli-args.mjs'
 import { Fleet } from './fleet.mjs'
@@ -37,6 +41,9 @@ Options:
                             alert products; the Dashboard users ask for them
                             (getForecast include) and show "rain in 40 min"-style lines, and
                             the run is compared with one without products: same upstream calls
+  --refresh-ahead-ms <n>    the service's refreshAheadMs (default: the service's default)
+  --restart-at <minute>     restart the service at that simulated minute, once with a snapshot
+                            (warm restart) and once without, and compare the calls
   --json                    print one JSON object instead of the table
   -h, --help                this text`
 
@@ -52,6 +59,8 @@ const FLAGS = {
   providers: { type: 'string' },
   forecasts: { type: 'boolean' },
   json: { type: 'boolean' },
+  'refresh-ahead-ms': { type: 'int', min: 0 },
+  'restart-at': { type: 'int', min: 1, max: 24 * 60 },
 }
 
 const PROVIDER_NAMES = ['openweather', 'open-meteo', 'met-norway']
@@ -87,6 +96,10 @@ export function demoOptions(argv) {
     redis: values.redis,
     forecasts: values.forecasts ?? false,
     json: values.json ?? false,
+    refreshAheadMs: values['refresh-ahead-ms'],
+    restartAt: values['restart-at'],
+    // With --restart-at: whether the restarted service loads a snapshot (the CLI runs both).
+    snapshot: false,
   }
 }
 
@@ -108,7 +121,18 @@ export async function runDemo(options, onProgress = () => {}) {
   // jitterRatio 0: backoff windows are part of the counts, and the counts must repeat.
   // With --providers, every provider is the simulated upstream (each speaking its own format).
   const providers = options.providers?.map((name) => (name === 'met-norway' ? { name, baseUrl: upstream.url, userAgent: 'weather-cache-demo/1 (simulated)' } : { name, baseUrl: upstream.url }))
-  const service = new WeatherService({ apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000, providers })
+  const refreshAhead = options.refreshAheadMs === undefined ? {} : { refreshAheadMs: options.refreshAheadMs }
+  const serviceOptions = { apiKey: DEMO_KEY, baseUrl: upstream.url, clock: 'manual', jitterRatio: 0, maxUsers: drones + 1000, providers, ...refreshAhead }
+  // --restart-at: a warm restart reads what the first service wrote on close().
+  const snapshotFile = join(tmpdir(), `weather-cache-demo-${process.pid}.snap`)
+  const snapshot = options.restartAt !== undefined && options.snapshot ? { snapshot: snapshotFile } : {}
+  let service = new WeatherService({ ...serviceOptions, ...snapshot })
+  const restartStep = options.restartAt === undefined ? -1 : Math.round((options.restartAt * 60) / STEP_S)
+  /** Counters of services closed by a restart, added to the last one's. */
+  const before = []
+  /** Upstream calls in the 5 simulated minutes after the restart. */
+  let callsAfterRestart = 0
+  const called = () => upstream.stats.requests
   const fleet = new Fleet({ drones, seed })
   const walkers = new Fleet({ drones: DASHBOARD_USERS, seed: seed + 1, radiusKm: 4, minSpeed: 1, maxSpeed: 2 })
   const dashboards = walkers.drones.map((walker, i) => ({ walker, index: i, user: dashboardUser(`dashboard-user-${i + 1}`) }))
@@ -130,8 +154,19 @@ export async function runDemo(options, onProgress = () => {}) {
     })
   }
   const started = Date.now()
+  let restartedAtCalls = 0
   try {
     for (let step = 0; step < steps; step++) {
+      if (step === restartStep) {
+        // A deploy: the process goes, a new one comes, on the same simulated clock.
+        const now = service.advanceTime(0)
+        before.push(service.stats())
+        service.close()
+        service = new WeatherService({ ...serviceOptions, ...snapshot })
+        service.advanceTime(Math.max(0, now - service.advanceTime(0)))
+        restartedAtCalls = called()
+      }
+      if (restartStep >= 0 && step === restartStep + 60) callsAfterRestart = called() - restartedAtCalls
       const requests = fleet.drones.map((drone) => {
         const { lat, lon } = fleet.position(drone)
         return timed(service.getWeather(null, drone.id, lat, lon))
@@ -165,8 +200,10 @@ export async function runDemo(options, onProgress = () => {}) {
   } finally {
     service.close()
     await upstream.close()
+    rmSync(snapshotFile, { force: true })
   }
-  const s = service.stats()
+  if (restartStep >= 0 && restartStep + 60 >= steps) callsAfterRestart = called() - restartedAtCalls
+  const s = sumStats([...before, service.stats()])
   // The same run without products: the upstream calls must be the same (the cost rule).
   const baseline = options.forecasts ? await runDemo({ ...options, forecasts: false }) : undefined
   const sorted = latencies.subarray(0, measured).sort()
@@ -208,6 +245,7 @@ export async function runDemo(options, onProgress = () => {}) {
           },
         }
       : {}),
+    ...(restartStep >= 0 ? { restartAt: options.restartAt, snapshot: options.snapshot, callsAfterRestart } : {}),
     wallMs: Date.now() - started,
   }
 }
@@ -226,6 +264,39 @@ export function rainLine(nextHour, now) {
   }
   const wetAt = nextHour.find(wet)
   return wetAt ? `rain in ${minutes(wetAt)} min` : 'no rain this hour'
+}
+
+/** The counters of several services (one before a restart, one after) added up. */
+function sumStats(all) {
+  const [last] = all.slice(-1)
+  const sum = { ...last }
+  for (const key of Object.keys(last)) {
+    if (typeof last[key] === 'number') sum[key] = all.reduce((n, s) => n + s[key], 0)
+  }
+  sum.providers = last.providers.map((p, i) => {
+    const out = { ...p }
+    for (const key of Object.keys(p)) if (typeof p[key] === 'number') out[key] = all.reduce((n, s) => n + s.providers[i][key], 0)
+    return out
+  })
+  return sum
+}
+
+/** `--restart-at`: the same hour with a warm restart (snapshot) and a cold one, side by side. */
+export function formatRestart(warm, cold) {
+  const rows = [
+    ['upstream calls', warm.upstreamCalls, cold.upstreamCalls],
+    [`calls in the 5 min after`, warm.callsAfterRestart, cold.callsAfterRestart],
+    ['429 answers', warm.rateLimited, cold.rateLimited],
+    ['unanswered (null)', warm.unanswered, cold.unanswered],
+    ['stale answers', warm.hits.stale, cold.hits.stale],
+  ]
+  const saved = cold.upstreamCalls - warm.upstreamCalls
+  return [
+    `weather-cache demo: restart at minute ${warm.restartAt} of ${warm.minutes}, seed ${warm.seed} (${((warm.wallMs + cold.wallMs) / 1000).toFixed(1)} s)`,
+    `  ${''.padEnd(26)} ${'with snapshot'.padStart(14)} ${'cold restart'.padStart(14)}`,
+    ...rows.map(([label, a, b]) => `  ${label.padEnd(26)} ${fmt(a).padStart(14)} ${fmt(b).padStart(14)}`),
+    `  the snapshot saved ${fmt(saved)} upstream calls (${pct(saved / Math.max(1, cold.upstreamCalls))} of the cold restart's)`,
+  ].join('\n')
 }
 
 /** A Dashboard user: its session (settings with the unit flag) and what its glasses show. */

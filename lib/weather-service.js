@@ -174,7 +174,7 @@ class Service {
   advanceTime(ms) {
     if (!Service.#is(this)) throw invalidThis()
     this.#flush()
-    this.#native.advanceTime(ms)
+    return this.#native.advanceTime(ms)
   }
 
   stats() {

@@ -51,11 +51,13 @@ impl FrontView {
         unsafe { (*self.0.get())[index] = value }
     }
 
-    /// The call was answered at once from `entry`, which is now the user's newest.
-    pub fn answered(&self, entry: &Entry, (bucket, version): (usize, u32)) {
+    /// The call was answered at once from `entry`, which is now the user's newest; JS may
+    /// answer its next calls until `until` (the entry's expiry, or earlier: from the start of
+    /// its refresh-ahead window on, calls go to the engine, which refreshes the area).
+    pub fn answered(&self, entry: &Entry, until: i64, (bucket, version): (usize, u32)) {
         self.set(VIEW_LAT, entry.location.lat);
         self.set(VIEW_LON, entry.location.lon);
-        self.set(VIEW_EXPIRES_AT, entry.expires_at as f64);
+        self.set(VIEW_EXPIRES_AT, until.min(entry.expires_at) as f64);
         self.set(VIEW_BUCKET, bucket as f64);
         self.set(VIEW_VERSION, f64::from(version));
         self.set(VIEW_ANSWERED, 1.0);

@@ -162,9 +162,9 @@ impl WeatherService {
     }
 
     /// Moves the manual clock forward (`clock: "manual"` only; throws `ERR_INVALID_STATE`
-    /// otherwise).
+    /// otherwise) and returns where it is now (epoch ms): `advanceTime(0)` reads it.
     #[napi(catch_unwind, ts_args_type = "ms: number")]
-    pub fn advance_time(&self, env: &Env, ms: Unknown) -> Result<()> {
+    pub fn advance_time(&self, env: &Env, ms: Unknown) -> Result<f64> {
         let ms = args::finite(&ms, "ms").map_err(|e| e.throw(env))?;
         if ms < 0.0 || ms.fract() != 0.0 {
             let expected = "an integer >= 0".into();
@@ -178,7 +178,7 @@ impl WeatherService {
         if let Some(view) = service.front.get() {
             view.clock(service.engine.now());
         }
-        Ok(())
+        Ok(service.engine.now() as f64)
     }
 
     /// Counters and gauges (see `WeatherStats`). For a periodic summary, call it from
@@ -293,7 +293,10 @@ impl WeatherService {
                 let (begun, version) = service.engine.begin_versioned(request, &mut recorder);
                 match (&begun, version) {
                     (Begin::Ready(Ok(served)), Some(version)) if served.source == Source::Cache => {
-                        view.answered(&served.entry, version)
+                        let ahead = service.engine.config().refresh_ahead_ms as i64;
+                        let entry = &served.entry;
+                        let until = if entry.held_until() > entry.expires_at - ahead { entry.expires_at } else { entry.expires_at - ahead };
+                        view.answered(entry, until, version)
                     }
                     _ => view.nothing(),
                 }

@@ -89,7 +89,7 @@ pub struct ServiceOptions {
     pub coalesce: Option<bool>,
     pub clock: Option<ClockKind>,
     pub min_refresh_interval_ms: Option<u64>,
-    /// Refresh-ahead window before expiry (default 30 s, at most a tenth of `freshTtlMs`
+    /// Refresh-ahead window before expiry (default 20 s, at most a tenth of `freshTtlMs`
     /// unless set; 0: off).
     pub refresh_ahead_ms: Option<u64>,
     pub initial_backoff_ms: Option<u64>,

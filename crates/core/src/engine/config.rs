@@ -60,7 +60,7 @@ pub const MAX_ERROR_COOLDOWN_MS: u64 = 300_000;
 /// The resilient preset's refresh-ahead window, chosen from the demo fleet's numbers (README,
 /// "Refresh-ahead"): stale answers near 0 for at most 5 % more upstream calls. Never more than
 /// a tenth of the fresh TTL when only the TTL is set (see `ServiceOptions::resolve`).
-pub const DEFAULT_REFRESH_AHEAD_MS: u64 = 30_000;
+pub const DEFAULT_REFRESH_AHEAD_MS: u64 = 20_000;
 /// Upper bound for every duration option: one year.
 pub const MAX_DURATION_MS: u64 = 365 * 24 * 3_600_000;
 

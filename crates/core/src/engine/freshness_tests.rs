@@ -192,3 +192,24 @@ async fn refresh_ahead_never_spends_the_background_reserve() {
     assert_eq!(ask(&h, "u", (50.0, 1.0), Mode::Normal).await.0.unwrap().source, Source::Network);
     assert_eq!(h.upstream.hits(), 10);
 }
+
+#[tokio::test]
+async fn refresh_ahead_leaves_an_entry_alone_while_a_neighbour_outlives_it() {
+    let h = harness_with(config(|c| c.refresh_ahead_ms = 30_000), counting().await, None).await;
+    ask(&h, "a", (1.0, 1.0), Mode::Normal).await.0.unwrap();
+    h.advance(100_000);
+    // 6.7 km north: a miss of its own, whose entry expires 100 s later.
+    ask(&h, "b", (1.06, 1.0), Mode::Normal).await.0.unwrap();
+    assert_eq!(h.upstream.hits(), 2);
+    // Between them, both cover. In the first one's window the second outlives it: no call.
+    h.advance(475_000);
+    assert_eq!(served(&ask(&h, "c", (1.03, 1.0), Mode::Normal).await.0).0, Source::Cache);
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 2);
+    // In the second one's window nothing outlives it: one refresh.
+    h.advance(100_000);
+    assert_eq!(served(&ask(&h, "c", (1.03, 1.0), Mode::Normal).await.0).0, Source::Cache);
+    h.settle().await;
+    assert_eq!(h.upstream.hits(), 3);
+    assert_eq!(h.engine.stats().background_refreshes, 1);
+}

@@ -148,9 +148,10 @@ impl Inner {
                 let reading = observation(saved.celsius, Some(&saved.condition)).ok()?;
                 let validator = saved.validator.as_deref().map(Into::into);
                 let provider = intern(&saved.provider);
-                let fetched_at = saved.fetched_at.min(now);
+                // Ages run on the service clock as it is, fetchedAt as saved: a manual clock
+                // moved on to where the saving one was (the demo) finds them exactly as it left them.
                 let products = saved.products.and_then(products::decode).map(Arc::new);
-                Some(self.held_entry(location, &reading, provider, fetched_at, saved.held_until, validator, products))
+                Some(self.held_entry(location, &reading, provider, saved.fetched_at, saved.held_until, validator, products))
             });
             match entry.filter(|e| e.freshness(now) != Freshness::Expired) {
                 Some(entry) => {

@@ -86,3 +86,21 @@ async fn an_unwritable_path_warns_once_per_streak_and_serving_goes_on() {
     engine.close();
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_unreadable_file_is_a_cold_start_with_one_warning() {
+    let dir = dir("unreadable");
+    // A directory where the file should be: it cannot be read as one.
+    let path = dir.join("cache.snap");
+    fs::create_dir_all(path.join("inside")).unwrap();
+    let (engine, seen) = engine(&path, Duration::from_secs(3_600));
+    let events = seen.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let Event::SnapshotRejected { reason, kept_as, .. } = &events[0] else { panic!("{events:?}") };
+    assert!(reason.starts_with("cannot be read"), "{reason}");
+    assert!(Path::new(kept_as).join("inside").is_dir(), "moved aside as it was");
+    assert_eq!(engine.stats().shared_entries, 0);
+    engine.close();
+    assert!(format::decode(&fs::read(&path).unwrap()).is_ok(), "the next snapshot in its place");
+    let _ = fs::remove_dir_all(&dir);
+}
