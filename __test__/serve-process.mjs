@@ -8,10 +8,26 @@ import { API_KEY, startUpstream } from './upstream.mjs'
 
 export const bin = fileURLToPath(new URL('../bin/weather-cache.mjs', import.meta.url))
 
+/**
+ * Which way in the serve tests use: the npm CLI (`node bin/weather-cache.mjs serve`), or with
+ * WEATHER_CACHE_SERVE_ENTRY=binary the `weather-cache-server` binary (serve-binary.test.mjs runs
+ * the serve suites so). The binary is target/debug/weather-cache-server, which `cargo test
+ * --workspace` builds (npm test runs it first), or WEATHER_CACHE_SERVER_BIN.
+ */
+export const entry = process.env.WEATHER_CACHE_SERVE_ENTRY === 'binary' ? 'binary' : 'npm'
+export const serverBinary = process.env.WEATHER_CACHE_SERVER_BIN ?? fileURLToPath(new URL('../target/debug/weather-cache-server', import.meta.url))
+/** How messages start: `weather-cache: ...` or `weather-cache-server: ...`. */
+export const program = entry === 'binary' ? 'weather-cache-server' : 'weather-cache'
+
+/** Spawns `serve` with `args` through the entry point under test. */
+export function spawnServe(args, options = {}) {
+  return entry === 'binary' ? spawn(serverBinary, args, options) : spawn(process.execPath, [bin, 'serve', ...args], options)
+}
+
 /** Starts `weather-cache serve` and resolves once it says where it listens. */
 export function startServe(args, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env } })
+    const child = spawnServe(['--port', '0', ...args], { env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     const exited = new Promise((done) => child.on('exit', (code, signal) => done({ code, signal, stdout, stderr })))
@@ -48,7 +64,7 @@ export async function withProxy(behaviour, fn, args = [], env = {}) {
 /** Runs `weather-cache serve` with `args` to its exit: `{ code, stdout, stderr }`. */
 export function runServe(args, env = {}) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, ...env } })
+    const child = spawnServe(args, { env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))

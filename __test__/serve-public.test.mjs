@@ -14,7 +14,7 @@ import { Duplex } from 'node:stream'
 import { test } from 'node:test'
 import tls from 'node:tls'
 
-import { bin, port, rawClient, sample, sleep, startServe, withProxy } from './serve-process.mjs'
+import { port, rawClient, sample, sleep, spawnServe, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 const installed = (command, args) => !spawnSync(command, args, { stdio: 'ignore' }).error
@@ -78,7 +78,7 @@ function httpGet(url, { headers = {}, localAddress } = {}) {
 /** `weather-cache serve` run to its exit, or killed after `ms`: `{ code, stdout, stderr }`. */
 function runServeFor(ms, args, env) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, 'serve', ...args], { env: { ...process.env, ...env } })
+    const child = spawnServe(args, { env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     const timer = setTimeout(() => child.kill('SIGKILL'), ms)

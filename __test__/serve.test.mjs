@@ -1,12 +1,11 @@
 // `weather-cache serve`: the drone proxy, as a real process on an ephemeral port.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import net from 'node:net'
 import { test } from 'node:test'
 
 import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
 import { parsePrometheus } from './prometheus.mjs'
-import { bin, port, rawClient, startServe, withProxy } from './serve-process.mjs'
+import { port, program, rawClient, spawnServe, startServe, withProxy } from './serve-process.mjs'
 import { API_KEY, answer, startUpstream } from './upstream.mjs'
 
 test('200: the weather, its source and age; units pick `temp`', () =>
@@ -152,12 +151,12 @@ test('--redis and --budget-per-day: two proxies share entries and one budget', {
 
 test('bad flags and bad options exit 2 with a message', async () => {
   for (const args of [['--port', 'abc'], ['--proximity-km', '0.1'], ['--preset', 'turbo'], ['--nope'], ['--budget-per-minute', '0'], ['--redis', 'http://x'], ['--api-key-file', '/nonexistent/key'], ['--token', 'a', '--token-file', 'b'], ['--threads', '0'], ['--max-connections', 'x'], ['--providers', 'darksky'], ['--access-log', '/nonexistent/dir/access.log'], ['--providers', 'met-norway'], ['--met-norway-user-agent', 'x']]) {
-    const child = spawn(process.execPath, [bin, 'serve', ...args])
+    const child = spawnServe(args)
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
     const code = await new Promise((resolve) => child.on('exit', resolve))
     assert.equal(code, 2, args.join(' '))
-    assert.match(stderr, /^weather-cache: /, args.join(' '))
+    assert.match(stderr, new RegExp(`^${program}: `), args.join(' '))
   }
 })
 
@@ -388,7 +387,7 @@ test('defect 2: an empty token from any source exits 2 instead of turning auth o
   const dir = mkdtempSync(`${tmpdir()}/weather-cache-empty-token-`)
   writeFileSync(`${dir}/empty`, '\n')
   for (const [args, env] of [[['--token', ''], {}], [['--token', '   '], {}], [[], { WEATHER_CACHE_TOKEN: '' }], [['--token-file', `${dir}/empty`], {}]]) {
-    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', ...args], { env: { ...process.env, OPEN_WEATHER_API_KEY: API_KEY, ...env } })
+    const child = spawnServe(['--port', '0', ...args], { env: { ...process.env, OPEN_WEATHER_API_KEY: API_KEY, ...env } })
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
     // A proxy that started without auth would never exit by itself.

@@ -14,10 +14,12 @@ export function serve(args) {
   // Signals are taken before the port opens: one sent as soon as "listening" shows must drain.
   let run = null
   let stopping = null
+  let stopped = false
   const stop = (signal) => {
     stopping ??= signal
-    if (run === null || run.exitCode !== null || stopping !== signal) return
-    run.shutdown(signal).then(() => process.exit(0))
+    if (run === null || run.exitCode !== null || stopped) return
+    stopped = true
+    run.shutdown(stopping).then(() => process.exit(0))
   }
   const reload = () => run?.exitCode === null && run.reload()
   process.on('SIGINT', () => stop('SIGINT'))
@@ -32,37 +34,55 @@ export function serve(args) {
     return
   }
   if (stopping) stop(stopping)
-  watchParent(() => stop('SIGTERM'))
+  watchParent(stop)
 }
 
 /**
- * `npx weather-cache serve` / `npm exec`: npm may end on SIGTERM without passing it on, leaving
- * us listening with no one to stop us. When npm started this process (`npm_command`), its
- * exit is taken as a SIGTERM: we notice that we were handed to another parent.
+ * `npx weather-cache serve` / `npm exec`: npm runs us through `sh -c`, and passes SIGTERM and
+ * SIGINT to that shell only. On SIGTERM the shell dies and npm exits, leaving us listening with
+ * no one to stop us; SIGINT the shell keeps until we exit ("wait and cooperative exit"), so we
+ * would never hear of it. When npm started this process (`npm_command`), we therefore watch the
+ * processes between npm and us: one of them gone (npm, the shell) is a SIGTERM; the shell woken
+ * while it waits for us (its context switches counted by the kernel: a waiting shell wakes only
+ * for a signal, or when we stop) is the SIGINT npm passed on.
  */
 function watchParent(stop) {
-  if (process.platform === 'win32' || !process.env.npm_command) return
-  const ancestors = lineage(process.pid)
+  if (process.platform !== 'linux' || !process.env.npm_command) return
+  const ancestors = lineage()
+  const shells = ancestors.filter((pid) => SHELL.test(commandOf(pid))).map((pid) => [pid, switches(pid)])
   const timer = setInterval(() => {
-    // Any of the processes between npm and us gone (a shell npm ran, npm itself): npm ended.
-    if (ancestors.some((pid) => !alive(pid)) || process.ppid !== ancestors[0]) {
+    let signal = null
+    if (process.ppid !== ancestors[0] || ancestors.some((pid) => !alive(pid))) signal = 'SIGTERM'
+    else if (shells.some(([pid, before]) => switches(pid) !== before)) signal = 'SIGINT'
+    if (signal) {
       clearInterval(timer)
-      stop()
+      stop(signal)
     }
   }, PARENT_CHECK_MS)
   timer.unref()
 }
 
-/** Our parent and its ancestors up to npm (the process whose environment has no npm_command). */
-function lineage(pid) {
+const SHELL = /^(sh|bash|dash|zsh|ash)$/
+
+/** Our parent, and its parents while they are shells (npm's `sh -c`), up to npm. */
+function lineage() {
   const chain = []
   let current = process.ppid
   for (let depth = 0; depth < 4 && current > 1; depth++) {
     chain.push(current)
-    if (!/(^|\/)(sh|bash|dash|zsh)$/.test(commandOf(current))) break
+    if (!SHELL.test(commandOf(current))) break
     current = parentOf(current)
   }
   return chain.length > 0 ? chain : [process.ppid]
+}
+
+/** How often the kernel switched to `pid`, as a string ('' once it is gone). */
+function switches(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter((l) => l.includes('ctxt_switches')).join(',')
+  } catch {
+    return ''
+  }
 }
 
 function commandOf(pid) {
