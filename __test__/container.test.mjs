@@ -29,15 +29,16 @@ writeFileSync(env.CONTAINERS_CONF, '[containers]\ndefault_ulimits = []\n')
 const podman = (args, options = {}) => spawnSync('podman', [...RUNTIME, ...args], { encoding: 'utf8', env, ...options })
 const has = (command) => spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0
 
-/** The newest source the binary is built from: a binary older than it is stale. */
-function newestSource(dir = join(root, 'crates')) {
-  let newest = statSync(join(root, 'Cargo.lock')).mtimeMs
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path))
-    else if (/\.(rs|toml|html)$/.test(entry.name)) newest = Math.max(newest, statSync(path).mtimeMs)
-  }
-  return newest
+/** The newest file the binary is built from (manifests, crates' src/): a binary older than it is stale. */
+function newestSource() {
+  const newestIn = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).reduce((newest, entry) => {
+      const path = join(dir, entry.name)
+      return Math.max(newest, entry.isDirectory() ? newestIn(path) : statSync(path).mtimeMs)
+    }, 0)
+  const crates = readdirSync(join(root, 'crates')).map((c) => join(root, 'crates', c))
+  const manifests = [join(root, 'Cargo.lock'), join(root, 'Cargo.toml'), ...crates.map((c) => join(c, 'Cargo.toml'))]
+  return Math.max(...manifests.map((f) => statSync(f).mtimeMs), ...crates.map((c) => newestIn(join(c, 'src'))))
 }
 
 const ready = () => {
