@@ -4,16 +4,21 @@
 // says: /healthz and a weather answer from a loopback upstream (--network host), as the
 // non-root user, and exit 0 on `podman stop` (SIGTERM).
 //
+// Then compose.yaml's set-up, two proxies on one Redis, with Debian's redis-server on loopback:
+// what one proxy fetched, the other answers from Redis.
+//
 // Running containers on this kind of machine needs runc (crun fails on cgroup v1 and on
 // setrlimit), cgroupfs, and a containers.conf without default ulimits.
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
+import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
+import { answer, API_KEY, startUpstream } from '../lib/testing.mjs'
 import { buildImage, serverBinary, VERSION } from '../scripts/build-image.mjs'
 import { smokeServer } from '../scripts/server-smoke.mjs'
 import { needs } from './needs.mjs'
@@ -29,15 +34,16 @@ writeFileSync(env.CONTAINERS_CONF, '[containers]\ndefault_ulimits = []\n')
 const podman = (args, options = {}) => spawnSync('podman', [...RUNTIME, ...args], { encoding: 'utf8', env, ...options })
 const has = (command) => spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0
 
-/** The newest source the binary is built from: a binary older than it is stale. */
-function newestSource(dir = join(root, 'crates')) {
-  let newest = statSync(join(root, 'Cargo.lock')).mtimeMs
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path))
-    else if (/\.(rs|toml|html)$/.test(entry.name)) newest = Math.max(newest, statSync(path).mtimeMs)
-  }
-  return newest
+/** The newest file the binary is built from (manifests, crates' src/): a binary older than it is stale. */
+function newestSource() {
+  const newestIn = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).reduce((newest, entry) => {
+      const path = join(dir, entry.name)
+      return Math.max(newest, entry.isDirectory() ? newestIn(path) : statSync(path).mtimeMs)
+    }, 0)
+  const crates = readdirSync(join(root, 'crates')).map((c) => join(root, 'crates', c))
+  const manifests = [join(root, 'Cargo.lock'), join(root, 'Cargo.toml'), ...crates.map((c) => join(c, 'Cargo.toml'))]
+  return Math.max(...manifests.map((f) => statSync(f).mtimeMs), ...crates.map((c) => newestIn(join(c, 'src'))))
 }
 
 const ready = () => {
@@ -113,5 +119,60 @@ test('the container serves /healthz and a weather answer from a loopback upstrea
     t.diagnostic(`stopped in ${seen.stopMs} ms`)
   } finally {
     podman(['rm', '--force', '--ignore', name])
+  }
+})
+
+/** `podman run` of the image, attached; resolves once the proxy in it says where it listens. */
+function runContainer(name, args) {
+  const child = spawn('podman', [...RUNTIME, 'run', '--rm', '--name', name, '--network', 'host', ...args], { env })
+  let output = ''
+  child.stdout.on('data', (d) => (output += d))
+  child.stderr.on('data', (d) => (output += d))
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} is not listening after 60 s:\n${output}`)), 60_000)
+    child.stdout.on('data', () => {
+      const match = /listening on (http:\/\/\S+)/.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve({ url: match[1], child })
+      }
+    })
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`${name} exited (${code}) before listening:\n${output}`))
+    })
+  })
+}
+
+test("two containers on one Redis (compose.yaml's set-up): what A fetched, B answers from Redis", async (t) => {
+  if (!needs(t, !missing, missing)) return
+  if (!needs(t, redisServerInstalled(), 'redis-server is not installed')) return
+  const redis = await startRedis()
+  const upstream = await startUpstream(answer.fixed(7.2, 'Rain'))
+  const dir = mkdtempSync(join(tmpdir(), 'weather-cache-pair-'))
+  writeFileSync(join(dir, 'key'), `${API_KEY}\n`, { mode: 0o644 })
+  const names = [`weather-cache-a-${process.pid}`, `weather-cache-b-${process.pid}`]
+  try {
+    const [a, b] = await Promise.all(
+      names.map((name) =>
+        runContainer(name, ['-v', `${join(dir, 'key')}:/run/secrets/openweather-api-key:ro`, tag, '--host', '127.0.0.1', '--port', '0',
+          '--redis', redis.url, '--upstream', upstream.url, '--api-key-file', '/run/secrets/openweather-api-key']),
+      ),
+    )
+    const ask = async (proxy) => (await fetch(`${proxy.url}/v1/weather?lat=47.3769&lon=8.5417`)).json()
+    assert.equal((await ask(a)).source, 'network')
+    // A writes to Redis just after it answers: wait for the entry there.
+    const started = Date.now()
+    while (!(await redis.command('KEYS', '*:v2:payloads')).includes('{')) {
+      assert.ok(Date.now() - started < 10_000, 'no entry in Redis 10 s after A answered')
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const fromB = await ask(b)
+    assert.deepEqual([fromB.condition, fromB.tempC, fromB.source, upstream.count], ['Rain', 7, 'cache', 1])
+  } finally {
+    for (const name of names) podman(['rm', '--force', '--ignore', name])
+    await upstream.close()
+    await redis.stop()
+    rmSync(dir, { recursive: true, force: true })
   }
 })
