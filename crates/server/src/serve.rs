@@ -3,7 +3,8 @@
 //! SIGINT/SIGTERM (`shutdown`) and SIGHUP (`reload`) do. Who listens for the signals is the
 //! caller's business (tokio in the binary, Node in the CLI).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weather_cache_core::engine::{BackgroundEvents, Engine, Event, Field, Level};
@@ -30,9 +31,10 @@ impl Server {
     pub fn start(config: ServeConfig, runtime: tokio::runtime::Handle, keep_alive: KeepAlive) -> Result<Server, Exit> {
         let program = config.program;
         let level = config.service.log_level.unwrap_or(Level::Info);
-        let log = Arc::new(JsonLog { level, lock: Mutex::new(()) });
+        let log = Arc::new(JsonLog::start(level));
         for warning in &config.warnings {
-            log.line(Level::Warn, warning, &[]);
+            // Written before "listening" shows: a supervisor that reads that line has these too.
+            print(2, &log.format(Level::Warn, warning, &[]));
         }
         let resolved = config.service.clone().resolve().map_err(|e| config.options_error(&e))?;
         let sink = log.clone();
@@ -64,6 +66,8 @@ impl Server {
         print(1, &format!("{}: {signal}, finishing requests in flight\n", self.program.command));
         self.proxy.close(GRACE).await;
         self.engine.close();
+        let log = self.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.flush()).await;
     }
 
     /// SIGHUP: rereads the tokens file and the certificate, reopens the access log; says how
@@ -108,13 +112,35 @@ fn listen_error(error: &std::io::Error, host: &str, port: u16) -> String {
 }
 
 /// Events and messages as pino writes them: `{"level":40,"time":…,"pid":…,"msg":…, fields}`.
+/// Lines are written by a thread of their own: a stderr nobody reads (a full pipe) must not
+/// stall the threads that answer requests; past `QUEUED` lines waiting, new ones are dropped.
 struct JsonLog {
     level: Level,
-    /// One line at a time: lines from several threads never interleave.
-    lock: Mutex<()>,
+    lines: SyncSender<Message>,
 }
 
+enum Message {
+    Line(String),
+    /// Answered once every line before it is written.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+const QUEUED: usize = 4_096;
+
 impl JsonLog {
+    fn start(level: Level) -> JsonLog {
+        let (lines, queue) = sync_channel::<Message>(QUEUED);
+        let _ = std::thread::Builder::new().name("weather-cache-log".into()).spawn(move || {
+            for message in queue {
+                match message {
+                    Message::Line(text) => print(2, &text),
+                    Message::Flush(done) => drop(done.send(())),
+                }
+            }
+        });
+        JsonLog { level, lines }
+    }
+
     fn event(&self, event: &Event) {
         self.line(event.level(), event.name(), &event.fields());
     }
@@ -123,6 +149,18 @@ impl JsonLog {
         if level < self.level || level == Level::Silent {
             return;
         }
+        let _ = self.lines.try_send(Message::Line(self.format(level, msg, fields)));
+    }
+
+    /// Waits (a second at most) until the lines logged so far are written.
+    fn flush(&self) {
+        let (done, written) = std::sync::mpsc::channel();
+        if self.lines.send(Message::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
+    fn format(&self, level: Level, msg: &str, fields: &[(&str, Field<'_>)]) -> String {
         let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         // pino's order: level, time, pid, msg, then the event's fields.
         let quoted = |text: &str| serde_json::Value::from(text).to_string();
@@ -137,8 +175,7 @@ impl JsonLog {
             text.push_str(&format!(",{}:{value}", quoted(name)));
         }
         text.push_str("}\n");
-        let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        print(2, &text);
+        text
     }
 }
 
