@@ -32,7 +32,7 @@ impl Server {
         let program = config.program;
         let level = config.service.log_level.unwrap_or(Level::Info);
         let log = Arc::new(JsonLog::start(level));
-        for warning in &config.warnings {
+        for warning in config.warnings.iter().filter(|_| Level::Warn >= level) {
             // Written before "listening" shows: a supervisor that reads that line has these too.
             print(2, &log.format(Level::Warn, warning, &[]));
         }
