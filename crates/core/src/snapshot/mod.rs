@@ -107,6 +107,7 @@ impl Snapshotter {
     }
 
     fn load(&self) {
+        remove_leftovers(&self.path);
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return,
@@ -123,7 +124,6 @@ impl Snapshotter {
             }
             Err(rejected) => self.reject(&rejected.to_string()),
         }
-        remove_leftovers(&self.path);
     }
 
     /// A file that cannot be used: moved aside, or left alone and never written over.

@@ -7,9 +7,12 @@ A weather proxy for drone fleets: every drone asks this server, the cache asks O
 (or the providers listed with --providers).
 
 Routes:
-  GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial]
-      200 { condition, tempC, tempF, temp, units, source, fetchedAt, ageMs }
-          Cache-Control: max-age=<freshness left>, ETag; If-None-Match gets 304
+  GET /v1/weather?lat=..&lon=..[&user=..][&units=metric|imperial][&include=..]
+      200 { condition, tempC, tempF, temp, units, source, fetchedAt, ageMs }, and with
+          include=details,hourly,daily,alerts,nextHour those forecast products
+          Cache-Control: max-age=<freshness left>, ETag; If-None-Match gets 304;
+          a request's Cache-Control: max-age=N (seconds) or no-cache asks for a fresher
+          answer, floored by the minimum refresh interval (5 min; none with --preset minimal)
       400 { error: { code, message } } for bad parameters, 401 without a token
       429 with Retry-After past a per-client limit
       503 when there is nothing to serve (with Retry-After when rate limited), 504 on a timeout
