@@ -111,12 +111,12 @@ async fn an_acl_user_with_exactly_the_documented_rules_works() {
     let mut admin = server.admin().await;
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg("weather").arg("on").arg(">Acl-Pa55word").arg("resetkeys").arg("resetchannels");
-    // The README's grant, for key prefix `test`.
+    // The grant docs/scaling.md shows, for key prefix `test`.
     setuser.arg("~{test}:*").arg("~{test:*").arg("&{test}:landed");
     assert!(
-        include_str!("../../../../README.md")
+        include_str!("../../../../docs/scaling.md")
             .contains(&format!("`~{{keyPrefix}}:* ~{{keyPrefix:* &{{keyPrefix}}:landed {ACL_RULES}`")),
-        "the README shows the grant"
+        "docs/scaling.md shows the grant"
     );
     for rule in ACL_RULES.split_whitespace() {
         setuser.arg(rule);
