@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::backoff::MAX_RETRY_AFTER_MS;
 use super::tiered::{from_shared, shared_error};
 use super::{Engine, Inner};
 use crate::cache::{Freshness, Millis};
@@ -162,23 +163,30 @@ impl Inner {
             }
         }
         let radius = self.config.proximity_km;
+        // Deadlines no longer than a running service would set them: a file written under a
+        // clock far ahead (fixed since) must not hold a provider for weeks.
+        let latest = |until: Millis, longest: u64| until.min(now.saturating_add(longest as Millis));
         for saved in saved.providers {
             let Some(index) = self.upstreams.iter().position(|u| u.name() == saved.name) else { continue };
             let provider = self.upstreams[index].name();
             let own = &mut state.providers[index];
-            own.rate_limit.hold_until(saved.rate_limited_until);
-            own.budget_closed_until = own.budget_closed_until.max(saved.budget_closed_until);
+            own.rate_limit.hold_until(latest(saved.rate_limited_until, MAX_RETRY_AFTER_MS));
+            // A budget reopens at the next UTC day at the latest.
+            own.budget_closed_until = own.budget_closed_until.max(latest(saved.budget_closed_until, DAY_MS));
             own.budget.merge(saved.budget);
             for cooldown in saved.cooldowns.into_iter().filter(|c| c.until > now) {
                 if let Some(location) = place(cooldown.lat, cooldown.lon) {
                     let error = from_shared(&cooldown.error, provider);
-                    own.cooldowns.adopt(&self.grid, location, radius, cooldown.until, cooldown.failures, error);
+                    let until = latest(cooldown.until, self.config.max_error_cooldown_ms());
+                    own.cooldowns.adopt(&self.grid, location, radius, until, cooldown.failures, error);
                 }
             }
         }
         restored
     }
 }
+
+const DAY_MS: u64 = 86_400_000;
 
 /// A place read from a file: finite and on the globe, or nothing.
 fn place(lat: f64, lon: f64) -> Option<LatLon> {

@@ -113,3 +113,28 @@ async fn an_entrys_forecast_products_come_back_with_it() {
     assert_eq!(crate::tier::products::encode(&restored), crate::tier::products::encode(&products));
     assert_eq!(after.upstream.hits(), 0);
 }
+
+#[tokio::test]
+async fn deadlines_from_a_clock_far_ahead_are_no_longer_than_a_running_service_sets_them() {
+    let upstream = Upstream::start(|_| async { weather(1.0, "Clear") }).await;
+    let h = Harness { engine: budgeted(&upstream, 3), upstream };
+    let now = h.engine.now();
+    let month = 30 * 86_400_000;
+    let saved = EngineState {
+        entries: Vec::new(),
+        providers: vec![SavedProvider {
+            name: "openweather".into(),
+            rate_limited_until: now + month,
+            budget_closed_until: now + month,
+            budget: [0; 4],
+            cooldowns: Vec::new(),
+        }],
+    };
+    h.engine.restore(saved);
+    let Err(RequestError::RateLimited { retry_after_ms, .. }) = ask(&h, "u", 1.0, 1.0).await else { panic!() };
+    assert!(retry_after_ms <= 24 * 3_600_000, "held for {retry_after_ms} ms, a Retry-After is capped at 24 h");
+    // A day on, the provider is asked again: neither the cooldown nor the closed budget held.
+    h.engine.advance_time(86_400_000 + 1);
+    assert_eq!(ask(&h, "u", 1.0, 1.0).await.unwrap().source, Source::Network);
+    assert_eq!(h.upstream.hits(), 1);
+}

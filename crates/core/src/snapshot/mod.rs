@@ -14,6 +14,7 @@ mod format;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -108,6 +109,13 @@ impl Snapshotter {
 
     fn load(&self) {
         remove_leftovers(&self.path);
+        // A directory (or a device, a socket) at the path is not a snapshot someone can look
+        // at later: it is someone's, so it is neither moved nor written over.
+        if fs::metadata(&self.path).is_ok_and(|m| !m.is_file()) {
+            self.writing.lock().unwrap_or_else(PoisonError::into_inner).blocked = true;
+            let reason = "not a regular file (left where it is; no snapshot is written)".to_owned();
+            return self.emit(Event::SnapshotRejected { path: self.shown(), reason, kept_as: String::new() });
+        }
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return,
@@ -151,11 +159,14 @@ impl Snapshotter {
     }
 }
 
-/// `dir/.name.tmp-<pid>`: in the same directory (a rename across file systems is a copy), one
-/// per process (two processes on one path do not write into each other's temporary file).
+/// `dir/.name.tmp-<pid>-<n>`: in the same directory (a rename across file systems is a copy),
+/// one per write (two processes on one path, or two services of one process, do not write
+/// into each other's temporary file).
 fn temporary(path: &Path) -> PathBuf {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 fn aside_name(path: &Path, now: i64) -> PathBuf {
@@ -170,7 +181,9 @@ fn remove_leftovers(path: &Path) {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let Ok(listing) = fs::read_dir(dir) else { return };
     for entry in listing.flatten() {
-        let leftover = entry.file_name().to_string_lossy().strip_prefix(&prefix).is_some_and(|pid| pid != std::process::id().to_string());
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let writer = file_name.strip_prefix(&prefix).map(|rest| rest.split('-').next().unwrap_or(""));
+        let leftover = writer.is_some_and(|pid| pid != std::process::id().to_string());
         if leftover {
             let _ = fs::remove_file(entry.path());
         }

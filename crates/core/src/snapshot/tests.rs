@@ -88,19 +88,57 @@ async fn an_unwritable_path_warns_once_per_streak_and_serving_goes_on() {
 }
 
 #[tokio::test]
-async fn an_unreadable_file_is_a_cold_start_with_one_warning() {
+async fn a_directory_at_the_path_is_a_cold_start_with_one_warning_and_left_alone() {
     let dir = dir("unreadable");
-    // A directory where the file should be: it cannot be read as one.
+    // A directory where the file should be (`--snapshot /var/lib/weather-cache`): someone's,
+    // so neither renamed nor replaced.
     let path = dir.join("cache.snap");
     fs::create_dir_all(path.join("inside")).unwrap();
-    let (engine, seen) = engine(&path, Duration::from_secs(3_600));
+    let (engine, seen) = engine(&path, Duration::from_millis(100));
+    fill(&engine).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
     let events = seen.lock().unwrap().clone();
     assert_eq!(events.len(), 1, "{events:?}");
     let Event::SnapshotRejected { reason, kept_as, .. } = &events[0] else { panic!("{events:?}") };
-    assert!(reason.starts_with("cannot be read"), "{reason}");
-    assert!(Path::new(kept_as).join("inside").is_dir(), "moved aside as it was");
-    assert_eq!(engine.stats().shared_entries, 0);
+    assert!(reason.starts_with("not a regular file"), "{reason}");
+    assert_eq!(kept_as, "");
+    assert_eq!(engine.stats().shared_entries, 1, "serving goes on");
     engine.close();
-    assert!(format::decode(&fs::read(&path).unwrap()).is_ok(), "the next snapshot in its place");
+    assert!(path.join("inside").is_dir(), "left where it was");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "nothing beside it: {:?}", fs::read_dir(&dir).unwrap().collect::<Vec<_>>());
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_services_of_one_process_on_one_path_do_not_write_into_each_others_temporary_file() {
+    let dir = dir("two");
+    let path = dir.join("cache.snap");
+    let (first, first_seen) = engine(&path, Duration::from_millis(100));
+    let (second, second_seen) = engine(&path, Duration::from_millis(100));
+    fill(&first).await;
+    fill(&second).await;
+    // Both write, often at once, for a while: with one temporary file per process a rename
+    // would take the other's file away (ENOENT) or half of it.
+    let writers: Vec<_> = [(&first, &first_seen), (&second, &second_seen)]
+        .into_iter()
+        .map(|(engine, seen)| {
+            let snapshotter = start_writer(engine, &path, seen);
+            std::thread::spawn(move || (0..200).for_each(|_| snapshotter.write(false)))
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    first.close();
+    second.close();
+    let failed = |seen: &Seen| names(seen).into_iter().filter(|n| *n == "weather.snapshot.failed").count();
+    assert_eq!((failed(&first_seen), failed(&second_seen)), (0, 0), "{:?} {:?}", names(&first_seen), names(&second_seen));
+    assert_eq!(format::decode(&fs::read(&path).unwrap()).unwrap().entries.len(), 1, "last writer wins, whole");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A writer of `engine`'s state to `path`, beside the one `engine` runs itself; its events go to `seen`.
+fn start_writer(engine: &Engine, path: &Path, seen: &Seen) -> Arc<Snapshotter> {
+    let sink = seen.clone();
+    let background: BackgroundEvents = Arc::new(move |events| sink.lock().unwrap().extend(events));
+    Arc::new(Snapshotter { engine: engine.clone(), path: path.to_owned(), background: Some(background), writing: Mutex::default() })
 }
