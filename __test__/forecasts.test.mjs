@@ -62,6 +62,16 @@ test('include: every product, with the documented fields, units and nulls, froze
     }
   }))
 
+test('a temperature on a tie rounds as the provider\'s number does, not down by its f32 storage', () =>
+  // One Call gives two decimals: 7.45 (kept as the f32 7.4499998) is 7.5, as Math.round shows it.
+  withForecasts(async ({ service }) => {
+    const r = await service.getForecast(null, 'u', 48.85, 2.35, { include: ['details', 'hourly', 'daily'] })
+    const tenth = (c) => Math.round(c * 10) / 10
+    assert.deepEqual([r.details.feelsLikeC, r.details.feelsLikeF], [tenth(5.95), tenth(5.95 * 9 / 5 + 32)])
+    assert.deepEqual([r.hourly[0].tempC, r.hourly[0].tempF], [7.5, 45.4])
+    assert.deepEqual([r.daily[0].minC, r.daily[0].maxC], [tenth(3.45), tenth(10.45)])
+  }, { behaviour: answer.forecast(7.45, 'Rain') }))
+
 test('without include the result is exactly as before; getWeather unchanged', () =>
   withForecasts(async ({ service }) => {
     const plain = await service.getForecast(null, 'pilot', 48.85, 2.35)
