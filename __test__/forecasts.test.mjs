@@ -62,6 +62,16 @@ test('include: every product, with the documented fields, units and nulls, froze
     }
   }))
 
+test('a temperature on a tie rounds as the provider\'s number does, not down by its f32 storage', () =>
+  // One Call gives two decimals: 7.45 (kept as the f32 7.4499998) is 7.5, as Math.round shows it.
+  withForecasts(async ({ service }) => {
+    const r = await service.getForecast(null, 'u', 48.85, 2.35, { include: ['details', 'hourly', 'daily'] })
+    const tenth = (c) => Math.round(c * 10) / 10
+    assert.deepEqual([r.details.feelsLikeC, r.details.feelsLikeF], [tenth(5.95), tenth(5.95 * 9 / 5 + 32)])
+    assert.deepEqual([r.hourly[0].tempC, r.hourly[0].tempF], [7.5, 45.4])
+    assert.deepEqual([r.daily[0].minC, r.daily[0].maxC], [tenth(3.45), tenth(10.45)])
+  }, { behaviour: answer.forecast(7.45, 'Rain') }))
+
 test('without include the result is exactly as before; getWeather unchanged', () =>
   withForecasts(async ({ service }) => {
     const plain = await service.getForecast(null, 'pilot', 48.85, 2.35)
@@ -167,7 +177,7 @@ test('the proxy: include= gives getForecast\'s objects, temperatures also in the
   }))
 
 /** A loopback api.weather.gov (the documented shapes, trimmed): `inside` false answers 404 to /points. */
-async function startNws({ inside = true } = {}) {
+async function startNws({ inside = true, latest } = {}) {
   const http = await import('node:http')
   const requests = []
   const server = http.createServer((req, res) => {
@@ -187,7 +197,7 @@ async function startNws({ inside = true } = {}) {
           })),
         },
       },
-      '/stations/KPHL/observations/latest': {
+      '/stations/KPHL/observations/latest': latest ?? {
         properties: { textDescription: 'Cloudy', icon: 'https://api.weather.gov/icons/land/day/ovc?size=medium', temperature: { unitCode: 'wmoUnit:degC', value: 11.7 } },
       },
       '/alerts/active': { type: 'FeatureCollection', features: [] },
@@ -223,6 +233,19 @@ test("the NWS provider: { name: 'nws', userAgent }, its requests counted as call
     assert.ok(nws.requests.every((q) => q.userAgent === 'acme-drones/1 ops@acme.example'))
     assert.equal(service.stats().upstreamRequests, 5, 'every request is a call')
     assert.throws(() => new WeatherService({ providers: ['nws'] }), { code: 'ERR_INVALID_ARG_VALUE', message: /userAgent/ })
+  } finally {
+    service.close()
+    await nws.close()
+  }
+})
+
+test('NWS: a station reporting no sky (icon null, empty text) takes the current hour\'s condition, not Unknown', async () => {
+  const nws = await startNws({ latest: { properties: { textDescription: '', icon: null, temperature: { unitCode: 'wmoUnit:degC', value: 11.7 } } } })
+  const service = new WeatherService({ clock: 'manual', providers: [{ name: 'nws', userAgent: 'acme-drones/1 ops@acme.example', baseUrl: nws.url }] })
+  try {
+    const r = await service.getForecast(null, 'pilot', 39.9526, -75.1652, { include: ['details'] })
+    assert.deepEqual([r.summary.condition, r.summary.tempC], ['Thunderstorm', 12])
+    assert.equal(r.details.description, 'Chance Showers And Thunderstorms')
   } finally {
     service.close()
     await nws.close()

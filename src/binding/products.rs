@@ -9,7 +9,7 @@ use napi_derive::napi;
 
 use super::args::type_of;
 use super::errors::{describe, ArgError, Checked};
-use weather_cache_core::cache::{fahrenheit, iso_date, js_round_tenth, Entry, Maybe, Products, Wanted};
+use weather_cache_core::cache::{iso_date, tenths, Entry, Maybe, Products, Wanted};
 
 /// The products a call asked for.
 pub type Include = Wanted;
@@ -141,9 +141,9 @@ fn maybe(value: Maybe) -> Option<f64> {
     value.get().map(shown)
 }
 
-/// °C as shown, and °F from the unrounded °C.
+/// °C as shown, and °F from the unrounded °C (a stored `f32`, see `tenths`).
 fn both(celsius: f64) -> (f64, f64) {
-    (js_round_tenth(celsius), js_round_tenth(fahrenheit(celsius)))
+    tenths(celsius as f32)
 }
 
 fn frozen<'e, T: ToNapiValue>(env: &'e Env, value: T) -> Result<Unknown<'e>> {

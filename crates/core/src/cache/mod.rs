@@ -15,7 +15,7 @@ use crate::geo::{distance_km, LatLon};
 pub use entry::{Condition, Entry, Freshness, Millis, Observation, Summary, Terms};
 pub use nearby::Nearby;
 pub use products::{
-    days_from_civil, fahrenheit, iso_date, js_round_tenth, local_day, Alert, Day, Details, Hour, Maybe, NextHour, Products, Sky, Wanted,
+    as_given, days_from_civil, fahrenheit, iso_date, js_round_tenth, local_day, tenths, Alert, Day, Details, Hour, Maybe, NextHour, Products, Sky, Wanted,
     MAX_ALERTS, MAX_ALERT_DESCRIPTION_CHARS, MAX_ALERT_TITLE_CHARS, MAX_DAYS, MAX_DESCRIPTION_CHARS, MAX_HOURS,
     MAX_NEXT_HOUR_POINTS,
 };

@@ -278,6 +278,20 @@ pub fn fahrenheit(celsius: f64) -> f64 {
     celsius * 9.0 / 5.0 + 32.0
 }
 
+/// The number a stored `f32` was made from: its shortest decimal (`7.45`, not the
+/// `7.4499998` the `f32` holds), so that a temperature on a tie (One Call gives two decimals)
+/// rounds as the provider's number does, not downwards by the `f32`'s error.
+pub fn as_given(value: f32) -> f64 {
+    format!("{value}").parse().unwrap_or(value as f64)
+}
+
+/// A stored temperature as products show it: °C to one decimal, and °F to one decimal from
+/// the unrounded °C (the provider's number).
+pub fn tenths(celsius: f32) -> (f64, f64) {
+    let celsius = as_given(celsius);
+    (js_round_tenth(celsius), js_round_tenth(fahrenheit(celsius)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +373,15 @@ mod tests {
     #[test]
     fn fahrenheit_from_unrounded_celsius() {
         assert_eq!(crate::geo::js_round(fahrenheit(20.6)), 69.0);
+    }
+
+    #[test]
+    fn stored_temperatures_round_as_the_provider_numbers_do() {
+        // 7.45 as an f32 is 7.4499998: rounded as such it would show 7.4.
+        assert_eq!(tenths(7.45), (7.5, 45.4));
+        assert_eq!(tenths(10.45).0, 10.5);
+        assert_eq!(tenths(5.95).0, 6.0);
+        assert_eq!(tenths(-0.04), (0.0, 31.9));
+        assert_eq!(as_given(0.6), 0.6);
     }
 }

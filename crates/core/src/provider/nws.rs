@@ -284,7 +284,9 @@ fn read(forecast: &Value, latest: Option<&Value>, alerts: Option<&Value>) -> Res
     let first = periods.first().ok_or_else(|| invalid("the hourly forecast has no periods"))?;
     let observed = latest.and_then(|l| l.get("properties"));
     let (celsius, condition) = match observed.and_then(|o| quantity(o, "temperature").map(|c| (o, c))) {
-        Some((o, celsius)) => (celsius, text(o, "icon").map(condition_of_icon)),
+        // A station that reports no sky (its `icon` is `null`) leaves the condition to the
+        // current hour's forecast rather than "Unknown".
+        Some((o, celsius)) => (celsius, text(o, "icon").or_else(|| text(first, "icon")).map(condition_of_icon)),
         None => (
             period_celsius(first).ok_or_else(|| invalid("no temperature observed or forecast"))?,
             text(first, "icon").map(condition_of_icon),
@@ -304,10 +306,11 @@ fn read(forecast: &Value, latest: Option<&Value>, alerts: Option<&Value>) -> Res
     Ok((observation, products))
 }
 
-fn details(observed: Option<&Value>, first: &Value) -> Details {
+fn details<'a>(observed: Option<&'a Value>, first: &'a Value) -> Details {
     let o = observed.unwrap_or(&Value::Null);
     let q = |key| quantity(o, key);
-    let description = text(o, "textDescription").or_else(|| text(first, "shortForecast")).unwrap_or("");
+    let given = |v: &'a Value, key| text(v, key).filter(|t| !t.trim().is_empty());
+    let description = given(o, "textDescription").or_else(|| given(first, "shortForecast")).unwrap_or("");
     Details {
         feels_like_c: Kind::Celsius.of(q("heatIndex").or_else(|| q("windChill"))),
         humidity: Kind::Percent.of(q("relativeHumidity")),

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::query::Units;
-use weather_cache_core::cache::{fahrenheit, iso_date, js_round_tenth, Entry, Maybe, Products, Wanted};
+use weather_cache_core::cache::{iso_date, tenths, Entry, Maybe, Products, Wanted};
 
 /// A number as the provider gave it (the shortest decimal of its `f32`).
 fn shown(value: f64) -> Value {
@@ -19,7 +19,7 @@ fn maybe(value: Maybe) -> Value {
 
 /// °C and °F (one decimal, °F from the unrounded °C), and the one of `units`.
 fn temperatures(celsius: f64, units: Units) -> (f64, f64, f64) {
-    let (c, f) = (js_round_tenth(celsius), js_round_tenth(fahrenheit(celsius)));
+    let (c, f) = tenths(celsius as f32);
     (c, f, if units == Units::Metric { c } else { f })
 }
 

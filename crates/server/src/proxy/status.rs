@@ -43,7 +43,7 @@ fn next_hours(entry: &weather_cache_core::cache::Entry, now: i64) -> Value {
         .map(|h| {
             json!({
                 "time": h.time_s as i64 * 1_000,
-                "tempC": weather_cache_core::cache::js_round_tenth(h.temp_c as f64),
+                "tempC": weather_cache_core::cache::tenths(h.temp_c).0,
                 "condition": h.sky.as_str(),
                 "precipProbability": shown(h.precip_probability),
                 "precipMm": shown(h.precip_mm),
