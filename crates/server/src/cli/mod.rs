@@ -114,9 +114,17 @@ pub fn parse(program: Program, argv: &[String], env: &dyn Fn(&str) -> Option<Str
     build(program, given, file).map_err(usage)
 }
 
-fn build(program: Program, given: Given, file: ConfigFile) -> Result<ServeConfig, String> {
+fn build(program: Program, mut given: Given, file: ConfigFile) -> Result<ServeConfig, String> {
     let ConfigFile { mut service, mut server } = file;
     let mut warnings = Vec::new();
+    // A secret given as a flag replaces its other sources in the environment (flags come
+    // first): `--api-key` over WEATHER_CACHE_API_KEY_FILE, `--token` over
+    // WEATHER_CACHE_TOKEN_FILE or WEATHER_CACHE_TOKENS_FILE, and the other way round.
+    for group in [&["api-key", "api-key-file"][..], &["token", "token-file", "tokens-file"]] {
+        if group.iter().any(|f| given.from_flag(f)) {
+            given.values.retain(|name, (_, source)| !group.contains(name) || *source == Source::Flag);
+        }
+    }
     for (a, b) in [("api-key", "api-key-file"), ("token", "token-file")] {
         if given.from_flag(a) && given.from_flag(b) {
             return Err(format!("--{a} and --{b} exclude each other"));

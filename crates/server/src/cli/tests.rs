@@ -108,3 +108,37 @@ fn help_lists_the_routes_and_the_redis_url_forms_and_version_prints() {
     let version = parse(NPM, &argv(&["--version"]), &|_| None).unwrap_err();
     assert_eq!(version.stdout, format!("weather-cache {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn a_secret_given_as_a_flag_beats_a_file_of_it_named_in_the_environment() {
+    // A unit or an image that sets WEATHER_CACHE_*_FILE must not silently win over what the
+    // operator types: flags are above the environment for secrets too.
+    let key = temp("env-key", "FILEKEY\n", 0o600);
+    let token = temp("env-token", "FILETOKEN\n", 0o600);
+    let tokens = temp("env-tokens", "a FILETOKENS\n", 0o600);
+    let env: &'static [(&str, &str)] = Box::leak(Box::new([
+        ("WEATHER_CACHE_API_KEY_FILE", Box::leak(key.clone().into_boxed_str()) as &str),
+        ("WEATHER_CACHE_TOKEN_FILE", Box::leak(token.clone().into_boxed_str()) as &str),
+    ]));
+    let config = parse(BINARY, &argv(&["--api-key", "FLAGKEY", "--token", "FLAGTOKEN"]), &with_env(env)).unwrap();
+    assert_eq!(config.service.api_key.as_ref().map(Secret::expose), Some("FLAGKEY"));
+    assert!(matches!(&config.proxy.tokens, Tokens::Single(t) if t == "FLAGTOKEN"), "{:?}", config.proxy.tokens);
+    // The other way round: a file named by a flag beats the secret in the environment.
+    let env: &'static [(&str, &str)] = Box::leak(Box::new([("OPEN_WEATHER_API_KEY", "ENVKEY"), ("WEATHER_CACHE_TOKEN", "ENVTOKEN")]));
+    let config = parse(BINARY, &argv(&["--api-key-file", &key, "--token-file", &token]), &with_env(env)).unwrap();
+    assert_eq!(config.service.api_key.as_ref().map(Secret::expose), Some("FILEKEY"));
+    assert!(matches!(&config.proxy.tokens, Tokens::Single(t) if t == "FILETOKEN"), "{:?}", config.proxy.tokens);
+    // A tokens file in the environment gives way to one token given as a flag, and back.
+    let env: &'static [(&str, &str)] = Box::leak(Box::new([("OPEN_WEATHER_API_KEY", "k"), ("WEATHER_CACHE_TOKENS_FILE", Box::leak(tokens.clone().into_boxed_str()) as &str)]));
+    let config = parse(BINARY, &argv(&["--token-file", &token]), &with_env(env)).unwrap();
+    assert!(matches!(&config.proxy.tokens, Tokens::Single(t) if t == "FILETOKEN"), "{:?}", config.proxy.tokens);
+    let env: &'static [(&str, &str)] = Box::leak(Box::new([("OPEN_WEATHER_API_KEY", "k"), ("WEATHER_CACHE_TOKEN_FILE", Box::leak(token.clone().into_boxed_str()) as &str)]));
+    let config = parse(BINARY, &argv(&["--tokens-file", &tokens]), &with_env(env)).unwrap();
+    assert!(matches!(&config.proxy.tokens, Tokens::File(_)), "{:?}", config.proxy.tokens);
+    // Both on one layer still conflict.
+    let exit = parse(BINARY, &argv(&["--tokens-file", &tokens, "--token", "t"]), &with_env(KEY)).unwrap_err();
+    assert!(exit.stderr.contains("--tokens-file excludes --token and --token-file"), "{}", exit.stderr);
+    for path in [key, token, tokens] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
