@@ -61,12 +61,26 @@ pub struct ServeConfig {
     pub proxy: ProxyConfig,
     /// Printed at start (as warn lines).
     pub warnings: Vec<String>,
+    /// How each flag given was named (`--grid-deg`, or `WEATHER_CACHE_GRID_DEG`), and the
+    /// `--config` file: what an error of the engine names.
+    pub given_as: std::collections::BTreeMap<String, String>,
+    pub config_path: Option<String>,
 }
 
 impl ServeConfig {
     /// A problem `ServiceOptions::resolve` found, as a usage error naming the flag.
     pub fn options_error(&self, error: &OptionsError) -> Exit {
-        Exit::usage(self.program, &format!("{} {}", flag_of(&error.option), error.describe()))
+        let flag = flag_of(&error.option);
+        // Providers' settings go with `--providers`: given that way, the flags' names stand.
+        let key = if error.option.starts_with("providers") { "--providers" } else { flag.as_str() };
+        let name = match (self.given_as.get(key), &self.config_path) {
+            (Some(shown), _) if !shown.starts_with("--") && key == flag => shown.clone(),
+            (Some(_), _) => flag,
+            // Not a flag nor a variable: the file's key (a flag nobody typed would mislead).
+            (None, Some(path)) if flag.starts_with("--") => format!("--config {path}: [service] {}", error.option),
+            (None, _) => flag,
+        };
+        Exit::usage(self.program, &format!("{name} {}", error.describe()))
     }
 }
 
@@ -111,7 +125,10 @@ pub fn parse(program: Program, argv: &[String], env: &dyn Fn(&str) -> Option<Str
         Some(path) => file::read(path).map_err(usage)?,
         None => ConfigFile::default(),
     };
-    build(program, given, file).map_err(usage)
+    let config_path = given.text("config").map(str::to_owned);
+    let mut config = build(program, given, file).map_err(usage)?;
+    config.config_path = config_path;
+    Ok(config)
 }
 
 fn build(program: Program, mut given: Given, file: ConfigFile) -> Result<ServeConfig, String> {
@@ -224,7 +241,8 @@ fn build(program: Program, mut given: Given, file: ConfigFile) -> Result<ServeCo
         "-" => AccessLogTarget::Stdout,
         path => AccessLogTarget::File(path.into()),
     });
-    Ok(ServeConfig { program, service, proxy, warnings })
+    let given_as = given.values.keys().map(|name| (format!("--{name}"), given.shown(name))).collect();
+    Ok(ServeConfig { program, service, proxy, warnings, given_as, config_path: None })
 }
 
 /// How a setting is named in a message: its flag or variable when given so, else its file key.

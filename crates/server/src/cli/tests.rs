@@ -142,3 +142,34 @@ fn a_secret_given_as_a_flag_beats_a_file_of_it_named_in_the_environment() {
         std::fs::remove_file(path).unwrap();
     }
 }
+
+#[test]
+fn an_option_the_engine_refuses_is_named_as_it_was_given() {
+    // The engine checks ranges after the layers are merged; its error must name what the
+    // operator wrote (the variable, or the file's key), not a flag nobody typed.
+    let refused = |config: ServeConfig| {
+        let error = config.service.clone().resolve().unwrap_err();
+        config.options_error(&error).stderr
+    };
+    let by_flag = parse(BINARY, &argv(&["--grid-deg", "0"]), &with_env(KEY)).unwrap();
+    assert!(refused(by_flag).starts_with("weather-cache-server: --grid-deg must be"));
+    let env: &'static [(&str, &str)] = &[("OPEN_WEATHER_API_KEY", "k"), ("WEATHER_CACHE_GRID_DEG", "0")];
+    let by_env = parse(BINARY, &[], &with_env(env)).unwrap();
+    let stderr = refused(by_env);
+    assert!(stderr.starts_with("weather-cache-server: WEATHER_CACHE_GRID_DEG must be"), "{stderr}");
+    let file = temp("refused.toml", "[service]\ngridDeg = 0\n", 0o600);
+    let by_file = parse(BINARY, &argv(&["--config", &file]), &with_env(KEY)).unwrap();
+    let stderr = refused(by_file);
+    assert!(stderr.starts_with(&format!("weather-cache-server: --config {file}: [service] gridDeg must be")), "{stderr}");
+    // Refused at start rather than by `resolve`: the same naming, and still no password.
+    let file_redis = temp("refused-redis.toml", "[service]\nredis = \"http://u:hunter2@h/\"\n", 0o600);
+    let config = parse(BINARY, &argv(&["--config", &file_redis]), &with_env(KEY)).unwrap();
+    let error = weather_cache_core::OptionsError {
+        option: "redis".into(),
+        problem: weather_cache_core::options::Problem::Range { expected: "a redis:// URL".into(), received: "a URL (not shown)".into() },
+    };
+    let stderr = config.options_error(&error).stderr;
+    assert!(stderr.starts_with(&format!("weather-cache-server: --config {file_redis}: [service] redis must be")), "{stderr}");
+    std::fs::remove_file(file).unwrap();
+    std::fs::remove_file(file_redis).unwrap();
+}
