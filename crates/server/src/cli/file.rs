@@ -55,7 +55,7 @@ pub struct ServerOptions {
 
 /// Reads and parses `path`; the error names the file, and the key and line when TOML says.
 pub fn read(path: &str) -> Result<ConfigFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--config: cannot read {path} ({})", e.kind()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config: cannot read {path} ({})", super::io_code(&e)))?;
     toml::from_str(&text).map_err(|error| {
         let place = error
             .span()
@@ -94,6 +94,7 @@ mod tests {
         assert!(error.contains(", line 3: unknown field `prot`"), "{error}");
         let error = parsed("[service]\nfreshTtlMs = \"soon\"\n").unwrap_err();
         assert!(error.contains("line 2") && error.contains("u64"), "{error}");
-        assert!(read("/nonexistent/weather.toml").unwrap_err().starts_with("--config: cannot read /nonexistent/weather.toml"));
+        // Named as the other files' errors are (Node's code), not in Rust's words ("entity not found").
+        assert_eq!(read("/nonexistent/weather.toml").unwrap_err(), "--config: cannot read /nonexistent/weather.toml (ENOENT)");
     }
 }
