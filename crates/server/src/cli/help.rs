@@ -96,8 +96,9 @@ Options:
   -h, --help               this text
 
 Configuration, highest first: flags; environment variables (WEATHER_CACHE_<FLAG> for each flag,
-e.g. WEATHER_CACHE_PORT, WEATHER_CACHE_REDIS_URL; OPEN_WEATHER_API_KEY, OPEN_WEATHER_BASE_URL,
-WEATHER_CACHE_TOKEN); the --config file; the defaults above.
+e.g. WEATHER_CACHE_PORT, WEATHER_CACHE_TOKEN; but WEATHER_CACHE_REDIS_URL, OPEN_WEATHER_API_KEY
+and OPEN_WEATHER_BASE_URL for --redis, --api-key and --upstream); the --config file; the
+defaults above.
 
 SIGHUP rereads --tokens-file and the certificate and reopens the access log, without dropping
 connections. SIGINT / SIGTERM turn /readyz to 503, wait --drain-delay, stop accepting

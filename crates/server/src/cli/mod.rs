@@ -128,6 +128,16 @@ pub fn parse(program: Program, argv: &[String], env: &dyn Fn(&str) -> Option<Str
     let config_path = given.text("config").map(str::to_owned);
     let mut config = build(program, given, file).map_err(usage)?;
     config.config_path = config_path;
+    // WEATHER_CACHE_<FLAG> set for a flag whose variable is named otherwise: said, not ignored.
+    for flag in flags::FLAGS {
+        let ruled = format!("WEATHER_CACHE_{}", flag.name.to_uppercase().replace('-', "_"));
+        match flag.env {
+            Some(var) if var != ruled && env(&ruled).is_some() => {
+                config.warnings.push(format!("{ruled} is not read: --{} is {var}", flag.name));
+            }
+            _ => {}
+        }
+    }
     Ok(config)
 }
 

@@ -173,3 +173,16 @@ fn an_option_the_engine_refuses_is_named_as_it_was_given() {
     std::fs::remove_file(file).unwrap();
     std::fs::remove_file(file_redis).unwrap();
 }
+
+#[test]
+fn a_variable_named_after_a_flag_that_reads_another_one_warns() {
+    // WEATHER_CACHE_<FLAG> is the rule, but --redis reads WEATHER_CACHE_REDIS_URL, --upstream
+    // OPEN_WEATHER_BASE_URL and --api-key OPEN_WEATHER_API_KEY: WEATHER_CACHE_REDIS set by the
+    // rule was silently ignored, and each instance ran without the shared tier.
+    let env: &'static [(&str, &str)] = &[("OPEN_WEATHER_API_KEY", "k"), ("WEATHER_CACHE_REDIS", "redis://h:1"), ("WEATHER_CACHE_UPSTREAM", "http://x")];
+    let config = parse(BINARY, &[], &with_env(env)).unwrap();
+    assert!(config.service.redis.is_none());
+    assert!(config.warnings.iter().any(|w| w == "WEATHER_CACHE_REDIS is not read: --redis is WEATHER_CACHE_REDIS_URL"), "{:?}", config.warnings);
+    assert!(config.warnings.iter().any(|w| w == "WEATHER_CACHE_UPSTREAM is not read: --upstream is OPEN_WEATHER_BASE_URL"), "{:?}", config.warnings);
+    assert!(parse(BINARY, &[], &with_env(KEY)).unwrap().warnings.is_empty());
+}
