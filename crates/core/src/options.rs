@@ -119,11 +119,47 @@ pub struct ServiceOptions {
 }
 
 /// `snapshot`: a path, or the path with settings.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SnapshotOption {
     Path(String),
     Settings(SnapshotOptions),
+}
+
+impl<'de> Deserialize<'de> for SnapshotOption {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        string_or_table(deserializer, "a path or a table { path, intervalMs }", SnapshotOption::Path, SnapshotOption::Settings)
+    }
+}
+
+/// A string or a table, told apart by their shape. Not `#[serde(untagged)]`: its error for a
+/// typo in the table ("data did not match any variant of untagged enum ...") named neither
+/// the key nor the problem; here the table's own error (`unknown field ...`) stands.
+fn string_or_table<'de, D, T, M>(deserializer: D, expecting: &'static str, from_string: fn(String) -> T, from_table: fn(M) -> T) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    M: Deserialize<'de>,
+{
+    struct Shape<T, M> {
+        expecting: &'static str,
+        from_string: fn(String) -> T,
+        from_table: fn(M) -> T,
+    }
+    impl<'de, T, M: Deserialize<'de>> serde::de::Visitor<'de> for Shape<T, M> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            Ok((self.from_string)(text.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<T, E> {
+            Ok((self.from_string)(text))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            M::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(self.from_table)
+        }
+    }
+    deserializer.deserialize_any(Shape { expecting, from_string, from_table })
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -135,11 +171,16 @@ pub struct SnapshotOptions {
 }
 
 /// `redis`: a URL, or the URL with settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum RedisOption {
     Url(Secret),
     Settings(RedisOptions),
+}
+
+impl<'de> Deserialize<'de> for RedisOption {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        string_or_table(deserializer, "a redis:// URL or a table { url, keyPrefix, timeoutMs }", |url| RedisOption::Url(Secret(url)), RedisOption::Settings)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -184,16 +225,7 @@ impl ProviderOption {
 
 impl<'de> Deserialize<'de> for ProviderOption {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Named(String),
-            Configured(ProviderSettings),
-        }
-        Ok(match Written::deserialize(deserializer)? {
-            Written::Named(name) => ProviderOption::Named(name),
-            Written::Configured(settings) => ProviderOption::Configured(settings),
-        })
+        string_or_table(deserializer, "a provider's name or a table { name, apiKey, baseUrl, userAgent, budget }", ProviderOption::Named, ProviderOption::Configured)
     }
 }
 

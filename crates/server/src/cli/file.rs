@@ -89,6 +89,26 @@ mod tests {
     }
 
     #[test]
+    fn a_typo_inside_redis_snapshot_or_a_provider_names_the_key() {
+        // These take a string or a table: a typo in the table said "data did not match any
+        // variant of untagged enum RedisOption" (or "Written"), naming neither key nor problem.
+        for (text, expected) in [
+            ("[service]\nredis = { url = \"redis://:hunter2@h\", keyprefix = \"a\" }\n", "line 2: unknown field `keyprefix`, expected one of `url`, `keyPrefix`, `timeoutMs`"),
+            ("[service]\nsnapshot = { path = \"s\", interval = 5 }\n", "line 2: unknown field `interval`"),
+            ("[service]\nproviders = [{ name = \"nws\", useragent = \"x\" }]\n", "line 2: unknown field `useragent`"),
+            ("[service]\nredis = 5\n", "line 2: invalid type: integer `5`, expected a redis:// URL or a table { url, keyPrefix, timeoutMs }"),
+        ] {
+            let error = parsed(text).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("hunter2") && !error.contains("untagged"), "{error}");
+        }
+        let file = parsed("[service]\nredis = \"redis://h\"\nsnapshot = \"s\"\nproviders = [\"open-meteo\", { name = \"nws\", userAgent = \"me\" }]\n").unwrap();
+        assert!(matches!(file.service.redis, Some(weather_cache_core::RedisOption::Url(_))));
+        assert!(matches!(file.service.snapshot, Some(weather_cache_core::options::SnapshotOption::Path(_))));
+        assert_eq!(file.service.providers.map(|p| p.len()), Some(2));
+    }
+
+    #[test]
     fn a_bad_key_or_value_is_named_with_its_line() {
         let error = parsed("[server]\nport = 9000\nprot = 1\n").unwrap_err();
         assert!(error.contains(", line 3: unknown field `prot`"), "{error}");
