@@ -214,38 +214,44 @@ fn build(program: Program, mut given: Given, file: ConfigFile) -> Result<ServeCo
             .collect::<Result<_, _>>()?;
     }
     proxy.metrics_public = server.metrics_public.unwrap_or(false);
-    let positive = |name: &str, n: Option<u64>| -> Result<Option<u64>, String> {
-        match n {
-            Some(0) => Err(format!("[server] {name} must be >= 1 (got 0)")),
-            n => Ok(n),
+    // The file's numbers within their flags' ranges: `threads = 5000` or an endless
+    // `drainDelayMs` must not pass where `--threads` / `--drain-delay` would be refused.
+    let ranged = |name: &str, flag: &str, n: Option<u64>| -> Result<Option<u64>, String> {
+        let Some(n) = n else { return Ok(None) };
+        if let Some(flags::Flag { kind: flags::Kind::Int { min, max }, .. }) = flags::FLAGS.iter().find(|f| f.name == flag) {
+            if n < *min {
+                return Err(format!("[server] {name} must be >= {min} (got {n})"));
+            }
+            if n > *max {
+                return Err(format!("[server] {name} must be <= {max} (got {n})"));
+            }
         }
+        Ok(Some(n))
     };
-    if let Some(n) = positive("clientRateLimit", server.client_rate_limit.map(u64::from))? {
+    if let Some(n) = ranged("clientRateLimit", "client-rate-limit", server.client_rate_limit.map(u64::from))? {
         proxy.limits.requests_per_second = n as u32;
     }
-    if let Some(n) = positive("clientUpstreamLimit", server.client_upstream_limit.map(u64::from))? {
+    if let Some(n) = ranged("clientUpstreamLimit", "client-upstream-limit", server.client_upstream_limit.map(u64::from))? {
         proxy.limits.upstream_per_minute = n as u32;
     }
-    if let Some(n) = positive("maxConnections", server.max_connections.map(u64::from))? {
+    if let Some(n) = ranged("maxConnections", "max-connections", server.max_connections.map(u64::from))? {
         proxy.max_connections = n as usize;
     }
-    if let Some(n) = positive("maxConnectionsPerIp", server.max_connections_per_ip.map(u64::from))? {
+    if let Some(n) = ranged("maxConnectionsPerIp", "max-connections-per-ip", server.max_connections_per_ip.map(u64::from))? {
         proxy.max_connections_per_ip = n as usize;
     }
-    if let Some(n) = positive("threads", server.threads.map(u64::from))? {
+    if let Some(n) = ranged("threads", "threads", server.threads.map(u64::from))? {
         proxy.threads = n as usize;
     }
-    for (name, value, target) in [
-        ("headerTimeoutMs", server.header_timeout_ms, &mut proxy.header_timeout),
-        ("idleTimeoutMs", server.idle_timeout_ms, &mut proxy.idle_timeout),
-        ("requestTimeoutMs", server.request_timeout_ms, &mut proxy.request_timeout),
+    for (name, flag, value, target) in [
+        ("headerTimeoutMs", "header-timeout", server.header_timeout_ms, &mut proxy.header_timeout),
+        ("idleTimeoutMs", "idle-timeout", server.idle_timeout_ms, &mut proxy.idle_timeout),
+        ("requestTimeoutMs", "request-timeout", server.request_timeout_ms, &mut proxy.request_timeout),
+        ("drainDelayMs", "drain-delay", server.drain_delay_ms, &mut proxy.drain_delay),
     ] {
-        if let Some(ms) = positive(name, value)? {
+        if let Some(ms) = ranged(name, flag, value)? {
             *target = std::time::Duration::from_millis(ms);
         }
-    }
-    if let Some(ms) = server.drain_delay_ms {
-        proxy.drain_delay = std::time::Duration::from_millis(ms);
     }
     proxy.access_log = server.access_log.as_deref().map(|path| match path {
         "-" => AccessLogTarget::Stdout,

@@ -186,3 +186,23 @@ fn a_variable_named_after_a_flag_that_reads_another_one_warns() {
     assert!(config.warnings.iter().any(|w| w == "WEATHER_CACHE_UPSTREAM is not read: --upstream is OPEN_WEATHER_BASE_URL"), "{:?}", config.warnings);
     assert!(parse(BINARY, &[], &with_env(KEY)).unwrap().warnings.is_empty());
 }
+
+#[test]
+fn the_files_server_numbers_have_the_flags_ranges() {
+    // `threads = 5000` started 5000 proxy threads and `drainDelayMs` past an hour made SIGTERM
+    // wait that long, where --threads 5000 and --drain-delay 3600001 are refused.
+    for (text, message) in [
+        ("[server]\nthreads = 5000\n", "[server] threads must be <= 256 (got 5000)"),
+        ("[server]\ndrainDelayMs = 3600001\n", "[server] drainDelayMs must be <= 3600000 (got 3600001)"),
+        ("[server]\nclientRateLimit = 0\n", "[server] clientRateLimit must be >= 1 (got 0)"),
+        ("[server]\nrequestTimeoutMs = 99999999\n", "[server] requestTimeoutMs must be <= 3600000 (got 99999999)"),
+    ] {
+        let file = temp("ranges.toml", text, 0o600);
+        let exit = parse(BINARY, &argv(&["--config", &file]), &with_env(KEY)).unwrap_err();
+        assert_eq!(exit.stderr.lines().next().unwrap(), format!("weather-cache-server: {message}"), "{text}");
+        std::fs::remove_file(file).unwrap();
+    }
+    let file = temp("ranges-ok.toml", "[server]\nthreads = 256\ndrainDelayMs = 0\n", 0o600);
+    assert_eq!(parse(BINARY, &argv(&["--config", &file]), &with_env(KEY)).unwrap().proxy.threads, 256);
+    std::fs::remove_file(file).unwrap();
+}
