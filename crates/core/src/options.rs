@@ -45,10 +45,75 @@ pub const MAX_PROVIDERS: usize = 8;
 pub const MAX_COUNT: u64 = u32::MAX as u64;
 const BUILT_IN: [&str; 4] = ["openweather", "open-meteo", "met-norway", "nws"];
 
-/// A string that never shows in `{:?}` (an API key, a Redis URL with its password).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+/// A string that never shows in `{:?}` (an API key, a Redis URL with its password), nor in a
+/// deserializer's error: serde's own message for a mistyped value quotes it (`apiKey =
+/// 12345678` in a config file would print the key).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_string(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn unquoted<E: serde::de::Error>(kind: &str) -> E {
+        E::custom(format_args!("invalid type: {kind}, expected a string (the value is not shown: it may be a secret)"))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Secret, E> {
+        Ok(Secret(value.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Secret, E> {
+        Ok(Secret(value))
+    }
+
+    // The scalar kinds whose default message quotes the value; sequences and tables are
+    // named without it already.
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(Self::unquoted("boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(Self::unquoted("integer"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(Self::unquoted("integer"))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Secret, E> {
+        Err(Self::unquoted("integer"))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Secret, E> {
+        Err(Self::unquoted("integer"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(Self::unquoted("floating point"))
+    }
+
+    fn visit_char<E: serde::de::Error>(self, _: char) -> Result<Secret, E> {
+        Err(Self::unquoted("character"))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+        Err(Self::unquoted("bytes"))
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {

@@ -109,6 +109,24 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_secret_is_named_without_its_value() {
+        // A key without quotes is a TOML number: serde's message quoted it ("invalid type:
+        // integer `12345678`"), so the key reached stderr and whatever collects it.
+        for text in [
+            "[service]\napiKey = 12345678901234567890123456789\n",
+            "[service]\napiKey = 1234567890123\n",
+            "[service]\napiKey = 123.4567\n",
+            "[service]\nredis = { url = 98765432 }\n",
+        ] {
+            let error = parsed(text).unwrap_err();
+            assert!(error.contains("line 2: invalid type:") && error.contains("expected a string"), "{error}");
+            for digits in ["1234567", "4567", "98765432"] {
+                assert!(!error.contains(digits), "{error}");
+            }
+        }
+    }
+
+    #[test]
     fn a_bad_key_or_value_is_named_with_its_line() {
         let error = parsed("[server]\nport = 9000\nprot = 1\n").unwrap_err();
         assert!(error.contains(", line 3: unknown field `prot`"), "{error}");
