@@ -2,43 +2,14 @@
 //! partition, a failover that demotes the primary, ACLs, data of the wrong type, eviction. Real
 //! `redis-server`s, with a TCP relay in between where the network has to misbehave.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::tests::{request, tier_at, Seen};
 use super::*;
 use crate::testing::redis::RedisServer;
 use crate::testing::relay::Relay;
 
-type Seen = Arc<Mutex<Vec<Notice>>>;
-
 const T: Duration = Duration::from_secs(5);
-
-fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
-    let observer = Box::new(move |notice: &Notice, _place: &str| record.lock().unwrap().push(notice.clone()));
-    let config =
-        TierConfig { url: url.to_owned(), key_prefix: "test".into(), timeout: Duration::from_millis(timeout_ms) };
-    (SharedTier::new(config, &tokio::runtime::Handle::current(), observer).unwrap(), seen)
-}
-
-fn lease_at<'a>(at: LatLon, member: &'a str, now_ms: i64) -> LeaseRequest<'a> {
-    LeaseRequest {
-        at,
-        search_km: 5.0,
-        radius_km: 5.0,
-        maybe_km: 5.0,
-        covers: None,
-        points: &[],
-        candidates: &[],
-        member,
-        token: "token",
-        lease: Duration::from_secs(10),
-        now_ms,
-        fresh_ms: 600_000,
-        must_lease: false,
-    }
-}
 
 /// Asks until the tier answers (a lookup at a new spot each time: each takes a lease, a
 /// write), for at most `within`; returns how long it took.
@@ -48,7 +19,7 @@ async fn until_answered(tier: &SharedTier, within: Duration) -> Option<Duration>
     while started.elapsed() < within {
         let i = SPOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let here = LatLon::new(1.0 + f64::from(i) * 0.1, 1.0);
-        if let Ok(found) = tier.find_or_lease(&lease_at(here, &member(here), 0)).await {
+        if let Ok(found) = tier.find_or_lease(&request(here, &member(here), "token", 0)).await {
             assert_eq!(found.status, LeaseStatus::Acquired { candidate: None }, "a new spot: a lease taken");
             return Some(started.elapsed());
         }
@@ -69,7 +40,7 @@ async fn a_black_holed_connection_is_replaced_while_new_ones_work() {
     // never reset. New connections work.
     relay.black_hole_open_connections();
     let here = LatLon::new(5.0, 5.0);
-    assert!(matches!(tier.find_or_lease(&lease_at(here, &member(here), 0)).await, Err(TierError::Failed(_))));
+    assert!(matches!(tier.find_or_lease(&request(here, &member(here), "token", 0)).await, Err(TierError::Failed(_))));
     assert!(!tier.is_up());
     let back = until_answered(&tier, Duration::from_secs(15)).await;
     assert!(back.is_some_and(|t| t < Duration::from_secs(5)), "the tier is still down ({back:?})");
@@ -125,7 +96,7 @@ async fn an_acl_user_with_exactly_the_documented_rules_works() {
     let url = format!("redis://weather:Acl-Pa55word@127.0.0.1:{}/0", server.port);
     let (tier, seen) = tier_at(&url, 1_000);
     let here = LatLon::new(10.0, 10.0);
-    let found = tier.find_or_lease(&lease_at(here, &member(here), 0)).await;
+    let found = tier.find_or_lease(&request(here, &member(here), "token", 0)).await;
     assert!(found.is_ok(), "{found:?}");
     let stored = Stored {
         celsius: 1.0,
@@ -207,14 +178,14 @@ async fn a_key_of_the_wrong_type_is_that_areas_miss_not_an_outage() {
         let _: () = redis::cmd("DEL").arg(&key).query_async(&mut admin).await.unwrap();
         let _: () = redis::cmd("RPUSH").arg(&key).arg("junk").query_async(&mut admin).await.unwrap();
     }
-    let _ = tier.find_or_lease(&lease_at(x, &member(x), 0)).await;
+    let _ = tier.find_or_lease(&request(x, &member(x), "token", 0)).await;
     // Y is unaffected, and so is the tier.
-    let found = tier.find_or_lease(&lease_at(y, &member(y), 0)).await;
+    let found = tier.find_or_lease(&request(y, &member(y), "token", 0)).await;
     assert!(found.is_ok_and(|f| f.entries.len() == 1), "{:?}", seen.lock().unwrap());
     assert!(tier.is_up());
     // X is repaired: a landing there is stored and found again.
     tier.store(&stored(x), Duration::from_secs(600), None).await.unwrap();
-    let again = tier.find_or_lease(&lease_at(x, &member(x), 0)).await.unwrap();
+    let again = tier.find_or_lease(&request(x, &member(x), "token", 0)).await.unwrap();
     assert_eq!(again.entries.len(), 1);
 }
 
@@ -283,7 +254,7 @@ async fn lost_replies_open_the_circuit_once_and_the_numbers_say_why() {
     // Replies lost (the requests still reach Redis): one opening, by timeout.
     relay.drop_replies(true);
     let here = LatLon::new(-5.0, -5.0);
-    assert!(matches!(tier.find_or_lease(&lease_at(here, &member(here), 0)).await, Err(TierError::Failed(_))));
+    assert!(matches!(tier.find_or_lease(&request(here, &member(here), "token", 0)).await, Err(TierError::Failed(_))));
     relay.drop_replies(false);
     relay.set_latency(Duration::ZERO);
     assert!(until_answered(&tier, T).await.is_some());

@@ -6,9 +6,11 @@ use std::time::Duration;
 use super::*;
 use crate::testing::redis::RedisServer;
 
-type Seen = Arc<Mutex<Vec<Notice>>>;
+/// What a tier reported to its observer. These helpers are shared by the tier's other test
+/// files (`fault_tests`, `topology_tests`).
+pub(super) type Seen = Arc<Mutex<Vec<Notice>>>;
 
-fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
+pub(super) fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let observer = Box::new(move |notice: &Notice, _place: &str| record.lock().unwrap().push(notice.clone()));
@@ -30,7 +32,7 @@ fn stored(lat: f64, lon: f64, fetched_at: i64) -> Stored {
     }
 }
 
-fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> LeaseRequest<'a> {
+pub(super) fn request<'a>(at: LatLon, member: &'a str, token: &'a str, now_ms: i64) -> LeaseRequest<'a> {
     LeaseRequest {
         at,
         search_km: 5.0,
@@ -294,7 +296,7 @@ async fn a_landing_trims_dead_entries_and_dead_leases() {
     }
 }
 
-fn wall_clock_ms() -> i64 {
+pub(super) fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 

@@ -2,44 +2,14 @@
 //! (a primary, a replica, a sentinel; the primary dies) and a three-master Redis Cluster (a
 //! continent spread over the masters, lookups across tile edges, slots moved under it).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::tests::{request, tier_at, wall_clock_ms};
 use super::*;
 use crate::testing::redis_topology::{Cluster, SentinelSetup};
 
-type Seen = Arc<Mutex<Vec<Notice>>>;
-
-fn tier_at(url: &str, timeout_ms: u64) -> (Arc<SharedTier>, Seen) {
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
-    let observer = Box::new(move |notice: &Notice, _place: &str| record.lock().unwrap().push(notice.clone()));
-    let config = TierConfig { url: url.to_owned(), key_prefix: "topo".into(), timeout: Duration::from_millis(timeout_ms) };
-    (SharedTier::new(config, &tokio::runtime::Handle::current(), observer).unwrap(), seen)
-}
-
 fn stored(at: LatLon) -> Stored {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    Stored { celsius: 3.0, condition: "Snow".into(), fetched_at: now, location: at, provider: "openweather".into(), held_until: 0, validator: None, products: None }
-}
-
-fn lookup<'a>(at: LatLon, member: &'a str, token: &'a str) -> LeaseRequest<'a> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    LeaseRequest {
-        at,
-        search_km: 5.0,
-        radius_km: 5.0,
-        maybe_km: 5.0,
-        covers: None,
-        points: &[],
-        candidates: &[],
-        member,
-        token,
-        lease: Duration::from_secs(10),
-        now_ms: now,
-        fresh_ms: 600_000,
-        must_lease: false,
-    }
+    Stored { celsius: 3.0, condition: "Snow".into(), fetched_at: wall_clock_ms(), location: at, provider: "openweather".into(), held_until: 0, validator: None, products: None }
 }
 
 /// Retries `operation` until it succeeds (at most `within`), checking that no attempt takes
@@ -69,7 +39,7 @@ async fn sentinel_the_tier_comes_back_on_the_promoted_replica_by_itself() {
     // Replicated before the primary dies.
     let mut replica = setup.replica.admin().await;
     let replicated = until_ok(
-        async || match redis::cmd("HLEN").arg("{topo:58,10}:v2:payloads").query_async::<u64>(&mut replica).await {
+        async || match redis::cmd("HLEN").arg("{test:58,10}:v2:payloads").query_async::<u64>(&mut replica).await {
             Ok(1) => Ok(()),
             _ => Err(TierError::Skipped),
         },
@@ -87,7 +57,7 @@ async fn sentinel_the_tier_comes_back_on_the_promoted_replica_by_itself() {
     assert!(tier.is_up());
     // Nothing lost: what was written before the failover is there.
     let member_here = member(here);
-    let found = tier.find_or_lease(&lookup(here, &member_here, "t")).await.unwrap();
+    let found = tier.find_or_lease(&request(here, &member_here, "t", wall_clock_ms())).await.unwrap();
     assert_eq!((found.status, found.entries.len()), (LeaseStatus::Fresh, 1));
     let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut setup.replica.admin().await).await.unwrap();
     assert_eq!(role.first(), Some(&redis::Value::BulkString(b"master".to_vec())), "the replica was promoted");
@@ -114,7 +84,7 @@ async fn a_cluster_spreads_a_continent_over_every_master_and_follows_its_slots()
     // Another instance finds them, one slot per tile.
     for spot in spots.iter().step_by(7) {
         let m = member(*spot);
-        let found = b.find_or_lease(&lookup(*spot, &m, "b")).await.unwrap();
+        let found = b.find_or_lease(&request(*spot, &m, "b", wall_clock_ms())).await.unwrap();
         assert_eq!((found.status, found.entries.len()), (LeaseStatus::Fresh, 1), "{spot:?}");
     }
     // Near a tile's edge both tiles are asked: an entry 1.1 km north of the 48th parallel
@@ -122,15 +92,15 @@ async fn a_cluster_spreads_a_continent_over_every_master_and_follows_its_slots()
     let (north, south) = (LatLon::new(48.01, 2.5), LatLon::new(47.99, 2.5));
     assert!(until_ok(async || a.store(&stored(north), Duration::from_secs(3_600), None).await, Duration::from_secs(5), each).await.is_some());
     let m = member(south);
-    let found = b.find_or_lease(&lookup(south, &m, "b")).await.unwrap();
+    let found = b.find_or_lease(&request(south, &m, "b", wall_clock_ms())).await.unwrap();
     assert_eq!(found.status, LeaseStatus::Fresh);
     assert!(found.entries.iter().any(|e| e.location == north));
     // And a lease across the edge is waited on: A fetches at 49.995 (tile 48), B's request at
     // 50.005 (tile 50) waits for it.
     let (below, above) = (LatLon::new(49.995, 20.0), LatLon::new(50.005, 20.0));
     let (mb, ma) = (member(below), member(above));
-    assert_eq!(a.find_or_lease(&lookup(below, &mb, "a")).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
-    assert!(matches!(b.find_or_lease(&lookup(above, &ma, "b")).await.unwrap().status, LeaseStatus::Held { .. }));
+    assert_eq!(a.find_or_lease(&request(below, &mb, "a", wall_clock_ms())).await.unwrap().status, LeaseStatus::Acquired { candidate: None });
+    assert!(matches!(b.find_or_lease(&request(above, &ma, "b", wall_clock_ms())).await.unwrap().status, LeaseStatus::Held { .. }));
     // Budgets live in a slot of their own, shared by both.
     let limits = Limits { per_minute: 3, per_day: 0 };
     let mut admitted = 0;
@@ -146,7 +116,7 @@ async fn a_cluster_spreads_a_continent_over_every_master_and_follows_its_slots()
     assert_eq!(cluster.key_counts().await[0], 0);
     for spot in spots.iter().step_by(5) {
         let m = member(*spot);
-        let found = until_ok(async || b.find_or_lease(&lookup(*spot, &m, "b")).await, Duration::from_secs(10), each).await;
+        let found = until_ok(async || b.find_or_lease(&request(*spot, &m, "b", wall_clock_ms())).await, Duration::from_secs(10), each).await;
         let (found, _) = found.expect("lost after the slots moved");
         assert_eq!((found.status, found.entries.len()), (LeaseStatus::Fresh, 1), "{spot:?}");
     }
