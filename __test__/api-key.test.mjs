@@ -3,34 +3,14 @@
 // it; a key the provider refuses is ERR_UPSTREAM_AUTH, one error event, and one upstream call
 // per cooldown; the default instance's log level comes from WEATHER_CACHE_LOG_LEVEL.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 
 import { WeatherService } from '../main.js'
-import { recordingLogger } from './helpers.mjs'
+import { recordingLogger, runNode } from './helpers.mjs'
 import { API_KEY, startUpstream } from './upstream.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-
 /** Runs an ES module script in a child process (the default instance is per process). */
-function runScript(script, env, timeoutMs = 20_000) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: root, env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`child did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
-    }, timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+const runScript = (script, env) => runNode(['--input-type=module', '-e', script], { env })
 
 /** A session whose logger records `[level, msg, fields]`, printed as JSON by the script. */
 const SESSION = `

@@ -1,4 +1,9 @@
-// Shared test helpers: a service wired to a loopback upstream, on the manual clock.
+// Shared test helpers: a service wired to a loopback upstream, on the manual clock; a Node
+// child process run to its end; an instance in a child process driven over IPC.
+import { fork, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+
 import { WeatherService } from '../main.js'
 import { API_KEY, startUpstream } from './upstream.mjs'
 
@@ -68,4 +73,48 @@ export function recordingLogger({ throws = false } = {}) {
     names: () => records.filter((r) => r.msg !== 'weather.distance.computed').map((r) => r.msg),
     find: (msg) => records.filter((r) => r.msg === msg),
   }
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const instanceFixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
+
+/** Runs Node with `args` in the package root; resolves with its output and exit code. */
+export function runNode(args, { env = {}, timeoutMs = 20_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`child did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
+    }, timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+/** A weather-cache instance in a child process, driven over IPC (fixtures/instance.mjs). */
+export async function processInstance(options) {
+  const child = fork(instanceFixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = once(child, 'exit')
+  await once(child, 'message')
+  const pending = new Map()
+  let next = 0
+  child.on('message', (m) => {
+    if (m.id === undefined) return
+    pending.get(m.id)(m)
+    pending.delete(m.id)
+  })
+  const call = (type, args = {}) =>
+    new Promise((resolve, reject) => {
+      const id = next++
+      pending.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.error.message), m.error))))
+      child.send({ id, type, ...args })
+    })
+  await call('create', { options })
+  return { call, child, exited, kill: () => child.kill('SIGKILL') }
 }

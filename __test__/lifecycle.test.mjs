@@ -1,33 +1,11 @@
 // close(), process exit, the default instance, module formats, and the key in errors.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 
 import { WeatherProxy, WeatherService } from '../main.js'
-import { setup, until, withService } from './helpers.mjs'
+import { runNode, setup, until, withService } from './helpers.mjs'
 import { API_KEY, answer, closedPort, startUpstream } from './upstream.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-/** Runs a Node script in a child process; resolves with its output and exit code. */
-function runNode(args, { env = {}, timeoutMs = 20_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`child did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`))
-    }, timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
 
 test('close(): pending calls settle, later calls reject ERR_SERVICE_CLOSED', async () => {
   const env = await setup({}, answer.hang)

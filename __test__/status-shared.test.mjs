@@ -2,40 +2,15 @@
 // (Redis's) beside this host's, and says which is which. Host A is a proxy in this process,
 // host B another process on the same Redis (a real redis-server), both on one loopback upstream.
 import assert from 'node:assert/strict'
-import { fork } from 'node:child_process'
-import { once } from 'node:events'
 import { test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 
 import { WeatherService } from '../main.js'
 import { redisServerInstalled, startRedis } from '../lib/local-redis.mjs'
+import { processInstance } from './helpers.mjs'
 import { needs } from './needs.mjs'
 import { API_KEY, startUpstream } from './upstream.mjs'
 
-const fixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
 const TOKEN = 'status-shared-t0ken-0123456789'
-
-/** A weather-cache instance in a child process, driven over IPC (fixtures/instance.mjs). */
-async function processInstance(options) {
-  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const exited = once(child, 'exit')
-  await once(child, 'message')
-  let next = 0
-  const pending = new Map()
-  child.on('message', (m) => {
-    if (m.id === undefined) return
-    pending.get(m.id)(m)
-    pending.delete(m.id)
-  })
-  const call = (type, args = {}) =>
-    new Promise((resolve, reject) => {
-      const id = next++
-      pending.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.error.message), m.error))))
-      child.send({ id, type, ...args })
-    })
-  await call('create', { options })
-  return { call, exited }
-}
 
 async function status(proxy) {
   const response = await fetch(`${proxy.url}/v1/status`, { headers: { authorization: `Bearer ${TOKEN}` } })

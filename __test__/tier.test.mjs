@@ -1,14 +1,11 @@
 // The shared tier on a real redis-server: N instances (several in their own processes) cost
 // the upstream what one does, share 429s and budgets, and ride out Redis dying and coming back.
 import assert from 'node:assert/strict'
-import { fork } from 'node:child_process'
-import { once } from 'node:events'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 
 import { WeatherService, distanceKm } from '../main.js'
-import { recordingLogger, until } from './helpers.mjs'
+import { processInstance, recordingLogger, until } from './helpers.mjs'
 import { redisCliInstalled, redisServerInstalled, startRedis, startRedisCluster } from '../lib/local-redis.mjs'
 import { API_KEY, answer, metNorwayBody, startUpstream } from './upstream.mjs'
 import { startBlackHole, startRelay } from './relay.mjs'
@@ -23,7 +20,6 @@ const cliAvailable = redisCliInstalled()
 if (!cliAvailable && process.env.CI) throw new Error('CI is set but redis-cli is missing: .ci/run must install redis-tools')
 if (!cliAvailable) console.warn('SKIPPED: redis-cli is not installed (apt-get install redis-tools); Redis Cluster tests did not run')
 const skipCluster = skip || (!cliAvailable && 'redis-cli is not installed')
-const fixture = fileURLToPath(new URL('./fixtures/instance.mjs', import.meta.url))
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Like `until`, for an async condition. */
@@ -54,28 +50,6 @@ after(async () => {
 /** A fresh key prefix per test: tests share one server but never each other's keys. */
 let namespaces = 0
 const namespace = () => `t${process.pid}-${++namespaces}`
-
-/** A weather-cache instance in a child process, driven over IPC. */
-async function processInstance(options) {
-  const child = fork(fixture, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const exited = once(child, 'exit')
-  await once(child, 'message')
-  const pending = new Map()
-  let next = 0
-  child.on('message', (m) => {
-    if (m.id === undefined) return
-    pending.get(m.id)(m)
-    pending.delete(m.id)
-  })
-  const call = (type, args = {}) =>
-    new Promise((resolve, reject) => {
-      const id = next++
-      pending.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.error.message), m.error))))
-      child.send({ id, type, ...args })
-    })
-  await call('create', { options })
-  return { call, child, exited, kill: () => child.kill('SIGKILL') }
-}
 
 test("MET Norway's Expires and Last-Modified travel through Redis: B neither refetches before Expires nor refreshes unconditionally", { skip }, async () => {
   const lastModified = 'Sun, 22 Nov 2026 09:55:12 GMT'
