@@ -7,7 +7,7 @@ use super::tests::{assert_identity, config, harness_with, Harness, KEY};
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::testing::upstream::{weather, Answer, Switch, Upstream};
+use crate::testing::upstream::{rate_limited, weather, Switch, Upstream};
 
 /// An upstream whose n-th answer is 10 + n °C: which fetch an answer came from shows.
 async fn counting() -> Upstream {
@@ -79,12 +79,7 @@ async fn max_age_treats_an_older_entry_as_a_miss_floored_by_the_min_interval() {
 #[tokio::test]
 async fn max_age_in_a_cooldown_answers_from_the_cache_with_its_age() {
     let limited = Switch::new(false);
-    let too_many = || Answer::Respond {
-        status: 429,
-        headers: vec![("Retry-After".into(), "3600".into())],
-        body: br#"{"cod":429}"#.to_vec(),
-    };
-    let upstream = Upstream::switched(&limited, too_many, || weather(4.0, "Clear")).await;
+    let upstream = Upstream::switched(&limited, || rate_limited(3600), || weather(4.0, "Clear")).await;
     let h = harness_with(config(|c| c.refresh_ahead_ms = 0), upstream, None).await;
     ask(&h, "u", HERE, Mode::Normal).await.0.unwrap();
     limited.set(true);
@@ -124,12 +119,7 @@ async fn refresh_ahead_refreshes_a_busy_entry_once_before_it_goes_stale() {
 #[tokio::test]
 async fn refresh_ahead_waits_out_a_cooldown_and_the_min_interval() {
     let limited = Switch::new(false);
-    let too_many = || Answer::Respond {
-        status: 429,
-        headers: vec![("Retry-After".into(), "3600".into())],
-        body: br#"{"cod":429}"#.to_vec(),
-    };
-    let upstream = Upstream::switched(&limited, too_many, || weather(4.0, "Clear")).await;
+    let upstream = Upstream::switched(&limited, || rate_limited(3600), || weather(4.0, "Clear")).await;
     let h = harness_with(
         config(|c| {
             c.fresh_ttl_ms = 60_000;

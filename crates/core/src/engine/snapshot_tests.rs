@@ -7,7 +7,7 @@ use super::tests::{config, harness_with, Harness, KEY};
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::testing::upstream::{json, weather, Answer, Switch, Upstream};
+use crate::testing::upstream::{json, rate_limited, weather, Switch, Upstream};
 
 async fn ask(h: &Harness, user: &str, lat: f64, lon: f64) -> Result<Served, RequestError> {
     let request = Request { user, at: LatLon::new(lat, lon), mode: Mode::Normal };
@@ -34,12 +34,7 @@ fn budgeted(upstream: &Upstream, per_day: u64) -> Engine {
 #[tokio::test]
 async fn entries_and_a_rate_limit_cooldown_come_back_and_nothing_per_user_leaves() {
     let limited = Switch::new(false);
-    let too_many = || Answer::Respond {
-        status: 429,
-        headers: vec![("Retry-After".into(), "3600".into())],
-        body: br#"{"cod":429}"#.to_vec(),
-    };
-    let upstream = Upstream::switched(&limited, too_many, || weather(7.5, "Mist")).await;
+    let upstream = Upstream::switched(&limited, || rate_limited(3600), || weather(7.5, "Mist")).await;
     let before = harness_with(config(|_| {}), upstream, None).await;
     ask(&before, "alice", 48.85, 2.35).await.unwrap();
     ask(&before, "bob", -33.9, 151.2).await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::geo::LatLon;
 use crate::provider::{OpenWeather, OpenWeatherConfig};
-use crate::testing::upstream::{json, weather, Answer, Switch, Upstream};
+use crate::testing::upstream::{json, rate_limited, weather, Answer, Switch, Upstream};
 
 pub(super) const OW: &str = "openweather";
 pub(super) const KEY: &str = "test-key-5f3a9c";
@@ -324,12 +324,7 @@ async fn stale_if_error_answers_from_the_stale_entry() {
 #[tokio::test]
 async fn rate_limit_with_retry_after_stops_every_area() {
     let limited = Switch::new(true);
-    let too_many = || Answer::Respond {
-        status: 429,
-        headers: vec![("Retry-After".into(), "120".into())],
-        body: br#"{"cod":429}"#.to_vec(),
-    };
-    let upstream = Upstream::switched(&limited, too_many, || weather(1.0, "Clear")).await;
+    let upstream = Upstream::switched(&limited, || rate_limited(120), || weather(1.0, "Clear")).await;
     let h = harness_with(config(|_| {}), upstream, None).await;
     let reply = h.request("u", 1.0, 1.0, Mode::Normal).await;
     assert_eq!(reply.result.unwrap_err(), RequestError::RateLimited { provider: OW, retry_after_ms: 120_000 });

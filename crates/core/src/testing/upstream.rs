@@ -46,6 +46,15 @@ pub fn weather(celsius: f64, main: &str) -> Answer {
     )
 }
 
+/// OpenWeather's 429, with a `Retry-After` in seconds.
+pub fn rate_limited(retry_after_s: u32) -> Answer {
+    Answer::Respond {
+        status: 429,
+        headers: vec![("Retry-After".into(), retry_after_s.to_string())],
+        body: br#"{"cod":429}"#.to_vec(),
+    }
+}
+
 pub fn json(status: u16, body: &str) -> Answer {
     Answer::Respond {
         status,
