@@ -84,13 +84,7 @@ impl AreaCooldowns {
         if policy.base_ms == 0 {
             return 0;
         }
-        let same_area = self
-            .failures
-            .near(grid, location, radius_km)
-            .map(|(id, f)| (*id, distance_km(location, f.location)))
-            .filter(|(_, distance)| *distance <= radius_km)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(id, _)| id);
+        let same_area = self.nearest(grid, location, radius_km);
         let previous = same_area
             .and_then(|id| self.failures.remove(&id))
             .filter(|f| now < f.until.saturating_add(policy.max_ms as Millis))
@@ -102,6 +96,17 @@ impl AreaCooldowns {
             Failure { cell: grid.cell_of(location), location, until: now.saturating_add(window), consecutive, error };
         self.failures.insert(self.next_id, failure, |old| old.location == location);
         window
+    }
+
+    /// The record nearest `location` within `radius_km`: the area's, which a new failure or
+    /// another instance's record replaces.
+    fn nearest(&mut self, grid: &Grid, location: LatLon, radius_km: f64) -> Option<u64> {
+        self.failures
+            .near(grid, location, radius_km)
+            .map(|(id, f)| (*id, distance_km(location, f.location)))
+            .filter(|(_, distance)| *distance <= radius_km)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _)| id)
     }
 
     /// Failures in a row of the record for the area at `location` (0: none).
@@ -128,13 +133,7 @@ impl AreaCooldowns {
         consecutive: u32,
         error: RequestError,
     ) {
-        let same_area = self
-            .failures
-            .near(grid, location, radius_km)
-            .map(|(id, f)| (*id, distance_km(location, f.location)))
-            .filter(|(_, distance)| *distance <= radius_km)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(id, _)| id);
+        let same_area = self.nearest(grid, location, radius_km);
         let (until, consecutive, location) = match same_area.and_then(|id| self.failures.remove(&id)) {
             Some(own) => (own.until.max(until), own.consecutive.max(consecutive), own.location),
             None => (until, consecutive, location),
