@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
+use weather_cache_core::cache::iso_date;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
@@ -249,18 +250,9 @@ fn wait_writable(_fd: i32) {
 pub fn rfc3339(at: SystemTime) -> String {
     let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{}T{:02}:{:02}:{:02}.{:03}Z",
+        iso_date(days),
         in_day / 3_600_000,
         in_day / 60_000 % 60,
         in_day / 1_000 % 60,
