@@ -217,6 +217,19 @@ async fn drive<S>(
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
+            // A close is looked at before the connection is polled again: when it comes while
+            // an answer is being made, that answer then says `connection: close`, and a client
+            // does not send its next request down a connection about to go (picked at random,
+            // the answer went out first now and then, without it).
+            biased;
+            _ = stop.changed(), if deadline.is_none() => {
+                let grace = stop.borrow().unwrap_or_default();
+                connection.as_mut().graceful_shutdown();
+                if activity.busy.load(Ordering::Acquire) == 0 {
+                    break; // idle, or half a head: nothing to finish
+                }
+                deadline = Some(Instant::now() + grace);
+            }
             _ = connection.as_mut() => break,
             _ = activity.idle(), if deadline.is_none() => {
                 // Nothing was ever asked, so nothing is owed: a client that never finished its
@@ -228,14 +241,6 @@ async fn drive<S>(
                 // closes an idle one, or one halfway into its next head, at once).
                 connection.as_mut().graceful_shutdown();
                 deadline = Some(Instant::now() + DRAIN);
-            }
-            _ = stop.changed(), if deadline.is_none() => {
-                let grace = stop.borrow().unwrap_or_default();
-                connection.as_mut().graceful_shutdown();
-                if activity.busy.load(Ordering::Acquire) == 0 {
-                    break; // idle, or half a head: nothing to finish
-                }
-                deadline = Some(Instant::now() + grace);
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => break,
         }
